@@ -53,6 +53,10 @@ export interface CreateSettings {
   id: string;
   /** Logger (pino-compatible). */
   logger: Logger;
+  /** Self-telemetry registry (counters exposed on /metrics); absent in bare unit tests. */
+  telemetry?: import('../telemetry/metrics.ts').SelfTelemetry;
+  /** Pipeline id for processors (one instance per pipeline), e.g. "traces/tenant-a". */
+  pipeline?: string;
 }
 
 export interface Logger {
@@ -83,6 +87,8 @@ export interface ReceiverFactory<C = unknown> extends Factory<C> {
 export interface ProcessorFactory<C = unknown> extends Factory<C> {
   kind: 'processor';
   signals: SignalType[];
+  /** True when consume() modifies the batch in place; fan-out then hands it a copy. */
+  mutatesData?: boolean;
   create<S extends SignalType>(settings: CreateSettings, cfg: C, signal: S, next: Consumer<S>): Component & Consumer<S>;
 }
 

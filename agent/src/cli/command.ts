@@ -1,0 +1,45 @@
+// The CLI's command contract. Each subcommand is one module exporting a Command; index.ts lists
+// them. To add one (e.g. `run`), write agent/src/cli/<name>.ts and add it to `commands` there.
+
+export interface CliIO {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+export interface Command {
+  name: string;
+  /** one line for the top-level help */
+  summary: string;
+  /** full `--help` text */
+  usage: string;
+  /** returns the process exit code */
+  run(argv: string[], io: CliIO, signal: AbortSignal): Promise<number>;
+}
+
+/** Bad command-line usage: printed with the command's usage, exit code 2. */
+export class UsageError extends Error {
+  readonly code = 'USAGE' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** "123" → 123n, "true"/"false" → boolean, "0x1f" → 31n; anything else is refused. */
+export function parseScalar(text: string): bigint | boolean {
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  if (/^-?(0x[0-9a-f]+|\d+)$/i.test(text)) return text.startsWith('-') ? -BigInt(text.slice(1)) : BigInt(text);
+  throw new UsageError(`cannot parse '${text}' as an integer or boolean`);
+}
+
+/** Parses repeated `--set probe.name=value` into {probe: {name: value}}. */
+export function parseSets(sets: string[]): Record<string, Record<string, bigint | boolean>> {
+  const out: Record<string, Record<string, bigint | boolean>> = {};
+  for (const s of sets) {
+    const m = /^([\w-]+)\.(\w+)=(.+)$/.exec(s);
+    if (!m) throw new UsageError(`--set expects probe.global=value, got '${s}'`);
+    (out[m[1]!] ??= {})[m[2]!] = parseScalar(m[3]!);
+  }
+  return out;
+}

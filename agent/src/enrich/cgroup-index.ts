@@ -1,0 +1,202 @@
+// cgroup id → cgroup path. On cgroup v2 the id BPF reports (bpf_get_current_cgroup_id) is the kernfs
+// id, which stat() shows as the directory's inode. The index learns ids three ways:
+//   1. a full walk of the cgroup2 tree at start and then periodically (prunes removed cgroups);
+//   2. on a miss, from the event's own pid: /proc/PID/cgroup names the path, stat confirms the inode;
+//   3. on a miss that (2) cannot answer, a rate-limited rescan of the tree.
+// Hosts: pure v2 (cgroup2 at /sys/fs/cgroup) and hybrid (cgroup2 at /sys/fs/cgroup/unified). On a
+// v1-only host there are no ids to map; callers fall back to pathOfPid().
+import { existsSync, readFileSync, statSync, type Dirent } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathFromProcCgroup } from './cgroup-paths.ts';
+
+export type CgroupLayout = 'unified' | 'hybrid' | 'legacy';
+
+export interface CgroupIndexConfig {
+  /** Where the host's cgroup filesystem is mounted (in a pod: the hostPath mount). */
+  cgroupRoot: string;
+  /** The host's /proc (kind: /procHost). */
+  procRoot: string;
+  /** Paths kept at most; the oldest learned are forgotten first. */
+  maxEntries: number;
+  /** Minimum time between two rescans triggered by misses. */
+  rescanMinIntervalMs: number;
+  /** Periodic full rescan (prunes removed cgroups); 0 disables. */
+  rescanIntervalMs: number;
+}
+
+export const defaultCgroupIndexConfig: CgroupIndexConfig = {
+  cgroupRoot: '/sys/fs/cgroup',
+  procRoot: '/proc',
+  maxEntries: 16_384,
+  rescanMinIntervalMs: 500,
+  rescanIntervalMs: 60_000,
+};
+
+/** Finds the cgroup2 mount under a cgroup root: the root itself (v2) or root/unified (hybrid). */
+export function detectCgroup2(root: string): { layout: CgroupLayout; mount: string | null } {
+  if (existsSync(join(root, 'cgroup.controllers'))) return { layout: 'unified', mount: root };
+  const u = join(root, 'unified');
+  if (existsSync(join(u, 'cgroup.controllers'))) return { layout: 'hybrid', mount: u };
+  return { layout: 'legacy', mount: null };
+}
+
+/** The cgroup id of a cgroup2 directory (its inode). */
+export function cgroupIdOf(dir: string): number {
+  return Number(statSync(dir, { bigint: true }).ino);
+}
+
+export class CgroupIndex {
+  readonly layout: CgroupLayout;
+  readonly mount: string | null;
+  readonly counters = { scans: 0, learnedFromPid: 0, rescansSkipped: 0, evicted: 0, scanErrors: 0 };
+  private paths = new Map<number, string>();
+  private lastScan = 0;
+  private scanning: Promise<number> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly listeners: Array<(id: number, path: string) => void> = [];
+
+  constructor(
+    readonly cfg: CgroupIndexConfig,
+    private readonly now: () => number = Date.now,
+  ) {
+    const d = detectCgroup2(cfg.cgroupRoot);
+    this.layout = d.layout;
+    this.mount = d.mount;
+  }
+
+  get size(): number {
+    return this.paths.size;
+  }
+
+  /** Called for each id learned after the first scan. */
+  onLearn(cb: (id: number, path: string) => void): void {
+    this.listeners.push(cb);
+  }
+
+  /** Initial scan and periodic rescans. */
+  async start(): Promise<void> {
+    if (!this.mount) return;
+    await this.rescan();
+    if (this.cfg.rescanIntervalMs > 0 && !this.timer) {
+      this.timer = setInterval(() => void this.rescan(), this.cfg.rescanIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  pathOf(id: number): string | undefined {
+    return this.paths.get(id);
+  }
+
+  /**
+   * Learns `id` from a live process: reads its unified cgroup path and checks the inode. Returns the
+   * path, or undefined when the process is gone, is in another cgroup now, or the host is v1-only.
+   */
+  learnFromPid(pid: number, id: number): string | undefined {
+    if (!this.mount) return undefined;
+    let text: string;
+    try {
+      text = readFileSync(`${this.cfg.procRoot}/${pid}/cgroup`, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const { unified } = pathFromProcCgroup(text);
+    if (!unified) return undefined;
+    try {
+      if (cgroupIdOf(join(this.mount, unified)) !== id) return undefined;
+    } catch {
+      return undefined; // path relative to another cgroup namespace, or already removed
+    }
+    this.put(id, unified);
+    this.counters.learnedFromPid++;
+    return unified;
+  }
+
+  /** v1 / unknown-id fallback: the most container-like path in /proc/PID/cgroup. */
+  pathOfPid(pid: number): string | undefined {
+    try {
+      return pathFromProcCgroup(readFileSync(`${this.cfg.procRoot}/${pid}/cgroup`, 'utf8')).best || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Asks for a rescan; ignored (false) within rescanMinIntervalMs of the last one. */
+  requestRescan(): boolean {
+    if (!this.mount) return false;
+    if (this.scanning || this.now() - this.lastScan < this.cfg.rescanMinIntervalMs) {
+      this.counters.rescansSkipped++;
+      return false;
+    }
+    void this.rescan();
+    return true;
+  }
+
+  /** Walks the whole cgroup2 tree; concurrent calls share one walk. Resolves to the number of new ids. */
+  rescan(): Promise<number> {
+    if (!this.mount) return Promise.resolve(0);
+    if (this.scanning) return this.scanning;
+    this.lastScan = this.now();
+    this.scanning = this.walk(this.mount).finally(() => {
+      this.scanning = undefined;
+      this.lastScan = this.now();
+    });
+    return this.scanning;
+  }
+
+  private async walk(mount: string): Promise<number> {
+    this.counters.scans++;
+    const seen = new Map<number, string>();
+    const stack: string[] = ['/'];
+    while (stack.length > 0 && seen.size < this.cfg.maxEntries) {
+      const rel = stack.pop()!;
+      const abs = rel === '/' ? mount : mount + rel;
+      let ino: number;
+      let entries: Dirent[];
+      try {
+        ino = Number((await stat(abs, { bigint: true })).ino);
+        entries = await readdir(abs, { withFileTypes: true });
+      } catch {
+        continue; // removed while walking
+      }
+      seen.set(ino, rel);
+      for (const e of entries) if (e.isDirectory()) stack.push(rel === '/' ? '/' + e.name : rel + '/' + e.name);
+    }
+    let added = 0;
+    const fresh = this.paths.size > 0;
+    for (const [id, p] of seen) {
+      if (!this.paths.has(id)) {
+        added++;
+        if (fresh) for (const l of this.listeners) l(id, p);
+      }
+    }
+    // Ids learned from a pid during the walk stay; removed cgroups go.
+    for (const id of this.paths.keys()) if (!seen.has(id) && seen.size < this.cfg.maxEntries) this.paths.delete(id);
+    for (const [id, p] of seen) this.paths.set(id, p);
+    this.enforceBound();
+    return added;
+  }
+
+  private put(id: number, path: string): void {
+    const had = this.paths.has(id);
+    this.paths.set(id, path);
+    if (!had) {
+      this.enforceBound();
+      for (const l of this.listeners) l(id, path);
+    }
+  }
+
+  private enforceBound(): void {
+    while (this.paths.size > this.cfg.maxEntries) {
+      const oldest = this.paths.keys().next().value;
+      if (oldest === undefined) break;
+      this.paths.delete(oldest);
+      this.counters.evicted++;
+    }
+  }
+}

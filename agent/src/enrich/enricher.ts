@@ -1,0 +1,617 @@
+// (cgroup id, tgid) → interned Resource. The hot path is a last-hit check plus two Map lookups
+// returning a shared, immutable Resource; everything else (path learning, pod lookup, /proc reads,
+// attribute building) runs once per new cgroup or pid and is cached until the pod changes.
+//
+// Events from a cgroup that is not known yet (new cgroup not in the index, pod not yet seen by the
+// informer, container id not yet in the pod status) are held up to `holdMs` in a bounded queue,
+// retried every `retryIntervalMs`, then released through `onRelease` — with Pod metadata when it
+// arrived in time, else without (counted as `releasedUnresolved`).
+import { ConfigError } from '../../../collector/src/component/errors.ts';
+import type { KeyValue, Resource } from '../../../proto/src/model.ts';
+import { containerById, type ContainerMeta, type PodMeta } from '../../../lib/k8s/pod-model.ts';
+import type { PodStore } from '../../../lib/k8s/pod-store.ts';
+import { RateLimitedLog, silentLogger, type Logger } from '../../../lib/log.ts';
+import { buildResource, cgroupAttributes, type AttributeOptions } from './attributes.ts';
+import { CgroupIndex, cgroupIdOf } from './cgroup-index.ts';
+import { parseCgroupPath, type CgroupPathInfo } from './cgroup-paths.ts';
+import { ProcessCache, type ExecFacts } from './process-cache.ts';
+
+export interface EnricherConfig {
+  /** Host /proc (kind: /procHost). */
+  procRoot: string;
+  /** Host cgroup filesystem root; cgroup2 is found there or at <root>/unified. */
+  cgroupRoot: string;
+  /** k8s.node.name for processes outside pods; defaults to $NODE_NAME. */
+  nodeName: string;
+  /** cgroup entries (with their interned resources) kept at most. */
+  maxCgroups: number;
+  /** Interned (cgroup, pid) resources kept at most. */
+  maxResources: number;
+  /** cgroup id → path entries kept at most. */
+  maxCgroupPaths: number;
+  /** How long an event from an unknown cgroup/pod waits for metadata. */
+  holdMs: number;
+  /** Held events at most; beyond, events are emitted at once with what is known (counted). */
+  maxHeld: number;
+  retryIntervalMs: number;
+  rescanMinIntervalMs: number;
+  rescanIntervalMs: number;
+  /** Processes kept at most, and how long an exited one stays resolvable. */
+  maxProcesses: number;
+  processExitTtlMs: number;
+  /** Emit process.command_line (opt-in: argv may hold secrets). */
+  commandLine: boolean;
+  /** Pod label keys emitted as k8s.pod.label.<key>. */
+  podLabels: string[];
+}
+
+export function defaultEnricherConfig(): EnricherConfig {
+  return {
+    procRoot: '/proc',
+    cgroupRoot: '/sys/fs/cgroup',
+    nodeName: process.env.NODE_NAME ?? '',
+    maxCgroups: 4096,
+    maxResources: 32_768,
+    maxCgroupPaths: 16_384,
+    holdMs: 2000,
+    maxHeld: 10_000,
+    retryIntervalMs: 100,
+    rescanMinIntervalMs: 500,
+    rescanIntervalMs: 60_000,
+    maxProcesses: 16_384,
+    processExitTtlMs: 30_000,
+    commandLine: false,
+    podLabels: [],
+  };
+}
+
+/** Applies defaults; errors name the field (`enrich.holdMs`). */
+export function validateEnricherConfig(raw: unknown, path = 'enrich'): EnricherConfig {
+  const d = defaultEnricherConfig();
+  if (raw === undefined || raw === null) return d;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(path, 'must be an object');
+  const r = raw as Record<string, unknown>;
+  const out = { ...d } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(r)) {
+    if (!(k in d)) throw new ConfigError(`${path}.${k}`, 'unknown field');
+    const def = (d as unknown as Record<string, unknown>)[k];
+    if (typeof def === 'number') {
+      const zeroOk = k === 'rescanIntervalMs' || k === 'holdMs';
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || (!zeroOk && v === 0)) throw new ConfigError(`${path}.${k}`, `must be a ${zeroOk ? 'non-negative' : 'positive'} integer`);
+    } else if (typeof def === 'boolean') {
+      if (typeof v !== 'boolean') throw new ConfigError(`${path}.${k}`, 'must be a boolean');
+    } else if (typeof def === 'string') {
+      if (typeof v !== 'string') throw new ConfigError(`${path}.${k}`, 'must be a string');
+    } else if (Array.isArray(def)) {
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new ConfigError(`${path}.${k}`, 'must be a list of strings');
+    }
+    out[k] = v;
+  }
+  return out as unknown as EnricherConfig;
+}
+
+/**
+ * Called for each held event once it resolves or its hold expires. `resolved` is false when the
+ * event goes out without the metadata it waited for (cgroup never found, pod never seen).
+ */
+export type ReleaseHandler<T> = (item: T, resource: Resource, timestampNs: bigint, resolved: boolean) => void;
+
+const PENDING = 0;
+const READY = 1;
+const STALE = 2; // was ready, pod changed: rebuild on next use, never hold again
+
+class CgroupEntry {
+  state = PENDING;
+  path: string | undefined;
+  info: CgroupPathInfo | undefined;
+  pod: PodMeta | undefined;
+  container: ContainerMeta | undefined;
+  /** Pod/container attributes shared by every pid of this cgroup. */
+  base: KeyValue[] = [];
+  /** Released without full metadata: path never found, or the path names a pod the API did not give us. */
+  unresolved = false;
+  readonly byPid = new Map<number, Resource>();
+  ref = false;
+  held = 0;
+  /** For entries keyed by pid (v1 hosts, cgroup id of the root): the path this entry stands for. */
+  constructor(
+    readonly id: number,
+    readonly deadline: number,
+  ) {}
+}
+
+interface Held<T> {
+  cg: number;
+  tgid: number;
+  ts: bigint;
+  item: T;
+  deadline: number;
+}
+
+export interface EnricherDeps<T> {
+  logger?: Logger;
+  /** Pod metadata; null/absent when Kubernetes is not configured. */
+  pods?: PodStore | null;
+  onRelease?: ReleaseHandler<T>;
+  now?: () => number;
+  /** Supplied for tests; built from the config otherwise. */
+  index?: CgroupIndex;
+  processes?: ProcessCache;
+}
+
+export class Enricher<T = unknown> {
+  readonly index: CgroupIndex;
+  readonly processes: ProcessCache;
+  readonly counters = {
+    slowPath: 0,
+    cgroupsResolved: 0,
+    resourcesBuilt: 0,
+    held: 0,
+    releasedResolved: 0,
+    releasedUnresolved: 0,
+    holdOverflow: 0,
+    invalidations: 0,
+    evictedCgroups: 0,
+    evictedResources: 0,
+    unknownCgroups: 0,
+  };
+  private readonly cgroups = new Map<number, CgroupEntry>();
+  /** Entries for pid-keyed resolution (v1-only hosts, processes whose cgroup id is the v2 root). */
+  private readonly byPath = new Map<string, CgroupEntry>();
+  private readonly pidEntry = new Map<number, CgroupEntry>();
+  private readonly byPodUid = new Map<string, Set<CgroupEntry>>();
+  private readonly entryOfPid = new Map<number, CgroupEntry>();
+  private resourceCount = 0;
+  private lastCg = -1;
+  private lastPid = -1;
+  private lastRes: Resource | undefined;
+  private held: Array<Held<T>> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly attrOpts: AttributeOptions;
+  private readonly pods: PodStore | null;
+  private readonly log: Logger;
+  private readonly rl: RateLimitedLog;
+  private readonly now: () => number;
+  private onRelease: ReleaseHandler<T>;
+  private rootId = -1;
+  private unsubscribe: (() => void) | undefined;
+  private stopped = false;
+
+  constructor(
+    readonly cfg: EnricherConfig,
+    deps: EnricherDeps<T> = {},
+  ) {
+    this.now = deps.now ?? Date.now;
+    this.log = deps.logger ?? silentLogger();
+    this.rl = new RateLimitedLog(this.log, 60_000, 1);
+    this.pods = deps.pods ?? null;
+    this.onRelease = deps.onRelease ?? (() => {});
+    this.index =
+      deps.index ??
+      new CgroupIndex(
+        {
+          cgroupRoot: cfg.cgroupRoot,
+          procRoot: cfg.procRoot,
+          maxEntries: cfg.maxCgroupPaths,
+          rescanMinIntervalMs: cfg.rescanMinIntervalMs,
+          rescanIntervalMs: cfg.rescanIntervalMs,
+        },
+        this.now,
+      );
+    this.processes =
+      deps.processes ??
+      new ProcessCache({ procRoot: cfg.procRoot, maxEntries: cfg.maxProcesses, exitTtlMs: cfg.processExitTtlMs, maxCmdlineBytes: 4096 }, this.now);
+    this.attrOpts = { nodeName: cfg.nodeName, podLabels: cfg.podLabels, commandLine: cfg.commandLine };
+    this.processes.onForget((pid) => this.dropPid(pid));
+    this.index.onLearn((id) => {
+      // A cgroup given up on (released without a path) may be resolvable now.
+      const e = this.cgroups.get(id);
+      if (e && e.path === undefined && e.state === READY) this.invalidate(e);
+    });
+    if (this.pods) this.unsubscribe = this.pods.onChange((pod, change) => this.onPodChange(pod, change));
+  }
+
+  setReleaseHandler(h: ReleaseHandler<T>): void {
+    this.onRelease = h;
+  }
+
+  /** Scans the cgroup tree and starts the process-cache sweeper. */
+  async start(): Promise<void> {
+    await this.index.start();
+    if (this.index.mount) {
+      try {
+        this.rootId = cgroupIdOf(this.index.mount);
+      } catch {
+        this.rootId = -1;
+      }
+    }
+    if (this.index.layout === 'legacy') this.rl.info('layout', { cgroupRoot: this.cfg.cgroupRoot }, 'no cgroup2 hierarchy: resolving containers from /proc/PID/cgroup');
+    if (!this.sweepTimer) {
+      this.sweepTimer = setInterval(() => this.processes.sweep(), Math.max(1000, Math.floor(this.cfg.processExitTtlMs / 4)));
+      this.sweepTimer.unref();
+    }
+  }
+
+  /** Releases every held event (with what is known) and stops timers. Idempotent. */
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.timer = this.sweepTimer = undefined;
+    this.index.stop();
+    this.unsubscribe?.();
+    this.flushHeld(true);
+  }
+
+  /**
+   * Hot path, never holds: the interned Resource for (cgroup, tgid). The same object is returned
+   * until the pod's metadata changes or the process execs. While a cgroup is still pending, a
+   * best-effort resource is built (not interned).
+   */
+  resolve(cgroupId: number, tgid: number): Resource {
+    if (cgroupId === this.lastCg && tgid === this.lastPid) return this.lastRes!;
+    const e = this.cgroups.get(cgroupId);
+    if (e !== undefined && e.state === READY) {
+      const r = e.byPid.get(tgid);
+      if (r !== undefined) {
+        e.ref = true;
+        this.lastCg = cgroupId;
+        this.lastPid = tgid;
+        this.lastRes = r;
+        return r;
+      }
+    }
+    return this.slowResolve(cgroupId, tgid);
+  }
+
+  /**
+   * Like resolve(), but an event from a cgroup still pending is held: returns undefined and later
+   * calls the release handler with (item, resource, timestampNs, resolved).
+   */
+  enrich(cgroupId: number, tgid: number, timestampNs: bigint, item: T): Resource | undefined {
+    if (cgroupId === this.lastCg && tgid === this.lastPid) return this.lastRes!;
+    const e = this.cgroups.get(cgroupId);
+    if (e !== undefined && e.state === READY && e.held === 0) {
+      const r = e.byPid.get(tgid);
+      if (r !== undefined) {
+        e.ref = true;
+        this.lastCg = cgroupId;
+        this.lastPid = tgid;
+        this.lastRes = r;
+        return r;
+      }
+    }
+    return this.slowEnrich(cgroupId, tgid, timestampNs, item);
+  }
+
+  /** Feed from exec events: refreshes the process and drops its interned resource. */
+  onExec(tgid: number, facts?: ExecFacts): void {
+    this.processes.onExec(tgid, facts);
+  }
+
+  /** Feed from exit events: the process stays resolvable for processExitTtlMs. */
+  onExit(tgid: number): void {
+    this.processes.onExit(tgid);
+  }
+
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  get cgroupCount(): number {
+    return this.cgroups.size;
+  }
+
+  get resourceTotal(): number {
+    return this.resourceCount;
+  }
+
+  // ------------------------------------------------------------------ slow path
+
+  private slowResolve(cg: number, tgid: number): Resource {
+    this.counters.slowPath++;
+    const e = this.target(cg, tgid, false);
+    if (e.state === READY) return this.intern(e, tgid, cg);
+    return this.transient(e, tgid);
+  }
+
+  private slowEnrich(cg: number, tgid: number, ts: bigint, item: T): Resource | undefined {
+    this.counters.slowPath++;
+    const owner = this.entryOf(cg);
+    const e = this.target(cg, tgid, true);
+    if (e.state === READY) {
+      // Keep per-cgroup order: release what waits before this event.
+      if (owner.held > 0) this.processHeld();
+      if (owner.held === 0) return this.intern(e, tgid, cg);
+    }
+    if (this.held.length >= this.cfg.maxHeld || this.stopped) {
+      this.counters.holdOverflow++;
+      this.rl.warn('hold-overflow', { maxHeld: this.cfg.maxHeld }, 'hold queue full; emitting events without waiting for metadata');
+      return this.transient(e, tgid);
+    }
+    this.held.push({ cg, tgid, ts, item, deadline: Math.max(e.deadline, this.now() + 1) });
+    owner.held++;
+    this.counters.held++;
+    this.schedule();
+    return undefined;
+  }
+
+  private entryOf(cg: number): CgroupEntry {
+    let e = this.cgroups.get(cg);
+    if (e === undefined) {
+      e = new CgroupEntry(cg, this.now() + this.cfg.holdMs);
+      // No cgroup2 tree: ids carry nothing, every pid resolves through its own /proc/PID/cgroup.
+      if (this.index.layout === 'legacy') e.path = '/';
+      this.insertEntry(cg, e);
+    }
+    return e;
+  }
+
+  /** The entry an event resolves through: its cgroup's, or a pid-keyed one when the id is the root. */
+  private target(cg: number, tgid: number, mayHold: boolean): CgroupEntry {
+    const e = this.entryOf(cg);
+    this.refresh(e, tgid, mayHold);
+    if (e.path !== '/') return e;
+    const t = this.pidKeyed(tgid, e);
+    this.refresh(t, tgid, mayHold);
+    return t;
+  }
+
+  /** v1-only hosts and root-cgroup ids carry no container: resolve the pid's own (v1) path. */
+  private pidKeyed(tgid: number, owner: CgroupEntry): CgroupEntry {
+    const known = this.pidEntry.get(tgid);
+    if (known) return known;
+    const p = this.index.pathOfPid(tgid) ?? '/';
+    let e = this.byPath.get(p);
+    if (!e) {
+      e = new CgroupEntry(-1, owner.deadline);
+      e.path = p;
+      if (this.byPath.size >= this.cfg.maxCgroups) {
+        this.byPath.clear();
+        this.pidEntry.clear();
+      }
+      this.byPath.set(p, e);
+    }
+    if (this.pidEntry.size >= this.cfg.maxResources) this.pidEntry.clear();
+    this.pidEntry.set(tgid, e);
+    return e;
+  }
+
+  /** Moves an entry towards READY: learn its path, parse it, look the pod up. */
+  private refresh(e: CgroupEntry, tgid: number, mayHold: boolean): void {
+    if (e.state === READY) return;
+    const now = this.now();
+    const expired = now >= e.deadline || e.state === STALE || !mayHold;
+    if (e.path === undefined) {
+      e.path = this.index.pathOf(e.id) ?? this.index.learnFromPid(tgid, e.id);
+      if (e.path === undefined) {
+        this.index.requestRescan();
+        if (!expired) return;
+        // Give up for now (index.onLearn re-opens it): resolve by the pid's own view.
+        this.counters.unknownCgroups++;
+        this.rl.warn('unknown-cgroup', { cgroupId: e.id, pid: tgid }, 'cgroup id not found in the cgroup2 tree');
+      } else if (e.path === '/' || e.id === this.rootId) {
+        e.path = '/';
+      }
+    }
+    const p = e.path ?? this.index.pathOfPid(tgid) ?? '';
+    const info = parseCgroupPath(p);
+    let pod: PodMeta | undefined;
+    let container: ContainerMeta | undefined;
+    let complete = true;
+    if (this.pods) {
+      if (info.podUid) {
+        pod = this.pods.getByUid(info.podUid);
+        this.indexPod(info.podUid, e);
+        if (!pod) complete = false;
+        else if (info.containerId) {
+          container = containerById(pod, info.containerId);
+          if (!container) complete = false; // kubelet has not reported the container id yet
+        }
+      } else if (info.containerId) {
+        pod = this.pods.getByContainerId(info.containerId);
+        if (pod) {
+          container = containerById(pod, info.containerId);
+          this.indexPod(pod.uid, e);
+        }
+      }
+    }
+    if (!complete && !expired) {
+      e.info = info;
+      return;
+    }
+    e.info = info;
+    e.pod = pod;
+    e.container = container;
+    e.unresolved = e.path === undefined || (!!info.podUid && !pod);
+    e.base = cgroupAttributes(info, pod, container, this.attrOpts);
+    this.clearResources(e);
+    e.state = READY;
+    this.counters.cgroupsResolved++;
+  }
+
+  private intern(e: CgroupEntry, tgid: number, cg: number): Resource {
+    let r = e.byPid.get(tgid);
+    if (r === undefined) {
+      if (this.resourceCount >= this.cfg.maxResources) this.evictResources();
+      r = buildResource(e.base, e.pod, tgid, this.processes.get(tgid), this.attrOpts);
+      e.byPid.set(tgid, r);
+      this.resourceCount++;
+      this.counters.resourcesBuilt++;
+      const prev = this.entryOfPid.get(tgid);
+      if (prev !== undefined && prev !== e) this.entryOfPid.delete(tgid);
+      this.entryOfPid.set(tgid, e);
+    }
+    e.ref = true;
+    if (e.id === cg) {
+      this.lastCg = cg;
+      this.lastPid = tgid;
+      this.lastRes = r;
+    }
+    return r;
+  }
+
+  /** A resource with what is known now, not interned (pending cgroup, overflow). */
+  private transient(e: CgroupEntry, tgid: number): Resource {
+    const info = e.info ?? parseCgroupPath(e.path ?? '');
+    const pod = info.podUid && this.pods ? this.pods.getByUid(info.podUid) : undefined;
+    const container = pod && info.containerId ? containerById(pod, info.containerId) : undefined;
+    return buildResource(cgroupAttributes(info, pod, container, this.attrOpts), pod, tgid, this.processes.get(tgid), this.attrOpts);
+  }
+
+  // ------------------------------------------------------------------ holding
+
+  private schedule(): void {
+    if (this.timer || this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.processHeld();
+      if (this.held.length > 0) this.schedule();
+    }, this.cfg.retryIntervalMs);
+  }
+
+  /** Releases held events whose cgroup is ready or whose hold expired, in arrival order. */
+  private processHeld(): void {
+    if (this.held.length === 0) return;
+    const now = this.now();
+    const keep: Array<Held<T>> = [];
+    const blocked = new Set<number>();
+    for (const h of this.held) {
+      let e = this.cgroups.get(h.cg);
+      if (e === undefined) {
+        e = new CgroupEntry(h.cg, h.deadline);
+        this.insertEntry(h.cg, e);
+      }
+      // Later events of a cgroup never overtake earlier ones that still wait.
+      if (blocked.has(h.cg)) {
+        keep.push(h);
+        continue;
+      }
+      const target = this.target(h.cg, h.tgid, now < h.deadline);
+      if (target.state !== READY) {
+        blocked.add(h.cg);
+        keep.push(h);
+        continue;
+      }
+      e.held--;
+      this.release(h, this.intern(target, h.tgid, -1), !target.unresolved);
+    }
+    this.held = keep;
+  }
+
+  private flushHeld(force: boolean): void {
+    const all = this.held;
+    this.held = [];
+    for (const h of all) {
+      const e = this.cgroups.get(h.cg);
+      if (e) e.held = Math.max(0, e.held - 1);
+      const target = e ?? new CgroupEntry(h.cg, 0);
+      if (force && target.state !== READY) {
+        this.release(h, this.transient(target, h.tgid), false);
+      } else this.release(h, this.intern(target, h.tgid, -1), !target.unresolved);
+    }
+  }
+
+  private release(h: Held<T>, r: Resource, resolved: boolean): void {
+    if (resolved) this.counters.releasedResolved++;
+    else this.counters.releasedUnresolved++;
+    try {
+      this.onRelease(h.item, r, h.ts, resolved);
+    } catch (err) {
+      this.rl.error('release', { err: String(err) }, 'release handler threw');
+    }
+  }
+
+  // ------------------------------------------------------------------ invalidation and bounds
+
+  private onPodChange(pod: PodMeta, change: string): void {
+    // A deletion keeps the last metadata resolvable (PodStore tombstone): nothing to rebuild.
+    if (change === 'delete') return;
+    const set = this.byPodUid.get(pod.uid);
+    if (set) for (const e of set) this.invalidate(e);
+    // Entries resolved by container id (no pod uid in the path) are found through the pids.
+    if (this.held.length > 0) setImmediate(() => this.processHeld());
+  }
+
+  private invalidate(e: CgroupEntry): void {
+    this.counters.invalidations++;
+    this.clearResources(e);
+    if (e.state === READY) e.state = STALE;
+  }
+
+  private clearResources(e: CgroupEntry): void {
+    if (e.byPid.size > 0) {
+      for (const pid of e.byPid.keys()) if (this.entryOfPid.get(pid) === e) this.entryOfPid.delete(pid);
+      this.resourceCount -= e.byPid.size;
+      e.byPid.clear();
+    }
+    this.lastCg = -1;
+    this.lastPid = -1;
+    this.lastRes = undefined;
+  }
+
+  private dropPid(pid: number): void {
+    const e = this.entryOfPid.get(pid);
+    if (e === undefined) return;
+    this.entryOfPid.delete(pid);
+    if (e.byPid.delete(pid)) this.resourceCount--;
+    if (this.lastPid === pid) {
+      this.lastCg = -1;
+      this.lastPid = -1;
+      this.lastRes = undefined;
+    }
+  }
+
+  private indexPod(uid: string, e: CgroupEntry): void {
+    let s = this.byPodUid.get(uid);
+    if (!s) this.byPodUid.set(uid, (s = new Set()));
+    s.add(e);
+  }
+
+  private insertEntry(cg: number, e: CgroupEntry): void {
+    if (this.cgroups.size >= this.cfg.maxCgroups) this.evictCgroup();
+    this.cgroups.set(cg, e);
+  }
+
+  /** CLOCK: skip (and clear) recently used entries, evict the first cold one with nothing held. */
+  private evictCgroup(): void {
+    for (let pass = 0; pass < 2; pass++) {
+      for (const [id, e] of this.cgroups) {
+        if (e.held > 0) continue;
+        if (e.ref && pass === 0) {
+          e.ref = false;
+          continue;
+        }
+        this.cgroups.delete(id);
+        this.clearResources(e);
+        if (e.info?.podUid) this.byPodUid.get(e.info.podUid)?.delete(e);
+        if (e.pod && e.pod.uid !== e.info?.podUid) this.byPodUid.get(e.pod.uid)?.delete(e);
+        this.counters.evictedCgroups++;
+        return;
+      }
+    }
+  }
+
+  /** Frees interned resources of cold cgroups until under a quarter below the bound. */
+  private evictResources(): void {
+    const target = Math.floor(this.cfg.maxResources * 0.75);
+    for (let pass = 0; pass < 2 && this.resourceCount > target; pass++) {
+      for (const e of this.cgroups.values()) {
+        if (this.resourceCount <= target) break;
+        if (e.ref && pass === 0) {
+          e.ref = false;
+          continue;
+        }
+        this.counters.evictedResources += e.byPid.size;
+        this.clearResources(e);
+      }
+      for (const e of this.byPath.values()) {
+        if (this.resourceCount <= target) break;
+        this.counters.evictedResources += e.byPid.size;
+        this.clearResources(e);
+      }
+    }
+  }
+}

@@ -1,0 +1,240 @@
+// Turns decoded events into spans, metrics and logs. Spans and logs are grouped per resource as
+// they arrive and drained by the pipeline's batcher; metrics aggregate until collect().
+import type {
+  LogRecord, LogsData, MetricsData, Resource, Span, TracesData,
+} from '../../../proto/src/model.ts';
+import { EventType } from '../decode/layouts.ts';
+import { errnoName } from '../decode/format.ts';
+import type { ProcEventFields, TcpEventFields } from './events.ts';
+import { ATTR_DIRECTION, METRICS, MetricsAggregator, type MetricsConfig, defaultMetricsConfig } from './metrics.ts';
+import { cookieIds, type SpanIdSource, tcpEventToSpan } from './spans.ts';
+
+export const SCOPE = { name: 'kernelscope.agent', version: '0.1.0' };
+
+export interface SignalsConfig {
+  spans: boolean;
+  metrics: MetricsConfig;
+  logs: {
+    oomKills: boolean;
+    processExecExit: boolean; // opt-in
+    tcpResets: boolean; // opt-in
+  };
+  /** Bound on remembered accepted-socket cookies (to tell inbound from outbound at close). */
+  maxInboundSockets: number;
+}
+
+export const defaultSignalsConfig = (): SignalsConfig => ({
+  spans: true,
+  metrics: defaultMetricsConfig(),
+  logs: { oomKills: true, processExecExit: false, tcpResets: false },
+  maxInboundSockets: 65_536,
+});
+
+export type ResourceResolver = (cgroupId: number, tgid: number, comm: string) => Resource;
+
+/** Severity numbers of the OTel log data model. */
+const SEV_INFO = 9;
+const SEV_WARN = 13;
+const SEV_ERROR = 17;
+
+export class SignalBuilder {
+  readonly metrics: MetricsAggregator;
+  private spans = new Map<Resource, Span[]>();
+  private logs = new Map<Resource, LogRecord[]>();
+  private pendingSpans = 0;
+  private pendingLogs = 0;
+  private readonly inbound = new Map<bigint, true>();
+  private readonly ids: SpanIdSource;
+
+  constructor(
+    readonly cfg: SignalsConfig,
+    private readonly resolve: ResourceResolver,
+    /** Monotonic → Unix nanoseconds. */
+    private readonly toUnixNano: (mono: bigint) => bigint,
+    ids?: SpanIdSource,
+  ) {
+    this.ids = ids ?? cookieIds();
+    this.metrics = new MetricsAggregator(cfg.metrics, toUnixNano(process.hrtime.bigint()));
+  }
+
+  get spanCount(): number {
+    return this.pendingSpans;
+  }
+
+  get logCount(): number {
+    return this.pendingLogs;
+  }
+
+  onTcp(ev: TcpEventFields): void {
+    const resource = this.resolve(ev.cgroupId, ev.tgid, ev.comm);
+    const now = this.toUnixNano(ev.tsNs);
+    const m = this.metrics;
+    let inbound = false;
+    switch (ev.type) {
+      case EventType.TcpConnect:
+        m.addPeer(resource, METRICS.connectDuration, ev.daddr, ev.dport, Number(ev.durationNs) / 1e9, now);
+        m.add(resource, METRICS.connectionsOpened, 'outbound', dirAttrs.outbound, 1, now);
+        break;
+      case EventType.TcpConnectFail:
+        m.addPeer(resource, METRICS.connectionsFailed, ev.daddr, ev.dport, 1, now, {
+          key: 'error.type', value: errnoName(ev.error) ?? String(ev.error),
+        });
+        break;
+      case EventType.TcpAccept:
+        this.rememberInbound(ev.sockCookie);
+        m.add(resource, METRICS.connectionsOpened, 'inbound', dirAttrs.inbound, 1, now);
+        break;
+      case EventType.TcpClose: {
+        inbound = this.inbound.delete(ev.sockCookie);
+        const dir = inbound ? 'inbound' : 'outbound';
+        m.add(resource, METRICS.connectionsClosed, dir, dirAttrs[dir], 1, now);
+        // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
+        const addr = inbound ? ev.saddr : ev.daddr;
+        const port = inbound ? ev.sport : ev.dport;
+        m.addPeer(resource, METRICS.bytesSent, addr, port, Number(ev.bytesAcked), now);
+        m.addPeer(resource, METRICS.bytesReceived, addr, port, Number(ev.bytesReceived), now);
+        if (ev.srttUs > 0) m.addPeer(resource, METRICS.rtt, addr, port, ev.srttUs / 1e6, now);
+        break;
+      }
+      case EventType.TcpRetransmit:
+        m.addPeer(resource, METRICS.retransmits, ev.daddr, ev.dport, 1, now);
+        return;
+      case EventType.TcpResetSent:
+      case EventType.TcpResetReceived: {
+        const dir = ev.type === EventType.TcpResetSent ? 'sent' : 'received';
+        m.add(resource, METRICS.resets, dir, resetAttrs[dir], 1, now);
+        if (this.cfg.logs.tcpResets)
+          this.pushLog(resource, now, SEV_WARN, `tcp reset ${dir}`, 'kscope.tcp.reset', [
+            { key: 'network.peer.address', value: ev.daddr },
+            { key: 'network.peer.port', value: BigInt(ev.dport) },
+            { key: 'kscope.tcp.direction', value: dir },
+          ]);
+        return;
+      }
+      default:
+        return;
+    }
+    if (!this.cfg.spans) return;
+    const span = tcpEventToSpan(ev, this.ids, this.toUnixNano, inbound);
+    if (!span) return;
+    let list = this.spans.get(resource);
+    if (!list) this.spans.set(resource, (list = []));
+    list.push(span);
+    this.pendingSpans++;
+  }
+
+  onProc(ev: ProcEventFields): void {
+    const resource = this.resolve(ev.cgroupId, ev.tgid, ev.comm);
+    const now = this.toUnixNano(ev.tsNs);
+    switch (ev.type) {
+      case EventType.ProcExec:
+        this.metrics.add(resource, METRICS.processStarts, '', noAttrs, 1, now);
+        if (this.cfg.logs.processExecExit)
+          this.pushLog(resource, now, SEV_INFO, `exec ${ev.filename ?? ev.comm}`, 'kscope.process.exec', [
+            { key: 'process.pid', value: BigInt(ev.tgid) },
+            { key: 'process.parent_pid', value: BigInt(ev.ppid) },
+            { key: 'process.executable.path', value: ev.filename ?? '' },
+          ]);
+        break;
+      case EventType.ProcExit: {
+        const status = ev.exitCode === 0 ? 'ok' : 'error';
+        this.metrics.add(resource, METRICS.processExits, status, exitAttrs[status], 1, now);
+        if (this.cfg.logs.processExecExit)
+          this.pushLog(resource, now, ev.exitCode === 0 ? SEV_INFO : SEV_WARN, `exit ${ev.comm} code ${ev.exitCode}`, 'kscope.process.exit', [
+            { key: 'process.pid', value: BigInt(ev.tgid) },
+            { key: 'process.exit.code', value: BigInt(ev.exitCode) },
+            { key: 'kscope.process.lifetime_ns', value: ev.durationNs },
+          ]);
+        break;
+      }
+      case EventType.ProcOomVictim:
+        this.metrics.add(resource, METRICS.oomKills, '', noAttrs, 1, now);
+        if (this.cfg.logs.oomKills)
+          this.pushLog(resource, now, SEV_ERROR, `OOM kill of ${ev.comm} (pid ${ev.tgid})`, 'kscope.process.oom_kill', [
+            { key: 'process.pid', value: BigInt(ev.tgid) },
+            { key: 'kscope.process.rss_pages', value: ev.rssPages ?? 0n },
+            { key: 'kscope.process.oom_score_adj', value: BigInt(ev.oomScoreAdj ?? 0) },
+          ]);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** A BPF load or verifier failure as a log record, with the verifier log tail. */
+  onBpfFailure(resource: Resource, program: string, message: string, verifierLogTail: string): void {
+    const now = this.toUnixNano(process.hrtime.bigint());
+    this.pushLog(resource, now, SEV_ERROR, `BPF program ${program} failed: ${message}`, 'kscope.bpf.load_failure', [
+      { key: 'kscope.bpf.program', value: program },
+      { key: 'kscope.bpf.verifier_log', value: verifierLogTail },
+    ]);
+  }
+
+  private rememberInbound(cookie: bigint): void {
+    if (this.inbound.size >= this.cfg.maxInboundSockets) {
+      // Forget the oldest: a close we can't classify is reported as outbound, never dropped.
+      const oldest = this.inbound.keys().next().value;
+      if (oldest !== undefined) this.inbound.delete(oldest);
+    }
+    this.inbound.set(cookie, true);
+  }
+
+  private pushLog(resource: Resource, now: bigint, severity: number, body: string, eventName: string, attributes: LogRecord['attributes']): void {
+    let list = this.logs.get(resource);
+    if (!list) this.logs.set(resource, (list = []));
+    list.push({
+      timeUnixNano: now,
+      observedTimeUnixNano: now,
+      severityNumber: severity,
+      severityText: severity >= SEV_ERROR ? 'ERROR' : severity >= SEV_WARN ? 'WARN' : 'INFO',
+      body,
+      attributes,
+      droppedAttributesCount: 0,
+      flags: 0,
+      traceId: new Uint8Array(0),
+      spanId: new Uint8Array(0),
+      eventName,
+    });
+    this.pendingLogs++;
+  }
+
+  drainSpans(): TracesData {
+    const out: TracesData = { resourceSpans: [] };
+    for (const [resource, spans] of this.spans)
+      out.resourceSpans.push({ resource, schemaUrl: '', scopeSpans: [{ scope: scopeOf(), spans, schemaUrl: '' }] });
+    this.spans = new Map();
+    this.pendingSpans = 0;
+    return out;
+  }
+
+  drainLogs(): LogsData {
+    const out: LogsData = { resourceLogs: [] };
+    for (const [resource, logRecords] of this.logs)
+      out.resourceLogs.push({ resource, schemaUrl: '', scopeLogs: [{ scope: scopeOf(), logRecords, schemaUrl: '' }] });
+    this.logs = new Map();
+    this.pendingLogs = 0;
+    return out;
+  }
+
+  collectMetrics(): MetricsData {
+    return this.metrics.collect(this.toUnixNano(process.hrtime.bigint()), SCOPE);
+  }
+}
+
+function scopeOf() {
+  return { name: SCOPE.name, version: SCOPE.version, attributes: [], droppedAttributesCount: 0 };
+}
+
+const noAttrs = () => [];
+const dirAttrs = {
+  outbound: () => [{ key: ATTR_DIRECTION, value: 'outbound' }],
+  inbound: () => [{ key: ATTR_DIRECTION, value: 'inbound' }],
+};
+const resetAttrs = {
+  sent: () => [{ key: ATTR_DIRECTION, value: 'sent' }],
+  received: () => [{ key: ATTR_DIRECTION, value: 'received' }],
+};
+const exitAttrs = {
+  ok: () => [{ key: 'kscope.process.exit_status', value: 'ok' }],
+  error: () => [{ key: 'kscope.process.exit_status', value: 'error' }],
+};

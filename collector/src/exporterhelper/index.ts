@@ -1,0 +1,412 @@
+// The one helper every exporter goes through. An exporter supplies only `push(batch, ctx, signal)`;
+// the helper adds a bounded sending queue (in memory or persistent on disk), retries with
+// exponential backoff that honours server-suggested delays, a per-request timeout, and counters.
+//
+// Error handling of push():
+//   PermanentError                      → dropped and counted (never retried)
+//   RetryableError / ThrottledError     → retried after max(backoff, retryAfterMs)
+//   any other error (network, timeout)  → treated as retryable
+// Retries stop after retry_on_failure.max_elapsed_time (dropped, counted) or at shutdown.
+import { countItems, type SignalData, type SignalType } from '../../../proto/src/model.ts';
+import {
+  PermanentError,
+  RetryableError,
+  ShutdownError,
+  retryDelayOf,
+  type Component,
+  type Consumer,
+  type CreateSettings,
+  type Host,
+  type RequestContext,
+} from '../component/index.ts';
+import { MetricsRegistry, SelfTelemetry, type MetricFamily } from '../telemetry/metrics.ts';
+import type { ExporterHelperConfig, RetryConfig } from './config.ts';
+import { PersistentQueue, QueueFullError } from './persistent-queue.ts';
+
+export * from './config.ts';
+export { PersistentQueue, QueueFullError } from './persistent-queue.ts';
+
+export type PushFn<S extends SignalType> = (batch: SignalData[S], ctx: RequestContext, abort: AbortSignal) => Promise<void>;
+
+/** Serialises batches for the persistent queue (OTLP protobuf in practice). */
+export interface BatchCodec {
+  encode<S extends SignalType>(signal: S, batch: SignalData[S]): Uint8Array;
+  decode<S extends SignalType>(signal: S, bytes: Uint8Array): SignalData[S];
+}
+
+export interface ExporterHooks {
+  /** Runs before the queue starts consuming (open connections, files). */
+  start?(host: Host): Promise<void>;
+  /** Runs after the queue drained (close connections, files). */
+  shutdown?(): Promise<void>;
+  /** Needed when sending_queue.storage is configured. */
+  codec?: BatchCodec;
+  /** Clock and sleep, replaceable in tests. */
+  now?: () => number;
+}
+
+interface QueueItem<S extends SignalType> {
+  batch: SignalData[S];
+  ctx: RequestContext;
+  items: number;
+}
+
+/** Backoff for attempt n (0-based), before jitter. */
+export function backoffDelay(r: RetryConfig, attempt: number): number {
+  return Math.min(r.maxIntervalMs, r.initialIntervalMs * Math.pow(r.multiplier, attempt));
+}
+
+function sleep(ms: number, abort: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (abort.aborted) return resolve(false);
+    const t = setTimeout(() => {
+      abort.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve(false);
+    };
+    abort.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+type SendResult = 'sent' | 'dropped' | 'aborted';
+
+/** A bounded FIFO of requests with waiting consumers (ring buffer; no per-item closures). */
+class MemoryQueue<T> {
+  private buf: Array<T | undefined>;
+  private head = 0;
+  private len = 0;
+  private takers: Array<(v: T | undefined) => void> = [];
+  private spaceWaiters: Array<() => void> = [];
+  closed = false;
+
+  constructor(readonly capacity: number) {
+    this.buf = new Array(capacity);
+  }
+
+  get size(): number {
+    return this.len;
+  }
+
+  offer(v: T): boolean {
+    if (this.closed) return false;
+    const t = this.takers.shift();
+    if (t) {
+      t(v);
+      return true;
+    }
+    if (this.len >= this.capacity) return false;
+    this.buf[(this.head + this.len) % this.capacity] = v;
+    this.len++;
+    return true;
+  }
+
+  /** Resolves when there may be room (block_on_overflow). */
+  waitForSpace(): Promise<void> {
+    return new Promise((r) => this.spaceWaiters.push(r));
+  }
+
+  take(): Promise<T | undefined> | T | undefined {
+    if (this.len > 0) {
+      const v = this.buf[this.head];
+      this.buf[this.head] = undefined;
+      this.head = (this.head + 1) % this.capacity;
+      this.len--;
+      const w = this.spaceWaiters.shift();
+      if (w) w();
+      return v;
+    }
+    if (this.closed) return undefined;
+    return new Promise((r) => this.takers.push(r));
+  }
+
+  drainAll(): T[] {
+    const out: T[] = [];
+    while (this.len > 0) out.push(this.take() as T);
+    return out;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.takers.splice(0)) t(undefined);
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+}
+
+export class QueuedExporter<S extends SignalType> implements Component, Consumer<S> {
+  private readonly telemetry: SelfTelemetry;
+  private readonly labels: Record<string, string>;
+  private readonly sent: { value: number };
+  private readonly retries: { value: number };
+  private readonly failed: MetricFamily;
+  private readonly enqueueFailed: { value: number };
+  private memQueue?: MemoryQueue<QueueItem<S>>;
+  private diskQueue?: PersistentQueue;
+  private readonly workers: Promise<void>[] = [];
+  private readonly abort = new AbortController();
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private stopped?: Promise<void>;
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
+  private unregisterCollect?: () => void;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly settings: CreateSettings,
+    readonly cfg: ExporterHelperConfig,
+    private readonly signal: S,
+    private readonly push: PushFn<S>,
+    private readonly hooks: ExporterHooks = {},
+  ) {
+    this.telemetry = settings.telemetry ?? new SelfTelemetry(new MetricsRegistry());
+    const reg = this.telemetry.registry;
+    this.labels = { exporter: settings.id, signal };
+    this.now = hooks.now ?? Date.now;
+    this.sent = reg.counter('kscope_exporter_sent_items_total', 'Items an exporter delivered.').at(this.labels);
+    this.retries = reg.counter('kscope_exporter_retries_total', 'Send attempts that failed and were retried.').at(this.labels);
+    this.failed = reg.counter('kscope_exporter_send_failed_items_total', 'Items an exporter gave up on, by reason.');
+    this.enqueueFailed = reg.counter('kscope_exporter_enqueue_failed_items_total', 'Items refused because the sending queue was full.').at(this.labels);
+    if (cfg.queue.enabled && cfg.queue.storage && !hooks.codec) throw new Error(`exporter ${settings.id}: a persistent queue needs a batch codec`);
+  }
+
+  /** Items waiting in the queue (not counting in-flight sends). */
+  get queueSize(): number {
+    return this.memQueue?.size ?? this.diskQueue?.pendingCount ?? 0;
+  }
+
+  async start(host: Host): Promise<void> {
+    if (this.state !== 'new') return;
+    this.state = 'running';
+    if (this.hooks.start) await this.hooks.start(host);
+    const q = this.cfg.queue;
+    if (!q.enabled) return;
+    if (q.storage) {
+      this.diskQueue = new PersistentQueue(q.storage, this.settings.logger);
+      this.diskQueue.open();
+    } else {
+      this.memQueue = new MemoryQueue(q.queueSize);
+    }
+    const reg = this.telemetry.registry;
+    const size = reg.gauge('kscope_exporter_queue_size', 'Requests waiting in the sending queue.');
+    const bytes = reg.gauge('kscope_exporter_queue_bytes', 'Bytes held by the persistent sending queue on disk.');
+    this.unregisterCollect = reg.onCollect(() => {
+      size.set(this.labels, this.queueSize);
+      if (this.diskQueue) bytes.set(this.labels, this.diskQueue.bytes);
+    });
+    for (let i = 0; i < q.numConsumers; i++) this.workers.push(this.diskQueue ? this.diskWorker() : this.memWorker());
+  }
+
+  async consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
+    if (this.state !== 'running') throw new ShutdownError(`exporter ${this.settings.id} is not running`);
+    const items = countItems(this.signal, batch);
+    if (this.diskQueue) {
+      const payload = this.encodeRecord(batch, ctx);
+      try {
+        await this.diskQueue.append(payload);
+      } catch (err) {
+        this.enqueueFailed.value += items;
+        if (err instanceof QueueFullError) throw new RetryableError(`exporter ${this.settings.id}: ${err.message}`, 1000);
+        throw new RetryableError(`exporter ${this.settings.id}: persistent queue write failed: ${(err as Error).message}`, 1000, { cause: err });
+      }
+      return;
+    }
+    if (this.memQueue) {
+      const item: QueueItem<S> = { batch, ctx, items };
+      while (!this.memQueue.offer(item)) {
+        if (!this.cfg.queue.blockOnOverflow || this.memQueue.closed) {
+          this.enqueueFailed.value += items;
+          throw new RetryableError(`exporter ${this.settings.id}: sending queue is full (${this.cfg.queue.queueSize} requests)`, 1000);
+        }
+        await this.memQueue.waitForSpace();
+      }
+      return;
+    }
+    // No queue: send in the caller's context and report the outcome.
+    const r = await this.send(batch, ctx, items);
+    if (r === 'dropped') throw new PermanentError(`exporter ${this.settings.id}: data dropped (see logs)`);
+    if (r === 'aborted') throw new ShutdownError();
+  }
+
+  private encodeRecord(batch: SignalData[S], ctx: RequestContext): Uint8Array {
+    // Only what a later send needs; auth material is deliberately not persisted.
+    const meta = Buffer.from(JSON.stringify({ tenant: ctx.tenant, tier: ctx.tier }));
+    const body = this.hooks.codec!.encode(this.signal, batch);
+    const out = Buffer.allocUnsafe(4 + meta.length + body.length);
+    out.writeUInt32LE(meta.length, 0);
+    out.set(meta, 4);
+    out.set(body, 4 + meta.length);
+    return out;
+  }
+
+  private decodeRecord(b: Uint8Array): { batch: SignalData[S]; ctx: RequestContext } {
+    const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    const ml = buf.readUInt32LE(0);
+    const meta = JSON.parse(buf.subarray(4, 4 + ml).toString('utf8')) as { tenant?: string; tier?: string };
+    const ctx: RequestContext = {};
+    if (meta.tenant !== undefined) ctx.tenant = meta.tenant;
+    if (meta.tier !== undefined) ctx.tier = meta.tier;
+    return { batch: this.hooks.codec!.decode(this.signal, buf.subarray(4 + ml)), ctx };
+  }
+
+  private async memWorker(): Promise<void> {
+    const q = this.memQueue!;
+    for (;;) {
+      const it = await q.take();
+      if (it === undefined) return;
+      this.inFlight++;
+      try {
+        await this.send(it.batch, it.ctx, it.items);
+      } finally {
+        this.inFlight--;
+        this.checkIdle();
+      }
+    }
+  }
+
+  private async diskWorker(): Promise<void> {
+    const q = this.diskQueue!;
+    for (;;) {
+      let rec: { seq: number; payload: Uint8Array } | undefined;
+      try {
+        rec = await q.take();
+      } catch (err) {
+        this.settings.logger.error({ err }, 'persistent queue read failed');
+        if (!(await sleep(1000, this.abort.signal))) return;
+        continue;
+      }
+      if (rec === undefined) return;
+      this.inFlight++;
+      try {
+        let decoded: { batch: SignalData[S]; ctx: RequestContext } | undefined;
+        try {
+          decoded = this.decodeRecord(rec.payload);
+        } catch (err) {
+          this.settings.logger.error({ err, seq: rec.seq }, 'persistent queue: undecodable record dropped');
+          this.failed.add({ ...this.labels, reason: 'corrupt' }, 1);
+        }
+        const r = decoded ? await this.send(decoded.batch, decoded.ctx, countItems(this.signal, decoded.batch)) : 'dropped';
+        // Aborted sends stay unacknowledged: the next start replays them.
+        if (r !== 'aborted') await q.ack(rec.seq);
+      } finally {
+        this.inFlight--;
+        this.checkIdle();
+      }
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.inFlight === 0 && this.queueSize === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** One request through timeout + retry. Never throws. */
+  private async send(batch: SignalData[S], ctx: RequestContext, items: number): Promise<SendResult> {
+    const r = this.cfg.retry;
+    const started = this.now();
+    for (let attempt = 0; ; attempt++) {
+      let err: unknown;
+      const ac = new AbortController();
+      const onAbort = () => ac.abort(this.abort.signal.reason);
+      this.abort.signal.addEventListener('abort', onAbort, { once: true });
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const deadline = this.now() + this.cfg.timeoutMs;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            ac.abort(new Error('timeout'));
+            reject(new RetryableError(`exporter ${this.settings.id}: request timed out after ${this.cfg.timeoutMs} ms`));
+          }, this.cfg.timeoutMs);
+        });
+        await Promise.race([this.push(batch, { ...ctx, deadline }, ac.signal), timeout]);
+        this.sent.value += items;
+        return 'sent';
+      } catch (e) {
+        err = e;
+      } finally {
+        clearTimeout(timer);
+        this.abort.signal.removeEventListener('abort', onAbort);
+      }
+      if (err instanceof PermanentError) {
+        this.failed.add({ ...this.labels, reason: 'permanent' }, items);
+        this.settings.logger.warn({ err: (err as Error).message, items }, 'permanent error: data dropped');
+        return 'dropped';
+      }
+      if (this.abort.signal.aborted) return this.giveUp(items, 'shutdown');
+      if (!r.enabled) {
+        this.failed.add({ ...this.labels, reason: 'retry_disabled' }, items);
+        this.settings.logger.warn({ err: (err as Error)?.message, items }, 'send failed and retry is disabled: data dropped');
+        return 'dropped';
+      }
+      const hinted = retryDelayOf(err) ?? 0;
+      const base = backoffDelay(r, attempt);
+      const jitter = 1 + r.randomizationFactor * (Math.random() * 2 - 1);
+      const wait = Math.max(hinted, base * jitter);
+      if (r.maxElapsedMs > 0 && this.now() - started + wait > r.maxElapsedMs) {
+        this.failed.add({ ...this.labels, reason: 'retries_exhausted' }, items);
+        this.settings.logger.warn({ err: (err as Error)?.message, items, elapsedMs: this.now() - started }, 'retries exhausted: data dropped');
+        return 'dropped';
+      }
+      this.retries.value++;
+      this.settings.logger.debug({ err: (err as Error)?.message, attempt, waitMs: Math.round(wait) }, 'send failed, retrying');
+      if (!(await sleep(wait, this.abort.signal))) return this.giveUp(items, 'shutdown');
+    }
+  }
+
+  private giveUp(items: number, reason: string): SendResult {
+    // Persistent queue: the record stays on disk, so this is not a loss.
+    if (!this.diskQueue) this.failed.add({ ...this.labels, reason }, items);
+    return 'aborted';
+  }
+
+  /** Stops intake, drains the queue (bounded by drain_timeout), then closes. Idempotent. */
+  shutdown(): Promise<void> {
+    this.stopped ??= (async () => {
+      if (this.state === 'new') {
+        this.state = 'stopped';
+        return;
+      }
+      this.state = 'stopping';
+      if (this.memQueue || this.diskQueue) {
+        if (this.inFlight > 0 || this.queueSize > 0) {
+          const idle = new Promise<void>((r) => this.idleWaiters.push(r));
+          let t: NodeJS.Timeout | undefined;
+          const timeout = new Promise<void>((r) => (t = setTimeout(r, this.cfg.queue.drainTimeoutMs)));
+          await Promise.race([idle, timeout]);
+          clearTimeout(t);
+        }
+        this.abort.abort(new ShutdownError());
+        if (this.memQueue) {
+          this.memQueue.close();
+          const left = this.memQueue.drainAll();
+          let n = 0;
+          for (const it of left) n += it.items;
+          if (n > 0) {
+            this.failed.add({ ...this.labels, reason: 'shutdown' }, n);
+            this.settings.logger.warn({ items: n }, 'shutdown: queued data dropped after drain timeout');
+          }
+        }
+        this.diskQueue?.stopTaking();
+        await Promise.all(this.workers);
+        if (this.diskQueue) await this.diskQueue.close();
+        this.unregisterCollect?.();
+      } else {
+        this.abort.abort(new ShutdownError());
+      }
+      if (this.hooks.shutdown) await this.hooks.shutdown();
+      this.state = 'stopped';
+    })();
+    return this.stopped;
+  }
+}
+
+/** The constructor most exporters call from their factory's create(). */
+export function createQueuedExporter<S extends SignalType>(
+  settings: CreateSettings,
+  cfg: ExporterHelperConfig,
+  signal: S,
+  push: PushFn<S>,
+  hooks?: ExporterHooks,
+): QueuedExporter<S> {
+  return new QueuedExporter(settings, cfg, signal, push, hooks);
+}

@@ -1,0 +1,160 @@
+// routing: sends each batch (or each resource within it) to the exporters of the matching route.
+// The routing value comes from the request (ctx.tenant, ctx.tier, or a request metadata key such
+// as x-scope-orgid) or from a resource attribute (e.g. service.name). A route can also set the QoS
+// tier that later components see in ctx.tier. Must be the last processor of its pipeline; the
+// route targets must be exporters of that pipeline (checked at start).
+import type { KeyValue, LogsData, MetricsData, SignalData, SignalType, TracesData } from '../../../../proto/src/model.ts';
+import { getAttr } from '../../../../proto/src/model.ts';
+import { ConfigError } from '../../component/errors.ts';
+import type { Component, Consumer, CreateSettings, ProcessorFactory, RequestContext } from '../../component/index.ts';
+import { ConfigReader } from '../../config/reader.ts';
+import { FanOutConsumer, type FanOutMember } from '../../pipeline/consumers.ts';
+
+export interface Route {
+  value: string;
+  exporters: string[];
+  tier?: string;
+}
+
+export interface RoutingConfig {
+  source: 'tenant' | 'tier' | 'metadata' | 'resource_attribute';
+  /** Metadata key (lower-case header name) or resource attribute key. */
+  attribute: string;
+  table: Route[];
+  defaultExporters: string[];
+  /** Tier set on ctx when the default route is taken (empty: leave it). */
+  defaultTier: string;
+  dropResourceRoutingAttribute: boolean;
+}
+
+export function validateRoutingConfig(raw: unknown, path: string): RoutingConfig {
+  const r = new ConfigReader(raw, path);
+  const source = r.oneOf('from', ['tenant', 'tier', 'metadata', 'resource_attribute'] as const, 'tenant');
+  const attribute = r.str('attribute', '');
+  if ((source === 'metadata' || source === 'resource_attribute') && !attribute)
+    throw new ConfigError(r.field('attribute'), `is required when from is ${source}`);
+  const table: Route[] = r.list('table').map((tr) => {
+    const value = tr.str('value');
+    if (value === undefined) throw new ConfigError(tr.field('value'), 'is required');
+    const exporters = tr.strList('exporters', []);
+    if (exporters.length === 0) throw new ConfigError(tr.field('exporters'), 'needs at least one exporter');
+    const tier = tr.str('tier');
+    tr.done();
+    return { value, exporters, ...(tier ? { tier } : {}) };
+  });
+  const seen = new Set<string>();
+  table.forEach((t, i) => {
+    if (seen.has(t.value)) throw new ConfigError(`${r.field('table')}[${i}].value`, `duplicate route value ${JSON.stringify(t.value)}`);
+    seen.add(t.value);
+  });
+  const cfg: RoutingConfig = {
+    source,
+    attribute: source === 'metadata' ? attribute.toLowerCase() : attribute,
+    table,
+    defaultExporters: r.strList('default_exporters', []),
+    defaultTier: r.str('default_tier', ''),
+    dropResourceRoutingAttribute: r.bool('drop_resource_routing_attribute', false),
+  };
+  r.done();
+  return cfg;
+}
+
+interface ResolvedRoute {
+  members: FanOutMember<SignalType>[];
+  tier?: string;
+}
+
+type ResourceList = Array<{ resource: { attributes: KeyValue[] } }>;
+
+function resourcesOf(signal: SignalType, d: SignalData[SignalType]): ResourceList {
+  if (signal === 'traces') return (d as TracesData).resourceSpans;
+  if (signal === 'metrics') return (d as MetricsData).resourceMetrics;
+  return (d as LogsData).resourceLogs;
+}
+
+function withResources(signal: SignalType, list: ResourceList): SignalData[SignalType] {
+  if (signal === 'traces') return { resourceSpans: list } as TracesData;
+  if (signal === 'metrics') return { resourceMetrics: list } as MetricsData;
+  return { resourceLogs: list } as LogsData;
+}
+
+export class RoutingProcessor<S extends SignalType> implements Component, Consumer<S> {
+  private readonly routes = new Map<string, ResolvedRoute>();
+  private defaultRoute?: ResolvedRoute;
+  private readonly fanout: FanOutConsumer<S>;
+  unrouted = 0;
+
+  constructor(private readonly settings: CreateSettings, readonly cfg: RoutingConfig, private readonly signal: S, next: Consumer<S>) {
+    if (!(next instanceof FanOutConsumer))
+      throw new ConfigError(`processors.${settings.id}`, 'routing must be the last processor of its pipeline');
+    this.fanout = next;
+    const resolve = (ids: string[], field: string): FanOutMember<SignalType>[] =>
+      ids.map((id, i) => {
+        const m = this.fanout.members.get(id);
+        if (!m) throw new ConfigError(`${field}[${i}]`, `exporter ${JSON.stringify(id)} is not an exporter of pipeline ${settings.pipeline ?? '?'}`);
+        return m as FanOutMember<SignalType>;
+      });
+    cfg.table.forEach((t, i) => this.routes.set(t.value, { members: resolve(t.exporters, `processors.${settings.id}.table[${i}].exporters`), tier: t.tier }));
+    if (cfg.defaultExporters.length)
+      this.defaultRoute = { members: resolve(cfg.defaultExporters, `processors.${settings.id}.default_exporters`), ...(cfg.defaultTier ? { tier: cfg.defaultTier } : {}) };
+  }
+
+  async start(): Promise<void> {}
+  async shutdown(): Promise<void> {}
+
+  private routeFor(value: string | undefined): ResolvedRoute | undefined {
+    return (value !== undefined ? this.routes.get(value) : undefined) ?? this.defaultRoute;
+  }
+
+  private send(route: ResolvedRoute, batch: SignalData[S], ctx: RequestContext): Promise<void> {
+    const c = route.tier !== undefined && route.tier !== ctx.tier ? { ...ctx, tier: route.tier } : ctx;
+    return this.fanout.consumeSubset(route.members as FanOutMember<S>[], batch, c);
+  }
+
+  consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
+    if (this.cfg.source !== 'resource_attribute') {
+      const v = this.cfg.source === 'tenant' ? ctx.tenant : this.cfg.source === 'tier' ? ctx.tier : ctx.metadata?.[this.cfg.attribute];
+      const route = this.routeFor(v);
+      if (!route) {
+        this.unrouted++;
+        return Promise.resolve(); // no route and no default: dropped by configuration (counted)
+      }
+      return this.send(route, batch, ctx);
+    }
+    // Per resource: group resources by route so each route gets one batch.
+    const groups = new Map<ResolvedRoute, ResourceList>();
+    for (const res of resourcesOf(this.signal, batch)) {
+      const attrs = res.resource.attributes;
+      const v = getAttr(attrs, this.cfg.attribute);
+      const route = this.routeFor(typeof v === 'string' ? v : v === undefined || v === null ? undefined : String(v));
+      if (!route) {
+        this.unrouted++;
+        continue;
+      }
+      if (this.cfg.dropResourceRoutingAttribute) {
+        const i = attrs.findIndex((a) => a.key === this.cfg.attribute);
+        if (i >= 0) res.resource.attributes = attrs.slice(0, i).concat(attrs.slice(i + 1));
+      }
+      let g = groups.get(route);
+      if (!g) groups.set(route, (g = []));
+      g.push(res);
+    }
+    if (groups.size === 1) {
+      const [[route, list]] = groups;
+      return this.send(route, withResources(this.signal, list) as SignalData[S], ctx);
+    }
+    const ps: Promise<void>[] = [];
+    for (const [route, list] of groups) ps.push(this.send(route, withResources(this.signal, list) as SignalData[S], ctx));
+    return Promise.all(ps).then(() => undefined);
+  }
+}
+
+export const routingFactory: ProcessorFactory<RoutingConfig> = {
+  type: 'routing',
+  kind: 'processor',
+  signals: ['traces', 'metrics', 'logs'],
+  mutatesData: true, // drop_resource_routing_attribute rewrites resources
+  defaultConfig: () => validateRoutingConfig({}, 'processors.routing'),
+  validate: validateRoutingConfig,
+  create: (settings, cfg, signal, next) => new RoutingProcessor(settings, cfg, signal, next),
+};

@@ -1,0 +1,330 @@
+// Tail sampling: buffers spans per trace for decision_wait, then decides per trace with the
+// policy set of the trace's tenant / QoS tier, forwards kept traces and remembers the decision
+// so late spans follow it.
+import type { Span, ResourceSpans, ScopeSpans, TracesData } from '../../../../proto/src/model.ts';
+import type { Component, ComponentCounters, Consumer, Host, Logger, RequestContext } from '../../component/index.ts';
+import { ShutdownError } from '../../component/errors.ts';
+import { DEFAULT_POLICY_SET, type TailSamplingConfig } from './config.ts';
+import { LruSet } from './lru.ts';
+import { PolicySet, type TraceView } from './policies.ts';
+import { spanHeapBytes, spanWireBytes, traceKey, TracesBuilder } from './traces.ts';
+
+interface TraceEntry extends TraceView {
+  key: string;
+  /** Time (ms, processor clock) at which the trace is due for a decision. */
+  deadline: number;
+  heapBytes: number;
+  set: PolicySet;
+  tenant: string | undefined;
+  tier: string | undefined;
+  /** The ScopeSpans each span came in (parallel to spans). */
+  scopes: ScopeSpans[];
+}
+
+export interface TailSamplingMetrics {
+  liveTraces: number;
+  bufferedSpans: number;
+  bufferedWireBytes: number;
+  bufferedHeapBytes: number;
+  spansReceived: number;
+  spansForwarded: number;
+  tracesSampled: number;
+  tracesNotSampled: number;
+  /** Per policy set, per top-level policy: traces it voted sampled / not sampled / dropped. */
+  policies: Record<string, Record<string, { sampled: number; notSampled: number; dropped: number }>>;
+  /** Per policy set: final decisions. */
+  policySets: Record<string, { sampled: number; notSampled: number }>;
+  /** Traces (and their spans) evicted before their decision: num_traces or max_buffered_bytes. */
+  droppedTooEarly: { traces: number; spans: number };
+  /** Spans arriving after their trace's decision, by that decision. */
+  lateSpans: { sampled: number; notSampled: number };
+  oversize: { spansDropped: number; earlyDecisions: number };
+  shutdown: { tracesDropped: number; spansDropped: number; tracesFlushed: number };
+  invalidSpans: number;
+  forwardErrors: number;
+  decisionCache: { sampled: number; notSampled: number };
+}
+
+export interface TailSamplingOptions {
+  /** Clock in ms (monotonic); tests inject a manual one. */
+  now?: () => number;
+  /** Start the ticker on start(); tests drive tick() themselves. Default true. */
+  autoTick?: boolean;
+}
+
+export class TailSamplingProcessor implements Component, Consumer<'traces'> {
+  private readonly pending = new Map<string, TraceEntry>();
+  private readonly sampledCache: LruSet;
+  private readonly notSampledCache: LruSet;
+  private readonly sets = new Map<string, PolicySet>();
+  private readonly now: () => number;
+  private readonly autoTick: boolean;
+  private timer: NodeJS.Timeout | undefined;
+  private started = false;
+  private stopping: Promise<void> | undefined;
+  private readonly inflight = new Set<Promise<void>>();
+  private due: TraceEntry[];
+  private bufferedSpans = 0;
+  private bufferedWire = 0;
+  private bufferedHeap = 0;
+  private readonly m = {
+    spansReceived: 0, spansForwarded: 0,
+    droppedTooEarlyTraces: 0, droppedTooEarlySpans: 0,
+    lateSampled: 0, lateNotSampled: 0,
+    oversizeDropped: 0, earlyDecisions: 0,
+    shutdownTracesDropped: 0, shutdownSpansDropped: 0, shutdownFlushed: 0,
+    invalidSpans: 0, forwardErrors: 0,
+  };
+  readonly counters: ComponentCounters = { accepted: 0, refused: 0, dropped: 0 };
+
+  constructor(
+    readonly cfg: TailSamplingConfig,
+    private readonly next: Consumer<'traces'>,
+    private readonly logger?: Logger,
+    opts: TailSamplingOptions = {},
+  ) {
+    this.now = opts.now ?? (() => performance.now());
+    this.autoTick = opts.autoTick ?? true;
+    this.sampledCache = new LruSet(cfg.decisionCache.sampledCacheSize);
+    this.notSampledCache = new LruSet(cfg.decisionCache.nonSampledCacheSize);
+    this.sets.set(DEFAULT_POLICY_SET, new PolicySet(DEFAULT_POLICY_SET, cfg.policies, cfg.sampleOnFirstMatch));
+    for (const [name, ps] of Object.entries(cfg.policySets)) this.sets.set(name, new PolicySet(name, ps, cfg.sampleOnFirstMatch));
+    // JS Maps cannot reserve capacity; the hint pre-sizes the per-tick batch of due traces.
+    const perTick = Math.ceil((cfg.expectedNewTracesPerSec * cfg.tickIntervalMs) / 1000);
+    this.due = perTick > 0 ? new Array<TraceEntry>(perTick) : [];
+    this.due.length = 0;
+  }
+
+  async start(_host?: Host): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    if (this.autoTick) {
+      // One ticker for every trace; each tick decides the batch of traces that are due.
+      this.timer = setInterval(() => this.tick(), this.cfg.tickIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** The policy set for a request: tenant override, then tier mapping, then the default set. */
+  policySetFor(ctx: RequestContext): PolicySet {
+    const byTenant = ctx.tenant !== undefined ? this.cfg.tenants[ctx.tenant] : undefined;
+    const name = byTenant ?? (ctx.tier !== undefined ? this.cfg.tiers[ctx.tier] : undefined) ?? DEFAULT_POLICY_SET;
+    return this.sets.get(name)!;
+  }
+
+  async consume(batch: TracesData, ctx: RequestContext): Promise<void> {
+    if (this.stopping) {
+      this.counters.refused++;
+      throw new ShutdownError('tail_sampling is shutting down');
+    }
+    const now = this.now();
+    const cfg = this.cfg;
+    let set: PolicySet | undefined;
+    let late: TracesBuilder | undefined;
+    let outs: Map<string, { b: TracesBuilder; ctx: RequestContext }> | undefined;
+    let n = 0;
+    for (const rs of batch.resourceSpans) {
+      for (const ss of rs.scopeSpans) {
+        const spans = ss.spans;
+        for (let i = 0; i < spans.length; i++) {
+          const span = spans[i];
+          n++;
+          if (span.traceId.length !== 16) { this.m.invalidSpans++; continue; }
+          const key = traceKey(span.traceId);
+          let e = this.pending.get(key);
+          if (e === undefined) {
+            if (this.sampledCache.touch(key)) {
+              this.m.lateSampled++;
+              (late ??= new TracesBuilder()).add(rs, ss, span);
+              continue;
+            }
+            if (this.notSampledCache.touch(key)) { this.m.lateNotSampled++; continue; }
+            if (this.pending.size >= cfg.numTraces) this.evictOldest();
+            set ??= this.policySetFor(ctx);
+            e = {
+              key, traceId: span.traceId, spans: [], resources: [], scopes: [], spanCount: 0,
+              wireBytes: 0, heapBytes: 0, deadline: now + cfg.decisionWaitMs, set, tenant: ctx.tenant, tier: ctx.tier,
+            };
+            this.pending.set(key, e);
+          }
+          const wire = spanWireBytes(span);
+          if ((cfg.maxSpansPerTrace && e.spanCount >= cfg.maxSpansPerTrace) || (cfg.maxTraceSizeBytes && e.wireBytes + wire > cfg.maxTraceSizeBytes)) {
+            if (cfg.onOversize === 'drop_excess' || e.spanCount === 0) {
+              // A first span that alone exceeds the size cap leaves no trace behind.
+              if (e.spanCount === 0) this.pending.delete(e.key);
+              this.m.oversizeDropped++;
+              continue;
+            }
+            // decide_early: the trace is decided now on what it holds; this span and later ones
+            // follow that decision through the decision caches.
+            // Decided inline so the rest of this batch already sees the cached decision.
+            this.pending.delete(e.key);
+            this.m.earlyDecisions++;
+            this.appendSpan(e, rs, ss, span, wire);
+            this.decideOne(e, now, (outs ??= new Map()));
+            continue;
+          }
+          this.appendSpan(e, rs, ss, span, wire);
+        }
+      }
+    }
+    this.m.spansReceived += n;
+    this.counters.accepted += n;
+    while (this.bufferedHeap > cfg.maxBufferedBytes && this.pending.size > 0) this.evictOldest();
+
+    const sends: Promise<void>[] = [];
+    if (late && !late.empty) {
+      this.m.spansForwarded += late.spanCount;
+      sends.push(this.next.consume(late.take(), ctx));
+    }
+    if (outs) for (const o of outs.values()) { this.m.spansForwarded += o.b.spanCount; sends.push(this.next.consume(o.b.take(), o.ctx)); }
+    if (sends.length) await Promise.all(sends);
+  }
+
+  private appendSpan(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans, span: Span, wire: number): void {
+    const heap = spanHeapBytes(span) + 12; // + three array slots
+    e.spans.push(span);
+    e.resources.push(rs);
+    e.scopes.push(ss);
+    e.spanCount++;
+    e.wireBytes += wire;
+    e.heapBytes += heap;
+    this.bufferedSpans++;
+    this.bufferedWire += wire;
+    this.bufferedHeap += heap;
+  }
+
+  private release(e: TraceEntry): void {
+    this.bufferedSpans -= e.spanCount;
+    this.bufferedWire -= e.wireBytes;
+    this.bufferedHeap -= e.heapBytes;
+  }
+
+  private evictOldest(): void {
+    const first = this.pending.values().next();
+    if (first.done) return;
+    const e = first.value;
+    this.pending.delete(e.key);
+    this.release(e);
+    this.m.droppedTooEarlyTraces++;
+    this.m.droppedTooEarlySpans += e.spanCount;
+    this.counters.dropped += e.spanCount;
+  }
+
+  /** Decides the given (already unlinked) traces; returns the kept spans grouped per tenant. */
+  private decide(traces: TraceEntry[], now: number): Map<string, { b: TracesBuilder; ctx: RequestContext }> {
+    const outs = new Map<string, { b: TracesBuilder; ctx: RequestContext }>();
+    for (const e of traces) this.decideOne(e, now, outs);
+    return outs;
+  }
+
+  private decideOne(e: TraceEntry, now: number, outs: Map<string, { b: TracesBuilder; ctx: RequestContext }>): void {
+    this.release(e);
+    if (e.set.decide(e, now)) {
+      this.sampledCache.add(e.key);
+      const gk = e.tenant === undefined && e.tier === undefined ? '' : `${e.tenant ?? ''}\u0000${e.tier ?? ''}`;
+      let o = outs.get(gk);
+      if (o === undefined) {
+        const ctx: RequestContext = {};
+        if (e.tenant !== undefined) ctx.tenant = e.tenant;
+        if (e.tier !== undefined) ctx.tier = e.tier;
+        o = { b: new TracesBuilder(), ctx };
+        outs.set(gk, o);
+      }
+      for (let i = 0; i < e.spans.length; i++) o.b.add(e.resources[i], e.scopes[i], e.spans[i]);
+    } else {
+      this.notSampledCache.add(e.key);
+      this.counters.dropped += e.spanCount;
+    }
+  }
+
+  private forward(outs: Map<string, { b: TracesBuilder; ctx: RequestContext }>): void {
+    for (const o of outs.values()) {
+      const n = o.b.spanCount;
+      this.m.spansForwarded += n;
+      const p = this.next.consume(o.b.take(), o.ctx).catch((err: unknown) => {
+        this.m.forwardErrors++;
+        this.counters.dropped += n;
+        this.logger?.warn({ err, spans: n }, 'tail_sampling: next consumer refused sampled traces');
+      });
+      this.inflight.add(p);
+      void p.finally(() => this.inflight.delete(p));
+    }
+  }
+
+  /**
+   * Decides every trace whose decision_wait has elapsed (the ticker calls this; tests call it with
+   * a manual clock). Returns the number of traces decided.
+   */
+  tick(now: number = this.now()): number {
+    const due = this.due;
+    due.length = 0;
+    // Insertion order of the Map is arrival order, so deadlines are non-decreasing along it.
+    for (const e of this.pending.values()) {
+      if (e.deadline > now) break;
+      due.push(e);
+    }
+    if (due.length === 0) return 0;
+    for (const e of due) this.pending.delete(e.key);
+    this.forward(this.decide(due, now));
+    const n = due.length;
+    due.length = 0;
+    return n;
+  }
+
+  shutdown(): Promise<void> {
+    this.stopping ??= this.doShutdown();
+    return this.stopping;
+  }
+
+  private async doShutdown(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    if (this.cfg.dropPendingTracesOnShutdown) {
+      for (const e of all) {
+        this.release(e);
+        this.m.shutdownTracesDropped++;
+        this.m.shutdownSpansDropped += e.spanCount;
+        this.counters.dropped += e.spanCount;
+      }
+    } else if (all.length) {
+      // Flush: decide every pending trace now on what it holds.
+      this.m.shutdownFlushed += all.length;
+      this.forward(this.decide(all, this.now()));
+    }
+    while (this.inflight.size) await Promise.all([...this.inflight]);
+  }
+
+  metrics(): TailSamplingMetrics {
+    const policies: TailSamplingMetrics['policies'] = {};
+    const policySets: TailSamplingMetrics['policySets'] = {};
+    let sampled = 0, notSampled = 0;
+    for (const [name, s] of this.sets) {
+      policies[name] = Object.fromEntries([...s.counters].map(([k, v]) => [k, { ...v }]));
+      policySets[name] = { sampled: s.tracesSampled, notSampled: s.tracesNotSampled };
+      sampled += s.tracesSampled;
+      notSampled += s.tracesNotSampled;
+    }
+    return {
+      liveTraces: this.pending.size,
+      bufferedSpans: this.bufferedSpans,
+      bufferedWireBytes: this.bufferedWire,
+      bufferedHeapBytes: this.bufferedHeap,
+      spansReceived: this.m.spansReceived,
+      spansForwarded: this.m.spansForwarded,
+      tracesSampled: sampled,
+      tracesNotSampled: notSampled,
+      policies,
+      policySets,
+      droppedTooEarly: { traces: this.m.droppedTooEarlyTraces, spans: this.m.droppedTooEarlySpans },
+      lateSpans: { sampled: this.m.lateSampled, notSampled: this.m.lateNotSampled },
+      oversize: { spansDropped: this.m.oversizeDropped, earlyDecisions: this.m.earlyDecisions },
+      shutdown: { tracesDropped: this.m.shutdownTracesDropped, spansDropped: this.m.shutdownSpansDropped, tracesFlushed: this.m.shutdownFlushed },
+      invalidSpans: this.m.invalidSpans,
+      forwardErrors: this.m.forwardErrors,
+      decisionCache: { sampled: this.sampledCache.size, notSampled: this.notSampledCache.size },
+    };
+  }
+}

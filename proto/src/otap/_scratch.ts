@@ -1,0 +1,11 @@
+import { Message, RecordBatch as RBMeta, FieldNode, BufferRegion, DictionaryBatch, BodyCompression } from 'apache-arrow/ipc/metadata/message';
+import { Schema, Field, Utf8, Uint8, Dictionary, MessageHeader, CompressionType } from 'apache-arrow';
+const s = new Schema([new Field('a', new Dictionary(new Utf8(), new Uint8(), 0, false), true)]);
+const m = Message.from(s);
+const b = Message.encode(m);
+const d = Message.decode(b);
+console.log(b.length, d.headerType, MessageHeader.Schema, (d.header() as Schema).fields[0].type.toString(), CompressionType.ZSTD);
+const bc = new BodyCompression(CompressionType.ZSTD);
+const rb = new RBMeta(3, [new FieldNode(3,0)], [new BufferRegion(0,0), new BufferRegion(0,8)], bc);
+const m2 = Message.encode(Message.from(rb, 8));
+const d2 = Message.decode(m2); const h: any = d2.header(); console.log(d2.bodyLength, h.length, h.nodes, h.buffers, h.compression);

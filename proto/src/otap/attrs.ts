@@ -1,0 +1,337 @@
+// Attribute tables (RESOURCE_ATTRS, SCOPE_ATTRS, SPAN_ATTRS, LOG_ATTRS, *_DP_ATTRS, ...).
+// Columns: parent_id, key, type, str, int, double, bool, bytes, ser. Rows are sorted by
+// (type, key, value) keeping parent order within equal values, and parent_id is quasi-delta
+// encoded: a delta from the previous row when (key, value) equals the previous row's, otherwise
+// the absolute id. Type codes follow pcommon.ValueType: 0 empty, 1 str, 2 int, 3 double, 4 bool,
+// 5 map, 6 slice, 7 bytes.
+import { KeyValueList, type AnyValue, type KeyValue } from '../model.ts';
+import { BoolBuilder, DictBuilder, PrimBuilder, VarBuilder } from './columns.ts';
+import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
+import { cborDecode, cborEncode } from './cbor.ts';
+import { Column, OtapDecodeError, type DecodedBatch } from './ipc.ts';
+import { colBig, colBool, colBytes, colF64, colStr, colUint, optColumn, reqColumn } from './read.ts';
+
+export const enum ValueType {
+  Empty = 0,
+  Str = 1,
+  Int = 2,
+  Double = 3,
+  Bool = 4,
+  Map = 5,
+  Slice = 6,
+  Bytes = 7,
+}
+
+export function valueTypeOf(v: AnyValue): ValueType {
+  switch (typeof v) {
+    case 'string':
+      return ValueType.Str;
+    case 'bigint':
+      return ValueType.Int;
+    case 'number':
+      return ValueType.Double;
+    case 'boolean':
+      return ValueType.Bool;
+  }
+  if (v === null) return ValueType.Empty;
+  if (v instanceof Uint8Array) return ValueType.Bytes;
+  if (Array.isArray(v)) return ValueType.Slice;
+  return ValueType.Map;
+}
+
+function latin1(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+  return s;
+}
+
+/** Staged attribute rows for one batch; sorted and written out by finish(). */
+export class AttrsEncoder {
+  readonly table: TableEncoder;
+  private readonly parentCol: PrimBuilder;
+  private readonly keyCol: DictBuilder<string>;
+  private readonly typeCol: PrimBuilder;
+  private readonly strCol: DictBuilder<string>;
+  private readonly intCol: DictBuilder<bigint>;
+  private readonly doubleCol: PrimBuilder;
+  private readonly boolCol: BoolBuilder;
+  private readonly bytesCol: DictBuilder<string>;
+  private readonly serCol: VarBuilder;
+
+  // staging (row order = insertion order = ascending parent id)
+  private n = 0;
+  private parent = new Uint32Array(256);
+  private type = new Uint8Array(256);
+  private keyRank = new Uint32Array(256);
+  private valRank = new Uint32Array(256);
+  private keys: string[] = [];
+  private vals: AnyValue[] = [];
+  private readonly keyRanks = new Map<string, number>();
+  private readonly strRanks = new Map<string, number>();
+  private readonly intRanks = new Map<bigint, number>();
+  private readonly dblRanks = new Map<number, number>();
+  private readonly bytesRanks = new Map<string, number>();
+  private nextValRank = 0;
+
+  constructor(
+    payloadType: number,
+    readonly parentBits: 16 | 32,
+    ids: SchemaIdSource,
+    opts: EncodeOptions,
+  ) {
+    this.parentCol = new PrimBuilder('parent_id', parentBits === 16 ? 'u16' : 'u32', true);
+    this.keyCol = new DictBuilder<string>('key', 'utf8', true);
+    this.typeCol = new PrimBuilder('type', 'u8', true);
+    this.strCol = new DictBuilder<string>('str', 'utf8');
+    this.intCol = new DictBuilder<bigint>('int', 'i64');
+    this.doubleCol = new PrimBuilder('double', 'f64');
+    this.boolCol = new BoolBuilder('bool');
+    this.bytesCol = new DictBuilder<string>('bytes', 'binary');
+    this.serCol = new VarBuilder('ser', true);
+    this.table = new TableEncoder(
+      payloadType,
+      [this.parentCol, this.keyCol, this.typeCol, this.strCol, this.intCol, this.doubleCol, this.boolCol, this.bytesCol, this.serCol],
+      ids,
+      opts,
+    );
+  }
+
+  private stage(): void {
+    if (this.n < this.parent.length) return;
+    const size = this.parent.length * 2;
+    const p = new Uint32Array(size);
+    p.set(this.parent);
+    this.parent = p;
+    const t = new Uint8Array(size);
+    t.set(this.type);
+    this.type = t;
+    const k = new Uint32Array(size);
+    k.set(this.keyRank);
+    this.keyRank = k;
+    const v = new Uint32Array(size);
+    v.set(this.valRank);
+    this.valRank = v;
+  }
+
+  private rankOf<K>(m: Map<K, number>, k: K): number {
+    let r = m.get(k);
+    if (r === undefined) {
+      r = this.nextValRank++;
+      m.set(k, r);
+    }
+    return r;
+  }
+
+  /** Appends the attributes of one parent; parents must be added in ascending id order. */
+  add(parentId: number, attrs: KeyValue[]): void {
+    for (let i = 0; i < attrs.length; i++) {
+      const kv = attrs[i];
+      this.stage();
+      const j = this.n++;
+      this.parent[j] = parentId;
+      let kr = this.keyRanks.get(kv.key);
+      if (kr === undefined) {
+        kr = this.keyRanks.size;
+        this.keyRanks.set(kv.key, kr);
+      }
+      this.keyRank[j] = kr;
+      const v = kv.value;
+      const t = valueTypeOf(v);
+      this.type[j] = t;
+      this.keys[j] = kv.key;
+      this.vals[j] = v;
+      switch (t) {
+        case ValueType.Str:
+          this.valRank[j] = this.rankOf(this.strRanks, v as string);
+          break;
+        case ValueType.Int:
+          this.valRank[j] = this.rankOf(this.intRanks, v as bigint);
+          break;
+        case ValueType.Double:
+          this.valRank[j] = this.rankOf(this.dblRanks, v as number);
+          break;
+        case ValueType.Bool:
+          this.valRank[j] = v ? 1 : 0;
+          break;
+        case ValueType.Bytes:
+          this.valRank[j] = this.rankOf(this.bytesRanks, latin1(v as Uint8Array));
+          break;
+        default:
+          this.valRank[j] = this.nextValRank++; // never equal to another row
+      }
+    }
+  }
+
+  /** Stable two-pass counting sort: by value rank, then by (type, key rank). */
+  private order(): Uint32Array {
+    const n = this.n;
+    let idx = new Uint32Array(n);
+    for (let i = 0; i < n; i++) idx[i] = i;
+    const maxV = this.nextValRank + 1;
+    let out = new Uint32Array(n);
+    const cv = new Uint32Array(maxV + 1);
+    for (let i = 0; i < n; i++) cv[this.valRank[i] + 1]++;
+    for (let i = 1; i <= maxV; i++) cv[i] += cv[i - 1];
+    for (let i = 0; i < n; i++) out[cv[this.valRank[idx[i]]]++] = idx[i];
+    [idx, out] = [out, idx];
+    const nk = this.keyRanks.size;
+    const groups = 8 * nk;
+    const cg = new Uint32Array(groups + 1);
+    for (let i = 0; i < n; i++) cg[this.type[i] * nk + this.keyRank[i] + 1]++;
+    for (let i = 1; i <= groups; i++) cg[i] += cg[i - 1];
+    for (let i = 0; i < n; i++) {
+      const r = idx[i];
+      out[cg[this.type[r] * nk + this.keyRank[r]]++] = r;
+    }
+    return out;
+  }
+
+  finish() {
+    const n = this.n;
+    if (n === 0) {
+      this.clear();
+      return null;
+    }
+    const order = this.order();
+    let prevGroup = -1, prevVal = -1, prevParent = 0;
+    for (let i = 0; i < n; i++) {
+      const r = order[i];
+      const t = this.type[r];
+      const group = t * 65536 + this.keyRank[r];
+      const v = this.vals[r];
+      const parent = this.parent[r];
+      // Map, slice, empty and NaN never compare equal on the decoding side.
+      const comparable = t !== ValueType.Map && t !== ValueType.Slice && t !== ValueType.Empty && !(t === ValueType.Double && Number.isNaN(v));
+      const same = comparable && group === prevGroup && this.valRank[r] === prevVal;
+      this.parentCol.append(same ? parent - prevParent : parent);
+      prevGroup = comparable ? group : -1;
+      prevVal = this.valRank[r];
+      prevParent = parent;
+      this.keyCol.appendString(this.keys[r]);
+      this.typeCol.append(t);
+      if (t === ValueType.Str) this.strCol.appendString(v as string);
+      else this.strCol.appendNull();
+      if (t === ValueType.Int) this.intCol.appendBig(v as bigint);
+      else this.intCol.appendNull();
+      if (t === ValueType.Double) this.doubleCol.append(v as number);
+      else this.doubleCol.appendNull();
+      if (t === ValueType.Bool) this.boolCol.append(v as boolean);
+      else this.boolCol.appendNull();
+      if (t === ValueType.Bytes) this.bytesCol.appendBytes(v as Uint8Array);
+      else this.bytesCol.appendNull();
+      if (t === ValueType.Map || t === ValueType.Slice) this.serCol.appendBytes(cborEncode(v));
+      else this.serCol.appendNull();
+    }
+    const p = this.table.finish();
+    this.clear();
+    return p;
+  }
+
+  private clear(): void {
+    this.n = 0;
+    this.keys.length = 0;
+    this.vals.length = 0;
+    this.keyRanks.clear();
+    this.strRanks.clear();
+    this.intRanks.clear();
+    this.dblRanks.clear();
+    this.bytesRanks.clear();
+    this.nextValRank = 0;
+    this.table.reset();
+  }
+}
+
+// ------------------------------------------------------------------ decoding
+
+/** Cell value of an attribute-shaped row (attributes and log bodies share the type-tagged layout). */
+export function anyValueAt(
+  t: number,
+  i: number,
+  str: Column | undefined,
+  int: Column | undefined,
+  dbl: Column | undefined,
+  bool: Column | undefined,
+  bytes: Column | undefined,
+  ser: Column | undefined,
+  what: string,
+): AnyValue {
+  switch (t) {
+    case ValueType.Empty:
+      return null;
+    case ValueType.Str:
+      return str && str.isValid(i) ? colStr(str, i) : '';
+    case ValueType.Int:
+      return int && int.isValid(i) ? colBig(int, i) : 0n;
+    case ValueType.Double:
+      return dbl && dbl.isValid(i) ? colF64(dbl, i) : 0;
+    case ValueType.Bool:
+      return bool && bool.isValid(i) ? colBool(bool, i) : false;
+    case ValueType.Bytes:
+      return bytes && bytes.isValid(i) ? colBytes(bytes, i) : new Uint8Array(0);
+    case ValueType.Map:
+    case ValueType.Slice: {
+      if (!ser || !ser.isValid(i)) return t === ValueType.Map ? new KeyValueList([]) : [];
+      try {
+        return cborDecode(colBytes(ser, i));
+      } catch (e) {
+        throw new OtapDecodeError(`${what}: ser column row ${i}: ${(e as Error).message}`);
+      }
+    }
+    default:
+      throw new OtapDecodeError(`${what}: unknown value type ${t} in row ${i}`);
+  }
+}
+
+/** Attributes grouped by (absolute) parent id. */
+export function decodeAttrs(batch: DecodedBatch, what: string): Map<number, KeyValue[]> {
+  const cols = batch.columns;
+  const parent = reqColumn(cols, 'parent_id', what);
+  const key = reqColumn(cols, 'key', what);
+  const type = reqColumn(cols, 'type', what);
+  const str = optColumn(cols, 'str'), int = optColumn(cols, 'int'), dbl = optColumn(cols, 'double');
+  const bool = optColumn(cols, 'bool'), bytes = optColumn(cols, 'bytes'), ser = optColumn(cols, 'ser');
+  const out = new Map<number, KeyValue[]>();
+  let prevKey: string | null = null;
+  let prevType = -1;
+  let prevVal: AnyValue = null;
+  let prevParent = 0;
+  for (let i = 0; i < batch.length; i++) {
+    const k = colStr(key, i);
+    const t = colUint(type, i);
+    const v = anyValueAt(t, i, str, int, dbl, bool, bytes, ser, what);
+    const raw = colUint(parent, i);
+    let id: number;
+    if (prevKey === k && prevType === t && sameValue(t, prevVal, v)) {
+      id = (prevParent + raw) >>> 0;
+    } else {
+      id = raw;
+      prevKey = k;
+      prevType = t;
+      prevVal = v;
+    }
+    prevParent = id;
+    let list = out.get(id);
+    if (!list) out.set(id, (list = []));
+    list.push({ key: k, value: v });
+  }
+  return out;
+}
+
+function sameValue(t: number, a: AnyValue, b: AnyValue): boolean {
+  switch (t) {
+    case ValueType.Str:
+    case ValueType.Int:
+    case ValueType.Bool:
+      return a === b;
+    case ValueType.Double:
+      return a === b; // NaN !== NaN, as on the Go side
+    case ValueType.Bytes: {
+      const x = a as Uint8Array, y = b as Uint8Array;
+      if (x.length !== y.length) return false;
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}

@@ -1,0 +1,599 @@
+// Column builders for the OTAP encoder. Each builder appends one cell per row into growable typed
+// arrays (no per-row objects), then lays its data out as Arrow IPC nodes and buffers. Dictionary
+// builders keep their dictionary for the life of an IPC stream so later payloads send only the
+// new entries as delta dictionary batches.
+import { FieldNode } from 'apache-arrow/ipc/metadata/message';
+import {
+  Field,
+  DataType,
+  Uint8,
+  Uint16,
+  Uint32,
+  Int32,
+  Int64,
+  Uint64,
+  Float64,
+  Bool,
+  Utf8,
+  Binary,
+  FixedSizeBinary,
+  TimestampNanosecond,
+  DurationNanosecond,
+  Struct,
+  List,
+  Dictionary,
+} from 'apache-arrow';
+import type { ColumnParts, DictionaryPart } from './ipc.ts';
+
+const EMPTY = new Uint8Array(0);
+const te = new TextEncoder();
+
+function grow<T extends { length: number; set(a: ArrayLike<any>, o?: number): void }>(
+  a: T,
+  need: number,
+  make: (n: number) => T,
+): T {
+  if (need <= a.length) return a;
+  let n = a.length * 2 || 64;
+  while (n < need) n *= 2;
+  const b = make(n);
+  b.set(a as any);
+  return b;
+}
+
+/** Validity bitmap from per-row 0/1 bytes; empty when there is no null (Arrow allows omitting it). */
+function bitmap(valid: Uint8Array, n: number, nullCount: number): Uint8Array {
+  if (nullCount === 0) return EMPTY;
+  const out = new Uint8Array(((n + 63) >> 6) << 3);
+  for (let i = 0; i < n; i++) if (valid[i]) out[i >> 3] |= 1 << (i & 7);
+  return out;
+}
+
+function bytesOf(a: ArrayBufferView, byteLength: number): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, byteLength);
+}
+
+export interface SchemaContext {
+  nextDictId: number;
+}
+
+export abstract class ColumnBuilder {
+  n = 0;
+  nullCount = 0;
+  valid = new Uint8Array(64);
+  /** Whether the column is part of the current IPC stream's schema. */
+  inSchema = false;
+  constructor(
+    readonly name: string,
+    /** Required columns are always in the schema; optional ones only when the batch has a value. */
+    readonly required = false,
+  ) {}
+
+  protected markValid(isValid: boolean): void {
+    if (this.n >= this.valid.length) this.valid = grow(this.valid, this.n + 1, (k) => new Uint8Array(k));
+    this.valid[this.n] = isValid ? 1 : 0;
+    if (!isValid) this.nullCount++;
+    this.n++;
+  }
+
+  hasValues(): boolean {
+    return this.nullCount < this.n;
+  }
+
+  /** Column goes into a fresh schema when required or when this batch uses it. */
+  wanted(): boolean {
+    return this.required || this.hasValues();
+  }
+
+  reset(): void {
+    this.n = 0;
+    this.nullCount = 0;
+  }
+
+  abstract field(ctx: SchemaContext): Field;
+  abstract emit(out: ColumnParts): void;
+  /** Dictionary payloads (new entries) owed before the next record batch. */
+  dictionaries(_out: DictionaryPart[], _firstInStream: boolean): void {}
+  /** True when the dictionary outgrew the index width of the current schema. */
+  overflowed(): boolean {
+    return false;
+  }
+  /** Start of a new IPC stream: forget sent dictionary state, keep only values this batch uses. */
+  restart(): void {}
+
+  protected node(out: ColumnParts): void {
+    out.nodes.push(new FieldNode(this.n, this.nullCount));
+    out.buffers.push(bitmap(this.valid, this.n, this.nullCount));
+  }
+}
+
+export type PrimKind = 'u8' | 'u16' | 'u32' | 'i32' | 'i64' | 'u64' | 'f64' | 'ts' | 'dur';
+
+function primType(k: PrimKind): DataType {
+  switch (k) {
+    case 'u8':
+      return new Uint8();
+    case 'u16':
+      return new Uint16();
+    case 'u32':
+      return new Uint32();
+    case 'i32':
+      return new Int32();
+    case 'i64':
+      return new Int64();
+    case 'u64':
+      return new Uint64();
+    case 'f64':
+      return new Float64();
+    case 'ts':
+      return new TimestampNanosecond();
+    case 'dur':
+      return new DurationNanosecond();
+  }
+}
+
+type NumArray = Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array;
+type BigArray = BigInt64Array | BigUint64Array;
+
+function makeNum(k: PrimKind, n: number): NumArray {
+  switch (k) {
+    case 'u8':
+      return new Uint8Array(n);
+    case 'u16':
+      return new Uint16Array(n);
+    case 'u32':
+      return new Uint32Array(n);
+    case 'i32':
+      return new Int32Array(n);
+    default:
+      return new Float64Array(n);
+  }
+}
+
+/** Numeric column; 64-bit integer kinds take bigint. */
+export class PrimBuilder extends ColumnBuilder {
+  num: NumArray;
+  big: BigArray;
+  readonly isBig: boolean;
+  constructor(
+    name: string,
+    readonly kind: PrimKind,
+    required = false,
+  ) {
+    super(name, required);
+    this.isBig = kind === 'i64' || kind === 'u64' || kind === 'ts' || kind === 'dur';
+    this.num = makeNum(kind, this.isBig ? 0 : 64);
+    this.big = kind === 'u64' ? new BigUint64Array(this.isBig ? 64 : 0) : new BigInt64Array(this.isBig ? 64 : 0);
+  }
+  append(v: number): void {
+    if (this.n >= this.num.length) this.num = grow(this.num, this.n + 1, (k) => makeNum(this.kind, k));
+    this.num[this.n] = v;
+    this.markValid(true);
+  }
+  appendBig(v: bigint): void {
+    if (this.n >= this.big.length) {
+      const u = this.kind === 'u64';
+      this.big = grow(this.big, this.n + 1, (k) => (u ? new BigUint64Array(k) : new BigInt64Array(k))) as BigArray;
+    }
+    this.big[this.n] = v;
+    this.markValid(true);
+  }
+  appendNull(): void {
+    if (this.isBig) {
+      if (this.n >= this.big.length) {
+        const u = this.kind === 'u64';
+        this.big = grow(this.big, this.n + 1, (k) => (u ? new BigUint64Array(k) : new BigInt64Array(k))) as BigArray;
+      }
+      this.big[this.n] = 0n;
+    } else {
+      if (this.n >= this.num.length) this.num = grow(this.num, this.n + 1, (k) => makeNum(this.kind, k));
+      this.num[this.n] = 0;
+    }
+    this.markValid(false);
+  }
+  field(): Field {
+    return new Field(this.name, primType(this.kind), !this.required);
+  }
+  emit(out: ColumnParts): void {
+    this.node(out);
+    const a = this.isBig ? this.big : this.num;
+    out.buffers.push(bytesOf(a, this.n * a.BYTES_PER_ELEMENT).slice());
+  }
+}
+
+export class BoolBuilder extends ColumnBuilder {
+  bits = new Uint8Array(64);
+  append(v: boolean): void {
+    if (this.n >= this.bits.length) this.bits = grow(this.bits, this.n + 1, (k) => new Uint8Array(k));
+    this.bits[this.n] = v ? 1 : 0;
+    this.markValid(true);
+  }
+  appendNull(): void {
+    if (this.n >= this.bits.length) this.bits = grow(this.bits, this.n + 1, (k) => new Uint8Array(k));
+    this.bits[this.n] = 0;
+    this.markValid(false);
+  }
+  field(): Field {
+    return new Field(this.name, new Bool(), !this.required);
+  }
+  emit(out: ColumnParts): void {
+    this.node(out);
+    const b = new Uint8Array(((this.n + 63) >> 6) << 3);
+    for (let i = 0; i < this.n; i++) if (this.bits[i]) b[i >> 3] |= 1 << (i & 7);
+    out.buffers.push(b);
+  }
+}
+
+export class FsbBuilder extends ColumnBuilder {
+  data: Uint8Array;
+  constructor(
+    name: string,
+    readonly width: number,
+    required = false,
+  ) {
+    super(name, required);
+    this.data = new Uint8Array(64 * width);
+  }
+  append(v: Uint8Array): void {
+    const w = this.width;
+    if ((this.n + 1) * w > this.data.length) this.data = grow(this.data, (this.n + 1) * w, (k) => new Uint8Array(k));
+    const o = this.n * w;
+    if (v.length === w) this.data.set(v, o);
+    else {
+      this.data.fill(0, o, o + w);
+      this.data.set(v.subarray(0, w), o);
+    }
+    this.markValid(true);
+  }
+  appendNull(): void {
+    const w = this.width;
+    if ((this.n + 1) * w > this.data.length) this.data = grow(this.data, (this.n + 1) * w, (k) => new Uint8Array(k));
+    this.data.fill(0, this.n * w, this.n * w + w);
+    this.markValid(false);
+  }
+  field(): Field {
+    return new Field(this.name, new FixedSizeBinary(this.width), !this.required);
+  }
+  emit(out: ColumnParts): void {
+    this.node(out);
+    out.buffers.push(this.data.slice(0, this.n * this.width));
+  }
+}
+
+/** Variable-length values (utf8 or binary) laid out as offsets + data. */
+class VarData {
+  offsets = new Int32Array(65);
+  data = new Uint8Array(256);
+  n = 0;
+  size = 0;
+  reset(): void {
+    this.n = 0;
+    this.size = 0;
+  }
+  private room(extra: number): void {
+    if (this.size + extra > this.data.length) this.data = grow(this.data, this.size + extra, (k) => new Uint8Array(k));
+    if (this.n + 2 > this.offsets.length) this.offsets = grow(this.offsets, this.n + 2, (k) => new Int32Array(k));
+  }
+  pushString(s: string): void {
+    const len = s.length;
+    this.room(len * 3);
+    let o = this.size;
+    const d = this.data;
+    let i = 0;
+    // ASCII fast path; TextEncoder for the rest.
+    for (; i < len; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      d[o++] = c;
+    }
+    if (i < len) o += te.encodeInto(s.substring(i), d.subarray(o)).written;
+    this.size = o;
+    this.offsets[++this.n] = o;
+  }
+  pushBytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.data.set(b, this.size);
+    this.size += b.length;
+    this.offsets[++this.n] = this.size;
+  }
+  pushEmpty(): void {
+    this.room(0);
+    this.offsets[++this.n] = this.size;
+  }
+  parts(): [Uint8Array, Uint8Array] {
+    return [bytesOf(this.offsets, (this.n + 1) * 4).slice(), this.data.slice(0, this.size)];
+  }
+}
+
+export class VarBuilder extends ColumnBuilder {
+  private readonly v = new VarData();
+  constructor(
+    name: string,
+    readonly binary: boolean,
+    required = false,
+  ) {
+    super(name, required);
+  }
+  appendString(s: string): void {
+    this.v.pushString(s);
+    this.markValid(true);
+  }
+  appendBytes(b: Uint8Array): void {
+    this.v.pushBytes(b);
+    this.markValid(true);
+  }
+  appendNull(): void {
+    this.v.pushEmpty();
+    this.markValid(false);
+  }
+  override reset(): void {
+    super.reset();
+    this.v.reset();
+  }
+  field(): Field {
+    return new Field(this.name, this.binary ? new Binary() : new Utf8(), !this.required);
+  }
+  emit(out: ColumnParts): void {
+    this.node(out);
+    const [o, d] = this.v.parts();
+    out.buffers.push(o, d);
+  }
+}
+
+export type DictValueKind = 'utf8' | 'binary' | 'i64';
+
+/**
+ * Dictionary-encoded column. The dictionary lives as long as the IPC stream; rows hold indices.
+ * The index width is fixed by the schema (u8 or u16); when the dictionary outgrows it the table
+ * starts a new stream (schema reset) and the dictionary restarts with only this batch's values.
+ * Past 65536 distinct values in one batch the column is written plain.
+ */
+export class DictBuilder<K extends string | bigint = string | bigint> extends ColumnBuilder {
+  private readonly map = new Map<K, number>();
+  private readonly values: K[] = [];
+  private byteValues: Uint8Array[] = []; // for binary: the bytes per entry
+  private idx = new Uint32Array(64);
+  private sent = 0;
+  /** 8 or 16: dictionary index width; 0: plain column (no dictionary). */
+  width = 8;
+  private dictId = -1;
+  constructor(
+    name: string,
+    readonly kind: DictValueKind,
+    required = false,
+  ) {
+    super(name, required);
+  }
+
+  private push(key: K, bytes: Uint8Array | null): void {
+    let i = this.map.get(key);
+    if (i === undefined) {
+      i = this.values.length;
+      this.values.push(key);
+      if (bytes) this.byteValues.push(bytes);
+      this.map.set(key, i);
+    }
+    if (this.n >= this.idx.length) this.idx = grow(this.idx, this.n + 1, (k) => new Uint32Array(k));
+    this.idx[this.n] = i;
+    this.markValid(true);
+  }
+  appendString(s: string): void {
+    this.push(s as K, null);
+  }
+  appendBig(v: bigint): void {
+    this.push(v as K, null);
+  }
+  appendBytes(b: Uint8Array): void {
+    let key = '';
+    for (let i = 0; i < b.length; i++) key += String.fromCharCode(b[i]);
+    this.push(key as K, b);
+  }
+  appendNull(): void {
+    if (this.n >= this.idx.length) this.idx = grow(this.idx, this.n + 1, (k) => new Uint32Array(k));
+    this.idx[this.n] = 0;
+    this.markValid(false);
+  }
+  /** Dictionary index of the value in row i: equal values share it (used for sorting/equality). */
+  indexAt(row: number): number {
+    return this.idx[row];
+  }
+  /** Index that `s` has or would get; lets callers compute sort keys before appending. */
+  lookup(key: K): number | undefined {
+    return this.map.get(key);
+  }
+  get size(): number {
+    return this.values.length;
+  }
+
+  override overflowed(): boolean {
+    if (this.width === 0) return false;
+    return this.values.length > (this.width === 8 ? 256 : 65536);
+  }
+
+  override restart(): void {
+    // Keep only the values this batch references, in first-use order.
+    const remap = new Int32Array(this.values.length).fill(-1);
+    const keep: K[] = [];
+    const keepBytes: Uint8Array[] = [];
+    for (let r = 0; r < this.n; r++) {
+      if (!this.valid[r]) continue;
+      const old = this.idx[r];
+      let j = remap[old];
+      if (j < 0) {
+        j = remap[old] = keep.length;
+        keep.push(this.values[old]);
+        if (this.kind === 'binary') keepBytes.push(this.byteValues[old]);
+      }
+      this.idx[r] = j;
+    }
+    this.map.clear();
+    this.values.length = 0;
+    for (let j = 0; j < keep.length; j++) {
+      this.values.push(keep[j]);
+      this.map.set(keep[j], j);
+    }
+    this.byteValues = keepBytes;
+    this.sent = 0;
+    this.width = keep.length <= 256 ? 8 : keep.length <= 65536 ? 16 : 0;
+    if (this.width === 0) {
+      // Plain from now on in this stream: the dictionary is not needed beyond this batch.
+    }
+  }
+
+  private valueType(): DataType {
+    return this.kind === 'utf8' ? new Utf8() : this.kind === 'binary' ? new Binary() : new Int64();
+  }
+
+  field(ctx: SchemaContext): Field {
+    if (this.width === 0) return new Field(this.name, this.valueType(), !this.required);
+    this.dictId = ctx.nextDictId++;
+    const indexType = this.width === 8 ? new Uint8() : new Uint16();
+    return new Field(this.name, new Dictionary(this.valueType(), indexType, this.dictId, false), !this.required);
+  }
+
+  private valueParts(from: number, to: number): ColumnParts {
+    const parts: ColumnParts = { nodes: [new FieldNode(to - from, 0)], buffers: [EMPTY] };
+    if (this.kind === 'i64') {
+      const a = new BigInt64Array(to - from);
+      for (let i = from; i < to; i++) a[i - from] = this.values[i] as bigint;
+      parts.buffers.push(bytesOf(a, a.byteLength));
+    } else {
+      const v = new VarData();
+      if (this.kind === 'utf8') for (let i = from; i < to; i++) v.pushString(this.values[i] as string);
+      else for (let i = from; i < to; i++) v.pushBytes(this.byteValues[i]);
+      parts.buffers.push(...v.parts());
+    }
+    return parts;
+  }
+
+  override dictionaries(out: DictionaryPart[], firstInStream: boolean): void {
+    if (this.width === 0) return;
+    const total = this.values.length;
+    if (total === this.sent && !firstInStream) return;
+    out.push({ id: this.dictId, length: total - this.sent, isDelta: this.sent > 0, parts: this.valueParts(this.sent, total) });
+    this.sent = total;
+  }
+
+  emit(out: ColumnParts): void {
+    const n = this.n;
+    if (this.width === 0) {
+      // Plain layout: materialise the values row by row.
+      out.nodes.push(new FieldNode(n, this.nullCount));
+      out.buffers.push(bitmap(this.valid, n, this.nullCount));
+      if (this.kind === 'i64') {
+        const a = new BigInt64Array(n);
+        for (let r = 0; r < n; r++) if (this.valid[r]) a[r] = this.values[this.idx[r]] as bigint;
+        out.buffers.push(bytesOf(a, a.byteLength));
+      } else {
+        const v = new VarData();
+        for (let r = 0; r < n; r++) {
+          if (!this.valid[r]) v.pushEmpty();
+          else if (this.kind === 'utf8') v.pushString(this.values[this.idx[r]] as string);
+          else v.pushBytes(this.byteValues[this.idx[r]]);
+        }
+        out.buffers.push(...v.parts());
+      }
+      return;
+    }
+    this.node(out);
+    if (this.width === 8) {
+      const a = new Uint8Array(n);
+      for (let r = 0; r < n; r++) a[r] = this.idx[r];
+      out.buffers.push(a);
+    } else {
+      const a = new Uint16Array(n);
+      for (let r = 0; r < n; r++) a[r] = this.idx[r];
+      out.buffers.push(bytesOf(a, a.byteLength));
+    }
+  }
+}
+
+/** Struct column; its own validity is always set (OTAP structs are never null as a whole). */
+export class StructBuilder extends ColumnBuilder {
+  constructor(
+    name: string,
+    readonly children: ColumnBuilder[],
+  ) {
+    super(name, false);
+  }
+  appendValid(): void {
+    this.markValid(true);
+  }
+  override hasValues(): boolean {
+    return this.children.some((c) => c.hasValues());
+  }
+  override wanted(): boolean {
+    return this.children.some((c) => c.wanted());
+  }
+  override reset(): void {
+    super.reset();
+    for (const c of this.children) c.reset();
+  }
+  field(ctx: SchemaContext): Field {
+    const kids = this.children.filter((c) => c.inSchema).map((c) => c.field(ctx));
+    return new Field(this.name, new Struct(kids), true);
+  }
+  emit(out: ColumnParts): void {
+    this.node(out);
+    for (const c of this.children) if (c.inSchema) c.emit(out);
+  }
+  override dictionaries(out: DictionaryPart[], first: boolean): void {
+    for (const c of this.children) if (c.inSchema) c.dictionaries(out, first);
+  }
+  override overflowed(): boolean {
+    return this.children.some((c) => c.inSchema && c.overflowed());
+  }
+  override restart(): void {
+    for (const c of this.children) c.restart();
+  }
+}
+
+/** List<item> column; `item` receives the flattened elements. */
+export class ListBuilder<I extends ColumnBuilder> extends ColumnBuilder {
+  offsets = new Int32Array(65);
+  constructor(
+    name: string,
+    readonly item: I,
+  ) {
+    super(name, false);
+  }
+  /** Call after appending the elements of this row to `item`. */
+  closeRow(): void {
+    if (this.n + 2 > this.offsets.length) this.offsets = grow(this.offsets, this.n + 2, (k) => new Int32Array(k));
+    this.offsets[this.n + 1] = this.item.n;
+    this.markValid(true);
+  }
+  appendNull(): void {
+    if (this.n + 2 > this.offsets.length) this.offsets = grow(this.offsets, this.n + 2, (k) => new Int32Array(k));
+    this.offsets[this.n + 1] = this.item.n;
+    this.markValid(false);
+  }
+  override reset(): void {
+    super.reset();
+    this.item.reset();
+  }
+  field(ctx: SchemaContext): Field {
+    return new Field(this.name, new List(this.item.field(ctx)), true);
+  }
+  emit(out: ColumnParts): void {
+    this.node(out);
+    out.buffers.push(bytesOf(this.offsets, (this.n + 1) * 4).slice());
+    this.item.emit(out);
+  }
+  override dictionaries(out: DictionaryPart[], first: boolean): void {
+    this.item.dictionaries(out, first);
+  }
+  override overflowed(): boolean {
+    return this.item.overflowed();
+  }
+  override restart(): void {
+    this.item.restart();
+  }
+}
+
+/** Marks nested columns of a struct/list as part of the schema (lists carry their item). */
+export function markInSchema(c: ColumnBuilder, on: boolean): void {
+  c.inSchema = on;
+  if (c instanceof StructBuilder) for (const k of c.children) markInSchema(k, on && k.wanted());
+  if (c instanceof ListBuilder) markInSchema(c.item, on);
+}

@@ -1,0 +1,170 @@
+// Stream state for one gRPC stream, both sides. The producer turns telemetry batches into
+// BatchArrowRecords (batch ids counting from 0, one IPC stream per payload type and schema_id,
+// delta dictionaries across batches); the consumer keeps the matching IPC readers and turns
+// BatchArrowRecords back into telemetry. One instance per gRPC stream and direction.
+import type { LogsData, MetricsData, SignalData, SignalType, TracesData } from '../model.ts';
+import { ArrowPayloadType as P, PAYLOAD_TYPE_NAMES, type ArrowPayload, type BatchArrowRecords } from './messages.ts';
+import { IpcStreamReader, OtapDecodeError, type DecodedBatch, type IpcCompression } from './ipc.ts';
+import { SchemaIdSource, type EncodeOptions } from './table.ts';
+import { TracesEncoder, decodeTraces } from './traces.ts';
+import { LogsEncoder, decodeLogs } from './logs.ts';
+import { MetricsEncoder, decodeMetrics } from './metrics.ts';
+
+export interface ProducerOptions {
+  /** Arrow IPC body compression (the Go exporter's `arrow.payload_compression`, default zstd). */
+  compression?: IpcCompression;
+  zstdLevel?: number;
+}
+
+const ROOT_TYPE: Record<SignalType, number> = { traces: P.SPANS, logs: P.LOGS, metrics: P.UNIVARIATE_METRICS };
+
+const SIGNAL_TYPES: Record<SignalType, ReadonlySet<number>> = {
+  traces: new Set([P.SPANS, P.SPAN_ATTRS, P.SPAN_EVENTS, P.SPAN_LINKS, P.SPAN_EVENT_ATTRS, P.SPAN_LINK_ATTRS, P.RESOURCE_ATTRS, P.SCOPE_ATTRS]),
+  logs: new Set([P.LOGS, P.LOG_ATTRS, P.RESOURCE_ATTRS, P.SCOPE_ATTRS]),
+  metrics: new Set([
+    P.UNIVARIATE_METRICS, P.NUMBER_DATA_POINTS, P.SUMMARY_DATA_POINTS, P.HISTOGRAM_DATA_POINTS, P.EXP_HISTOGRAM_DATA_POINTS,
+    P.NUMBER_DP_ATTRS, P.SUMMARY_DP_ATTRS, P.HISTOGRAM_DP_ATTRS, P.EXP_HISTOGRAM_DP_ATTRS, P.NUMBER_DP_EXEMPLARS,
+    P.HISTOGRAM_DP_EXEMPLARS, P.EXP_HISTOGRAM_DP_EXEMPLARS, P.NUMBER_DP_EXEMPLAR_ATTRS, P.HISTOGRAM_DP_EXEMPLAR_ATTRS,
+    P.EXP_HISTOGRAM_DP_EXEMPLAR_ATTRS, P.METRIC_ATTRS, P.RESOURCE_ATTRS, P.SCOPE_ATTRS,
+  ]),
+};
+
+export function signalOfRootType(t: number): SignalType | undefined {
+  if (t === P.SPANS) return 'traces';
+  if (t === P.LOGS) return 'logs';
+  if (t === P.UNIVARIATE_METRICS) return 'metrics';
+  return undefined;
+}
+
+export class OtapProducer {
+  private readonly ids = new SchemaIdSource();
+  private readonly opts: EncodeOptions;
+  private traces: TracesEncoder | null = null;
+  private logs: LogsEncoder | null = null;
+  private metrics: MetricsEncoder | null = null;
+  private nextBatchId = 0n;
+
+  constructor(options: ProducerOptions = {}) {
+    this.opts = { compression: options.compression ?? 'zstd', zstdLevel: options.zstdLevel ?? 3 };
+  }
+
+  /** Payloads for one batch (root first). Advances the IPC stream state; no batch id is consumed. */
+  encodePayloads<S extends SignalType>(signal: S, data: SignalData[S]): ArrowPayload[] {
+    if (signal === 'traces') return (this.traces ??= new TracesEncoder(this.ids, this.opts)).encode(data as TracesData);
+    if (signal === 'logs') return (this.logs ??= new LogsEncoder(this.ids, this.opts)).encode(data as LogsData);
+    return (this.metrics ??= new MetricsEncoder(this.ids, this.opts)).encode(data as MetricsData);
+  }
+
+  /** The next BatchArrowRecords of this stream. */
+  produce<S extends SignalType>(signal: S, data: SignalData[S], headers: Uint8Array = new Uint8Array(0)): BatchArrowRecords {
+    const arrowPayloads = this.encodePayloads(signal, data);
+    return { batchId: this.nextBatchId++, arrowPayloads, headers };
+  }
+
+  /** Number of schema resets (new IPC streams after the first) across the producer's tables. */
+  schemaResets(): number {
+    return (this.traces?.resets() ?? 0) + (this.logs?.resets() ?? 0) + (this.metrics?.resets() ?? 0);
+  }
+}
+
+export interface ConsumerOptions {
+  /** Upper bound of decompressed Arrow bytes per batch (default 128 MiB, like arrow.memory_limit_mib). */
+  maxBatchBytes?: number;
+  /** Upper bound of entries per dictionary per IPC stream (default 1M). */
+  maxDictionaryEntries?: number;
+}
+
+export type DecodedSignal =
+  | { signal: 'traces'; data: TracesData; items: number }
+  | { signal: 'logs'; data: LogsData; items: number }
+  | { signal: 'metrics'; data: MetricsData; items: number };
+
+export class OtapConsumer {
+  private readonly readers = new Map<number, IpcStreamReader>();
+  private readonly maxBatchBytes: number;
+  private readonly maxDictionaryEntries: number;
+
+  constructor(
+    /** The signal this stream carries (from the service), or undefined to take it from the root payload. */
+    readonly expected?: SignalType,
+    options: ConsumerOptions = {},
+  ) {
+    this.maxBatchBytes = options.maxBatchBytes ?? 128 * 1024 * 1024;
+    this.maxDictionaryEntries = options.maxDictionaryEntries ?? 1 << 20;
+  }
+
+  /**
+   * Decodes one batch. Throws OtapDecodeError (resourceExhausted=true when a limit was hit); the
+   * stream state stays usable for later batches.
+   */
+  consume(batch: BatchArrowRecords): DecodedSignal {
+    const payloads = batch.arrowPayloads;
+    if (payloads.length === 0) {
+      const s = this.expected ?? 'traces';
+      return { signal: s, data: emptyData(s), items: 0 } as DecodedSignal;
+    }
+    const signal = signalOfRootType(payloads[0].type);
+    if (!signal) {
+      const name = PAYLOAD_TYPE_NAMES[payloads[0].type] ?? `unknown type ${payloads[0].type}`;
+      throw new OtapDecodeError(`first payload must be the root table (SPANS, LOGS or UNIVARIATE_METRICS), got ${name}`);
+    }
+    if (this.expected && signal !== this.expected) {
+      throw new OtapDecodeError(`${signal} payload on a ${this.expected} stream`);
+    }
+    const allowed = SIGNAL_TYPES[signal];
+    const tables = new Map<number, DecodedBatch>();
+    let budget = this.maxBatchBytes;
+    for (const p of payloads) {
+      if (!allowed.has(p.type)) {
+        const name = PAYLOAD_TYPE_NAMES[p.type] ?? `unknown payload type ${p.type}`;
+        throw new OtapDecodeError(`payload type ${name} does not belong to ${signal}`);
+      }
+      if (tables.has(p.type)) throw new OtapDecodeError(`duplicate ${PAYLOAD_TYPE_NAMES[p.type]} payload in one batch`);
+      let reader = this.readers.get(p.type);
+      if (!reader || reader.schemaId !== p.schemaId) {
+        // A new schema_id starts a new IPC stream; the old one is replaced only once the new
+        // one's first payload decoded, so a corrupt payload cannot break the live stream.
+        reader = new IpcStreamReader(p.schemaId, {
+          maxPayloadBytes: this.maxBatchBytes,
+          maxDictionaryEntries: this.maxDictionaryEntries,
+        });
+      }
+      let r;
+      try {
+        r = reader.readPayload(p.record, budget);
+      } catch (e) {
+        const err = e as OtapDecodeError;
+        throw new OtapDecodeError(`${PAYLOAD_TYPE_NAMES[p.type]} (schema ${p.schemaId}): ${err.message}`, err.resourceExhausted);
+      }
+      this.readers.set(p.type, reader);
+      budget -= r.used;
+      tables.set(p.type, r.batch);
+    }
+    let result: DecodedSignal;
+    {
+      if (signal === 'traces') {
+        const data = decodeTraces(tables);
+        result = { signal, data, items: tables.get(P.SPANS)!.length };
+      } else if (signal === 'logs') {
+        const data = decodeLogs(tables);
+        result = { signal, data, items: tables.get(P.LOGS)!.length };
+      } else {
+        const data = decodeMetrics(tables);
+        let items = 0;
+        for (const t of [P.NUMBER_DATA_POINTS, P.SUMMARY_DATA_POINTS, P.HISTOGRAM_DATA_POINTS, P.EXP_HISTOGRAM_DATA_POINTS]) {
+          items += tables.get(t)?.length ?? 0;
+        }
+        result = { signal, data, items };
+      }
+    }
+    return result;
+  }
+}
+
+function emptyData(s: SignalType): TracesData | LogsData | MetricsData {
+  if (s === 'traces') return { resourceSpans: [] };
+  if (s === 'logs') return { resourceLogs: [] };
+  return { resourceMetrics: [] };
+}
+
+export { ROOT_TYPE };

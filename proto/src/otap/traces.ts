@@ -1,0 +1,388 @@
+// Traces ↔ OTAP tables: SPANS (root), SPAN_ATTRS, SPAN_EVENTS, SPAN_EVENT_ATTRS, SPAN_LINKS,
+// SPAN_LINK_ATTRS, RESOURCE_ATTRS, SCOPE_ATTRS. Column names and types follow the Go
+// implementation (go/pkg/otel/traces/arrow); zero/empty optional values are sent as nulls so
+// all-default columns drop out of the schema.
+import type { ResourceSpans, ScopeSpans, Span, SpanEvent, SpanLink, TracesData } from '../model.ts';
+import { DictBuilder, FsbBuilder, PrimBuilder, StructBuilder } from './columns.ts';
+import { AttrsEncoder, decodeAttrs } from './attrs.ts';
+import { ResourceScopeColumns, attrsOrEmpty, resourceScopeReader } from './common.ts';
+import { ArrowPayloadType as P, type ArrowPayload } from './messages.ts';
+import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
+import { OtapDecodeError, type DecodedBatch } from './ipc.ts';
+import { DeltaIds, colBig, colBytes, colStr, colUint, reqColumn } from './read.ts';
+
+function latin1(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+  return s;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class TracesEncoder {
+  private readonly rs: ResourceScopeColumns;
+  private readonly id = new PrimBuilder('id', 'u16');
+  private readonly start = new PrimBuilder('start_time_unix_nano', 'ts', true);
+  private readonly duration = new PrimBuilder('duration_time_unix_nano', 'dur', true);
+  private readonly traceId = new FsbBuilder('trace_id', 16, true);
+  private readonly spanId = new FsbBuilder('span_id', 8, true);
+  private readonly traceState = new DictBuilder<string>('trace_state', 'utf8');
+  private readonly parentSpanId = new FsbBuilder('parent_span_id', 8);
+  private readonly flags = new PrimBuilder('flags', 'u32');
+  private readonly name = new DictBuilder<string>('name', 'utf8', true);
+  private readonly kind = new PrimBuilder('kind', 'i32');
+  private readonly droppedAttrs = new PrimBuilder('dropped_attributes_count', 'u32');
+  private readonly droppedEvents = new PrimBuilder('dropped_events_count', 'u32');
+  private readonly droppedLinks = new PrimBuilder('dropped_links_count', 'u32');
+  private readonly statusCode = new PrimBuilder('code', 'i32');
+  private readonly statusMessage = new DictBuilder<string>('status_message', 'utf8');
+  private readonly status = new StructBuilder('status', [this.statusCode, this.statusMessage]);
+  private readonly spans: TableEncoder;
+  private readonly spanAttrs: AttrsEncoder;
+
+  // events
+  private readonly evId = new PrimBuilder('id', 'u32');
+  private readonly evParent = new PrimBuilder('parent_id', 'u16', true);
+  private readonly evTime = new PrimBuilder('time_unix_nano', 'ts');
+  private readonly evName = new DictBuilder<string>('name', 'utf8', true);
+  private readonly evDropped = new PrimBuilder('dropped_attributes_count', 'u32');
+  private readonly events: TableEncoder;
+  private readonly eventAttrs: AttrsEncoder;
+  // links
+  private readonly lkId = new PrimBuilder('id', 'u32');
+  private readonly lkParent = new PrimBuilder('parent_id', 'u16', true);
+  private readonly lkTraceId = new FsbBuilder('trace_id', 16, true);
+  private readonly lkSpanId = new FsbBuilder('span_id', 8, true);
+  private readonly lkTraceState = new DictBuilder<string>('trace_state', 'utf8');
+  private readonly lkDropped = new PrimBuilder('dropped_attributes_count', 'u32');
+  private readonly lkFlags = new PrimBuilder('flags', 'u32');
+  private readonly links: TableEncoder;
+  private readonly linkAttrs: AttrsEncoder;
+
+  // staged events/links (sorted before writing): parent span id and object
+  private evStage: { parent: number; ev: SpanEvent; rank: number }[] = [];
+  private lkStage: { parent: number; lk: SpanLink; rank: number }[] = [];
+
+  constructor(ids: SchemaIdSource, opts: EncodeOptions) {
+    this.rs = new ResourceScopeColumns(ids, opts);
+    this.spans = new TableEncoder(
+      P.SPANS,
+      [
+        this.id, this.rs.resource, this.rs.scope, this.rs.schemaUrl, this.start, this.duration, this.traceId,
+        this.spanId, this.traceState, this.parentSpanId, this.flags, this.name, this.kind, this.droppedAttrs,
+        this.droppedEvents, this.droppedLinks, this.status,
+      ],
+      ids,
+      opts,
+    );
+    this.spanAttrs = new AttrsEncoder(P.SPAN_ATTRS, 16, ids, opts);
+    this.events = new TableEncoder(P.SPAN_EVENTS, [this.evId, this.evParent, this.evTime, this.evName, this.evDropped], ids, opts);
+    this.eventAttrs = new AttrsEncoder(P.SPAN_EVENT_ATTRS, 32, ids, opts);
+    this.links = new TableEncoder(
+      P.SPAN_LINKS,
+      [this.lkId, this.lkParent, this.lkTraceId, this.lkSpanId, this.lkTraceState, this.lkDropped, this.lkFlags],
+      ids,
+      opts,
+    );
+    this.linkAttrs = new AttrsEncoder(P.SPAN_LINK_ATTRS, 32, ids, opts);
+  }
+
+  /** Encodes one batch; the SPANS payload comes first. Throws RangeError past 65536 spans. */
+  encode(data: TracesData): ArrowPayload[] {
+    let row = 0;
+    try {
+      for (const rs of data.resourceSpans) {
+        this.rs.beginResource(rs.resource, rs.schemaUrl);
+        for (const ss of rs.scopeSpans) {
+          this.rs.beginScope(ss.scope, ss.schemaUrl);
+          for (const span of ss.spans) {
+            if (row > 0xffff) throw new RangeError('OTAP batch holds more than 65536 spans; split it');
+            this.appendSpan(span, row);
+            row++;
+          }
+        }
+      }
+      const out: ArrowPayload[] = [];
+      const push = (p: ArrowPayload | null) => {
+        if (p) out.push(p);
+      };
+      push(this.spans.finish());
+      push(this.rs.resourceAttrs.finish());
+      push(this.rs.scopeAttrs.finish());
+      push(this.spanAttrs.finish());
+      this.writeEvents();
+      push(this.events.finish());
+      push(this.eventAttrs.finish());
+      this.writeLinks();
+      push(this.links.finish());
+      push(this.linkAttrs.finish());
+      return out;
+    } finally {
+      this.resetBatch();
+    }
+  }
+
+  private appendSpan(s: Span, row: number): void {
+    this.id.append(row === 0 ? 0 : 1);
+    this.rs.appendRow();
+    this.start.appendBig(s.startTimeUnixNano);
+    this.duration.appendBig(s.endTimeUnixNano - s.startTimeUnixNano);
+    this.traceId.append(s.traceId);
+    this.spanId.append(s.spanId);
+    if (s.traceState) this.traceState.appendString(s.traceState);
+    else this.traceState.appendNull();
+    if (s.parentSpanId.length) this.parentSpanId.append(s.parentSpanId);
+    else this.parentSpanId.appendNull();
+    if (s.flags) this.flags.append(s.flags);
+    else this.flags.appendNull();
+    this.name.appendString(s.name);
+    if (s.kind) this.kind.append(s.kind);
+    else this.kind.appendNull();
+    if (s.droppedAttributesCount) this.droppedAttrs.append(s.droppedAttributesCount);
+    else this.droppedAttrs.appendNull();
+    if (s.droppedEventsCount) this.droppedEvents.append(s.droppedEventsCount);
+    else this.droppedEvents.appendNull();
+    if (s.droppedLinksCount) this.droppedLinks.append(s.droppedLinksCount);
+    else this.droppedLinks.appendNull();
+    this.status.appendValid();
+    if (s.status.code) this.statusCode.append(s.status.code);
+    else this.statusCode.appendNull();
+    if (s.status.message) this.statusMessage.appendString(s.status.message);
+    else this.statusMessage.appendNull();
+    if (s.attributes.length) this.spanAttrs.add(row, s.attributes);
+    for (const ev of s.events) this.evStage.push({ parent: row, ev, rank: 0 });
+    for (const lk of s.links) this.lkStage.push({ parent: row, lk, rank: 0 });
+  }
+
+  /** Events sorted by name (stable, so parents ascend within a name) for quasi-delta parent ids. */
+  private writeEvents(): void {
+    const st = this.evStage;
+    if (st.length === 0) return;
+    const ranks = new Map<string, number>();
+    for (const e of st) {
+      let r = ranks.get(e.ev.name);
+      if (r === undefined) ranks.set(e.ev.name, (r = ranks.size));
+      e.rank = r;
+    }
+    st.sort((a, b) => a.rank - b.rank || a.parent - b.parent);
+    let prevName: string | null = null, prevParent = 0;
+    for (let i = 0; i < st.length; i++) {
+      const { parent, ev } = st[i];
+      this.evId.append(i === 0 ? 0 : 1);
+      this.evParent.append(ev.name === prevName ? parent - prevParent : parent);
+      prevName = ev.name;
+      prevParent = parent;
+      if (ev.timeUnixNano) this.evTime.appendBig(ev.timeUnixNano);
+      else this.evTime.appendNull();
+      this.evName.appendString(ev.name);
+      if (ev.droppedAttributesCount) this.evDropped.append(ev.droppedAttributesCount);
+      else this.evDropped.appendNull();
+      if (ev.attributes.length) this.eventAttrs.add(i, ev.attributes);
+    }
+  }
+
+  private writeLinks(): void {
+    const st = this.lkStage;
+    if (st.length === 0) return;
+    const ranks = new Map<string, number>();
+    for (const l of st) {
+      const k = latin1(l.lk.traceId);
+      let r = ranks.get(k);
+      if (r === undefined) ranks.set(k, (r = ranks.size));
+      l.rank = r;
+    }
+    st.sort((a, b) => a.rank - b.rank || a.parent - b.parent);
+    let prevRank = -1, prevParent = 0;
+    for (let i = 0; i < st.length; i++) {
+      const { parent, lk, rank } = st[i];
+      this.lkId.append(i === 0 ? 0 : 1);
+      this.lkParent.append(rank === prevRank ? parent - prevParent : parent);
+      prevRank = rank;
+      prevParent = parent;
+      this.lkTraceId.append(lk.traceId);
+      this.lkSpanId.append(lk.spanId);
+      if (lk.traceState) this.lkTraceState.appendString(lk.traceState);
+      else this.lkTraceState.appendNull();
+      if (lk.droppedAttributesCount) this.lkDropped.append(lk.droppedAttributesCount);
+      else this.lkDropped.appendNull();
+      if (lk.flags) this.lkFlags.append(lk.flags);
+      else this.lkFlags.appendNull();
+      if (lk.attributes.length) this.linkAttrs.add(i, lk.attributes);
+    }
+  }
+
+  private resetBatch(): void {
+    this.spans.reset();
+    this.events.reset();
+    this.links.reset();
+    this.rs.resetBatch();
+    this.evStage = [];
+    this.lkStage = [];
+  }
+
+  /** Schema resets so far, per table (for tests and self-telemetry). */
+  resets(): number {
+    return this.spans.resets + this.events.resets + this.links.resets + this.spanAttrs.table.resets;
+  }
+}
+
+// ------------------------------------------------------------------ decoding
+
+export function decodeTraces(tables: Map<number, DecodedBatch>): TracesData {
+  const spans = tables.get(P.SPANS);
+  if (!spans) throw new OtapDecodeError('traces batch has no SPANS payload');
+  const resAttrs = attrsOrEmpty(tables.get(P.RESOURCE_ATTRS), 'RESOURCE_ATTRS');
+  const scopeAttrs = attrsOrEmpty(tables.get(P.SCOPE_ATTRS), 'SCOPE_ATTRS');
+  const spanAttrs = attrsOrEmpty(tables.get(P.SPAN_ATTRS), 'SPAN_ATTRS');
+  const events = decodeEvents(tables.get(P.SPAN_EVENTS), attrsOrEmpty(tables.get(P.SPAN_EVENT_ATTRS), 'SPAN_EVENT_ATTRS'));
+  const links = decodeLinks(tables.get(P.SPAN_LINKS), attrsOrEmpty(tables.get(P.SPAN_LINK_ATTRS), 'SPAN_LINK_ATTRS'));
+
+  const c = spans.columns;
+  const what = 'SPANS';
+  const idCol = c.get('id');
+  const start = reqColumn(c, 'start_time_unix_nano', what);
+  const duration = c.get('duration_time_unix_nano');
+  const end = c.get('end_time_unix_nano');
+  const traceId = reqColumn(c, 'trace_id', what);
+  const spanId = reqColumn(c, 'span_id', what);
+  const traceState = c.get('trace_state');
+  const parent = c.get('parent_span_id');
+  const flags = c.get('flags');
+  const name = reqColumn(c, 'name', what);
+  const kind = c.get('kind');
+  const dAttrs = c.get('dropped_attributes_count');
+  const dEvents = c.get('dropped_events_count');
+  const dLinks = c.get('dropped_links_count');
+  const status = c.get('status');
+  const stCode = status?.child('code'), stMsg = status?.child('status_message');
+  const rs = resourceScopeReader(spans, resAttrs, scopeAttrs);
+  const ids = new DeltaIds();
+
+  const out: TracesData = { resourceSpans: [] };
+  let curRes: ResourceSpans | null = null;
+  let curScope: ScopeSpans | null = null;
+  let prevRes = -1, prevScope = -1;
+  for (let i = 0; i < spans.length; i++) {
+    rs.read(i);
+    if (curRes === null || rs.resId !== prevRes) {
+      const r = rs.resource();
+      curRes = { resource: r.resource, scopeSpans: [], schemaUrl: r.schemaUrl };
+      out.resourceSpans.push(curRes);
+      prevRes = rs.resId;
+      curScope = null;
+    }
+    if (curScope === null || rs.scopeId !== prevScope) {
+      curScope = { scope: rs.scope(), spans: [], schemaUrl: rs.schemaUrl(i) };
+      curRes.scopeSpans.push(curScope);
+      prevScope = rs.scopeId;
+    }
+    const id = ids.next(idCol, i);
+    const startNs = colBig(start, i);
+    let endNs = startNs;
+    if (duration && duration.isValid(i)) endNs = startNs + colBig(duration, i);
+    else if (end && end.isValid(i)) endNs = colBig(end, i);
+    const tid = colBytes(traceId, i);
+    const sid = colBytes(spanId, i);
+    if (tid.length !== 16) throw new OtapDecodeError(`SPANS row ${i}: trace_id of ${tid.length} bytes`);
+    if (sid.length !== 8) throw new OtapDecodeError(`SPANS row ${i}: span_id of ${sid.length} bytes`);
+    const span: Span = {
+      traceId: tid,
+      spanId: sid,
+      traceState: traceState && traceState.isValid(i) ? colStr(traceState, i) : '',
+      parentSpanId: parent && parent.isValid(i) ? colBytes(parent, i) : EMPTY,
+      flags: flags && flags.isValid(i) ? colUint(flags, i) : 0,
+      name: colStr(name, i),
+      kind: kind && kind.isValid(i) ? colUint(kind, i) : 0,
+      startTimeUnixNano: startNs,
+      endTimeUnixNano: endNs,
+      attributes: (id >= 0 && spanAttrs.get(id)) || [],
+      droppedAttributesCount: dAttrs && dAttrs.isValid(i) ? colUint(dAttrs, i) : 0,
+      events: (id >= 0 && events.get(id)) || [],
+      droppedEventsCount: dEvents && dEvents.isValid(i) ? colUint(dEvents, i) : 0,
+      links: (id >= 0 && links.get(id)) || [],
+      droppedLinksCount: dLinks && dLinks.isValid(i) ? colUint(dLinks, i) : 0,
+      status: {
+        code: stCode && stCode.isValid(i) ? colUint(stCode, i) : 0,
+        message: stMsg && stMsg.isValid(i) ? colStr(stMsg, i) : '',
+      },
+    };
+    curScope.spans.push(span);
+  }
+  return out;
+}
+
+function decodeEvents(b: DecodedBatch | undefined, attrs: Map<number, import('../model.ts').KeyValue[]>): Map<number, SpanEvent[]> {
+  const out = new Map<number, SpanEvent[]>();
+  if (!b) return out;
+  const what = 'SPAN_EVENTS';
+  const c = b.columns;
+  const idCol = c.get('id');
+  const parent = reqColumn(c, 'parent_id', what);
+  const time = c.get('time_unix_nano');
+  const name = c.get('name');
+  const dropped = c.get('dropped_attributes_count');
+  const ids = new DeltaIds();
+  let prevName: string | null = null, prevParent = 0;
+  for (let i = 0; i < b.length; i++) {
+    const id = ids.next(idCol, i);
+    const n = name && name.isValid(i) ? colStr(name, i) : '';
+    const raw = colUint(parent, i);
+    const p = n === prevName ? (prevParent + raw) & 0xffff : raw;
+    prevName = n;
+    prevParent = p;
+    const ev: SpanEvent = {
+      timeUnixNano: time && time.isValid(i) ? colBig(time, i) : 0n,
+      name: n,
+      attributes: (id >= 0 && attrs.get(id)) || [],
+      droppedAttributesCount: dropped && dropped.isValid(i) ? colUint(dropped, i) : 0,
+    };
+    let list = out.get(p);
+    if (!list) out.set(p, (list = []));
+    list.push(ev);
+  }
+  return out;
+}
+
+function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function decodeLinks(b: DecodedBatch | undefined, attrs: Map<number, import('../model.ts').KeyValue[]>): Map<number, SpanLink[]> {
+  const out = new Map<number, SpanLink[]>();
+  if (!b) return out;
+  const what = 'SPAN_LINKS';
+  const c = b.columns;
+  const idCol = c.get('id');
+  const parent = reqColumn(c, 'parent_id', what);
+  const traceId = c.get('trace_id');
+  const spanId = c.get('span_id');
+  const traceState = c.get('trace_state');
+  const dropped = c.get('dropped_attributes_count');
+  const flags = c.get('flags');
+  const ids = new DeltaIds();
+  let prevTrace: Uint8Array | null = null, prevParent = 0;
+  for (let i = 0; i < b.length; i++) {
+    const id = ids.next(idCol, i);
+    const tid = traceId && traceId.isValid(i) ? colBytes(traceId, i) : EMPTY;
+    const raw = colUint(parent, i);
+    const p = sameBytes(prevTrace, tid) ? (prevParent + raw) & 0xffff : raw;
+    prevTrace = tid;
+    prevParent = p;
+    const lk: SpanLink = {
+      traceId: tid,
+      spanId: spanId && spanId.isValid(i) ? colBytes(spanId, i) : EMPTY,
+      traceState: traceState && traceState.isValid(i) ? colStr(traceState, i) : '',
+      attributes: (id >= 0 && attrs.get(id)) || [],
+      droppedAttributesCount: dropped && dropped.isValid(i) ? colUint(dropped, i) : 0,
+      flags: flags && flags.isValid(i) ? colUint(flags, i) : 0,
+    };
+    let list = out.get(p);
+    if (!list) out.set(p, (list = []));
+    list.push(lk);
+  }
+  return out;
+}
+
+export { decodeAttrs };

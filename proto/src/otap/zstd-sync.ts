@@ -1,0 +1,42 @@
+// Synchronous ZSTD for Arrow IPC body buffers (apache-arrow's codec contract and our own IPC
+// writer/reader are synchronous; @mongodb-js/zstd is async only). zstd-napi wraps libzstd.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const binding = require('zstd-napi/binding.js') as {
+  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
+  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
+  compressBound(n: number): number;
+};
+
+let cctx: InstanceType<typeof binding.CCtx> | null = null;
+let dctx: InstanceType<typeof binding.DCtx> | null = null;
+
+export function zstdCompressSync(src: Uint8Array, level = 3): Uint8Array {
+  cctx ??= new binding.CCtx();
+  const dst = new Uint8Array(binding.compressBound(src.byteLength));
+  const n = cctx.compress(dst, src, level);
+  return dst.subarray(0, n);
+}
+
+/**
+ * Decompresses into a buffer of exactly `expected` bytes: libzstd refuses to write past it, so a
+ * frame that would expand beyond what the sender declared (and we accepted) fails instead of
+ * allocating. A frame that yields fewer bytes than declared is rejected too.
+ */
+export function zstdDecompressBounded(src: Uint8Array, expected: number): Uint8Array {
+  dctx ??= new binding.DCtx();
+  const dst = new Uint8Array(expected);
+  let n: number;
+  try {
+    n = dctx.decompress(dst, src);
+  } catch (e) {
+    throw new ZstdFrameError(`zstd: ${(e as Error).message}`);
+  }
+  if (n !== expected) throw new ZstdFrameError(`zstd: frame holds ${n} bytes, ${expected} declared`);
+  return dst;
+}
+
+export class ZstdFrameError extends Error {
+  override name = 'ZstdFrameError';
+}

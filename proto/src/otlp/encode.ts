@@ -1,0 +1,1017 @@
+// Hand-written OTLP protobuf encoder: model → bytes in two passes over the data.
+// Pass 1 (size*) computes every nested message length and every string's UTF-8 length and records
+// them, in the order pass 2 needs them, in one Int32Array. Pass 2 (write*) then writes straight
+// into a single buffer of the exact final size: no intermediate buffers, no copying of sub-messages.
+// Fields are written in field-number order, defaults (0, "", empty) omitted as proto3 does; oneof
+// members (AnyValue, data point values) are always written because their presence is the value.
+import {
+  KeyValueList,
+  type AnyValue,
+  type Exemplar,
+  type ExponentialHistogramBuckets,
+  type ExponentialHistogramDataPoint,
+  type HistogramDataPoint,
+  type InstrumentationScope,
+  type KeyValue,
+  type LogRecord,
+  type LogsData,
+  type Metric,
+  type MetricsData,
+  type NumberDataPoint,
+  type Resource,
+  type SignalData,
+  type SignalType,
+  type Span,
+  type SummaryDataPoint,
+  type TracesData,
+} from '../model.ts';
+
+/** Node's Buffer has fast native writers that the public typings omit. */
+interface FastBuffer extends Buffer {
+  utf8Write(s: string, offset: number, length: number): number;
+}
+
+// ------------------------------------------------------------------ shared encoder state
+// Encoding is synchronous and never re-entered, so module state is safe and avoids a context object.
+let sizes = new Int32Array(4096);
+let sp = 0; // pass-1 push index
+let rp = 0; // pass-2 read index
+let buf: FastBuffer;
+let view: DataView;
+let pos = 0;
+
+function reserve(): number {
+  if (sp === sizes.length) {
+    const n = new Int32Array(sizes.length * 2);
+    n.set(sizes);
+    sizes = n;
+  }
+  return sp++;
+}
+
+function vsize(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** Size of an int32 varint (enums): negatives are sign-extended to 10 bytes. */
+function i32size(v: number): number {
+  return v < 0 ? 10 : vsize(v);
+}
+
+function u64size(lo: number, hi: number): number {
+  if (hi === 0) return vsize(lo);
+  let n = 5; // the low 32 bits plus at least one more group
+  hi >>>= 3; // bits 35.. of the value
+  while (hi !== 0) {
+    n++;
+    hi >>>= 7;
+  }
+  return n;
+}
+
+let lo64 = 0;
+let hi64 = 0;
+function split64(v: bigint): void {
+  const u = BigInt.asUintN(64, v);
+  lo64 = Number(u & 0xffffffffn);
+  hi64 = Number(u >> 32n);
+}
+
+function i64size(v: bigint): number {
+  if (v >= 0n && v < 0x80000000n) return vsize(Number(v));
+  if (v < 0n) return 10;
+  split64(v);
+  return u64size(lo64, hi64);
+}
+
+function utf8Len(s: string): number {
+  const n = s.length;
+  if (n > 64) return Buffer.byteLength(s, 'utf8');
+  let len = n;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) len += 1;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      i++;
+      len += 2; // 2 UTF-16 units → 4 bytes
+    } else len += 2; // 3 bytes; a lone surrogate becomes U+FFFD (3 bytes), as Buffer writes it
+  }
+  return len;
+}
+
+// ------------------------------------------------------------------ write primitives
+
+function wv(v: number): void {
+  while (v > 127) {
+    buf[pos++] = (v & 127) | 128;
+    v >>>= 7;
+  }
+  buf[pos++] = v;
+}
+
+function wv64(lo: number, hi: number): void {
+  while (hi !== 0) {
+    buf[pos++] = (lo & 127) | 128;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  wv(lo);
+}
+
+function wi32(v: number): void {
+  if (v >= 0) wv(v);
+  else wv64(v >>> 0, 0xffffffff);
+}
+
+function wi64(v: bigint): void {
+  if (v >= 0n && v < 0x80000000n) wv(Number(v));
+  else {
+    split64(v);
+    wv64(lo64, hi64);
+  }
+}
+
+function wstr(s: string, len: number): void {
+  if (len === s.length && len < 48) {
+    // ASCII (UTF-8 length equals UTF-16 length only then): a byte loop beats the native call.
+    for (let i = 0; i < len; i++) buf[pos + i] = s.charCodeAt(i);
+  } else buf.utf8Write(s, pos, len);
+  pos += len;
+}
+
+function wbytes(b: Uint8Array): void {
+  buf.set(b, pos);
+  pos += b.length;
+}
+
+function wfixed64(v: bigint): void {
+  view.setBigUint64(pos, v, true);
+  pos += 8;
+}
+
+function wdouble(v: number): void {
+  view.setFloat64(pos, v, true);
+  pos += 8;
+}
+
+function wfixed32(v: number): void {
+  view.setUint32(pos, v >>> 0, true);
+  pos += 4;
+}
+
+// ------------------------------------------------------------------ field helpers (tag ≤ 15 → 1 byte)
+
+function sStr(s: string): number {
+  if (s.length === 0) return 0;
+  const l = utf8Len(s);
+  { const r = reserve(); sizes[r] = l; }
+  return 1 + vsize(l) + l;
+}
+
+function wStr(tag: number, s: string): void {
+  if (s.length === 0) return;
+  buf[pos++] = tag;
+  const l = sizes[rp++];
+  wv(l);
+  wstr(s, l);
+}
+
+function sBytes(b: Uint8Array): number {
+  const l = b.length;
+  return l === 0 ? 0 : 1 + vsize(l) + l;
+}
+
+function wBytes(tag: number, b: Uint8Array): void {
+  if (b.length === 0) return;
+  buf[pos++] = tag;
+  wv(b.length);
+  wbytes(b);
+}
+
+function sU32(v: number): number {
+  return v === 0 ? 0 : 1 + vsize(v >>> 0);
+}
+
+function wU32(tag: number, v: number): void {
+  if (v === 0) return;
+  buf[pos++] = tag;
+  wv(v >>> 0);
+}
+
+function sEnum(v: number): number {
+  return v === 0 ? 0 : 1 + i32size(v | 0);
+}
+
+function wEnum(tag: number, v: number): void {
+  if (v === 0) return;
+  buf[pos++] = tag;
+  wi32(v | 0);
+}
+
+function sF64(v: bigint): number {
+  return v === 0n ? 0 : 9;
+}
+
+function wF64(tag: number, v: bigint): void {
+  if (v === 0n) return;
+  buf[pos++] = tag;
+  wfixed64(v);
+}
+
+/** proto3 non-optional double: omitted when +0 (−0 is kept so it survives the round trip). */
+function sDbl(v: number): number {
+  return Object.is(v, 0) ? 0 : 9;
+}
+
+function wDbl(tag: number, v: number): void {
+  if (Object.is(v, 0)) return;
+  buf[pos++] = tag;
+  wdouble(v);
+}
+
+function sOptDbl(v: number | undefined): number {
+  return v === undefined ? 0 : 9;
+}
+
+function wOptDbl(tag: number, v: number | undefined): void {
+  if (v === undefined) return;
+  buf[pos++] = tag;
+  wdouble(v);
+}
+
+/** A sub-message field: reserve its length slot, size the body, return tag + length + body. */
+function sMsgBody(bodySize: number): number {
+  return 1 + vsize(bodySize) + bodySize;
+}
+
+// ------------------------------------------------------------------ common
+
+function sAny(v: AnyValue): number {
+  switch (typeof v) {
+    case 'string': {
+      const l = utf8Len(v);
+      { const r = reserve(); sizes[r] = l; }
+      return 1 + vsize(l) + l;
+    }
+    case 'boolean':
+      return 2;
+    case 'number':
+      return 9;
+    case 'bigint':
+      return 1 + i64size(v);
+    case 'object': {
+      if (v === null) return 0;
+      if (v instanceof Uint8Array) return 1 + vsize(v.length) + v.length;
+      if (Array.isArray(v)) {
+        const slot = reserve();
+        let n = 0;
+        for (let i = 0; i < v.length; i++) {
+          const s = reserve();
+          const b = sAny(v[i]);
+          sizes[s] = b;
+          n += 1 + vsize(b) + b;
+        }
+        sizes[slot] = n;
+        return 1 + vsize(n) + n;
+      }
+      if (v instanceof KeyValueList) {
+        const slot = reserve();
+        const n = sAttrs(v.values);
+        sizes[slot] = n;
+        return 1 + vsize(n) + n;
+      }
+    }
+  }
+  throw new TypeError(`OTLP encode: unsupported AnyValue ${String(v)}`);
+}
+
+function wAny(v: AnyValue): void {
+  switch (typeof v) {
+    case 'string': {
+      buf[pos++] = 0x0a;
+      const l = sizes[rp++];
+      wv(l);
+      wstr(v, l);
+      return;
+    }
+    case 'boolean':
+      buf[pos++] = 0x10;
+      buf[pos++] = v ? 1 : 0;
+      return;
+    case 'number':
+      buf[pos++] = 0x21;
+      wdouble(v);
+      return;
+    case 'bigint':
+      buf[pos++] = 0x18;
+      wi64(v);
+      return;
+    default: {
+      if (v === null) return;
+      if (v instanceof Uint8Array) {
+        buf[pos++] = 0x3a;
+        wv(v.length);
+        wbytes(v);
+        return;
+      }
+      if (Array.isArray(v)) {
+        buf[pos++] = 0x2a;
+        wv(sizes[rp++]);
+        for (let i = 0; i < v.length; i++) {
+          buf[pos++] = 0x0a;
+          wv(sizes[rp++]);
+          wAny(v[i]);
+        }
+        return;
+      }
+      buf[pos++] = 0x32;
+      wv(sizes[rp++]);
+      wAttrs(0x0a, (v as KeyValueList).values);
+    }
+  }
+}
+
+function sKV(kv: KeyValue): number {
+  let n = sStr(kv.key);
+  const v = kv.value;
+  if (v !== null) {
+    const slot = reserve();
+    const b = sAny(v);
+    sizes[slot] = b;
+    n += 1 + vsize(b) + b;
+  }
+  return n;
+}
+
+function wKV(kv: KeyValue): void {
+  wStr(0x0a, kv.key);
+  const v = kv.value;
+  if (v !== null) {
+    buf[pos++] = 0x12;
+    wv(sizes[rp++]);
+    wAny(v);
+  }
+}
+
+/** Size of a repeated KeyValue field including tags (all attribute field numbers are ≤ 15). */
+function sAttrs(attrs: KeyValue[]): number {
+  let n = 0;
+  for (let i = 0; i < attrs.length; i++) {
+    const slot = reserve();
+    const b = sKV(attrs[i]);
+    sizes[slot] = b;
+    n += 1 + vsize(b) + b;
+  }
+  return n;
+}
+
+function wAttrs(tag: number, attrs: KeyValue[]): void {
+  for (let i = 0; i < attrs.length; i++) {
+    buf[pos++] = tag;
+    wv(sizes[rp++]);
+    wKV(attrs[i]);
+  }
+}
+
+function sResource(r: Resource): number {
+  const slot = reserve();
+  const n = sAttrs(r.attributes) + sU32(r.droppedAttributesCount);
+  sizes[slot] = n;
+  return sMsgBody(n);
+}
+
+function wResource(tag: number, r: Resource): void {
+  buf[pos++] = tag;
+  wv(sizes[rp++]);
+  wAttrs(0x0a, r.attributes);
+  wU32(0x10, r.droppedAttributesCount);
+}
+
+function sScope(s: InstrumentationScope): number {
+  const slot = reserve();
+  const n = sStr(s.name) + sStr(s.version) + sAttrs(s.attributes) + sU32(s.droppedAttributesCount);
+  sizes[slot] = n;
+  return sMsgBody(n);
+}
+
+function wScope(tag: number, s: InstrumentationScope): void {
+  buf[pos++] = tag;
+  wv(sizes[rp++]);
+  wStr(0x0a, s.name);
+  wStr(0x12, s.version);
+  wAttrs(0x1a, s.attributes);
+  wU32(0x20, s.droppedAttributesCount);
+}
+
+// ------------------------------------------------------------------ traces
+
+function sSpan(s: Span): number {
+  let n = sBytes(s.traceId) + sBytes(s.spanId) + sStr(s.traceState) + sBytes(s.parentSpanId) + sStr(s.name);
+  n += sEnum(s.kind) + sF64(s.startTimeUnixNano) + sF64(s.endTimeUnixNano);
+  n += sAttrs(s.attributes) + sU32(s.droppedAttributesCount);
+  const events = s.events;
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    const slot = reserve();
+    const b = sF64(e.timeUnixNano) + sStr(e.name) + sAttrs(e.attributes) + sU32(e.droppedAttributesCount);
+    sizes[slot] = b;
+    n += sMsgBody(b);
+  }
+  n += sU32(s.droppedEventsCount);
+  const links = s.links;
+  for (let i = 0; i < links.length; i++) {
+    const l = links[i];
+    const slot = reserve();
+    const b =
+      sBytes(l.traceId) +
+      sBytes(l.spanId) +
+      sStr(l.traceState) +
+      sAttrs(l.attributes) +
+      sU32(l.droppedAttributesCount) +
+      (l.flags === 0 ? 0 : 5);
+    sizes[slot] = b;
+    n += sMsgBody(b);
+  }
+  n += sU32(s.droppedLinksCount);
+  const st = s.status;
+  if (st.code !== 0 || st.message.length !== 0) {
+    const slot = reserve();
+    const b = sStr(st.message) + sEnum(st.code);
+    sizes[slot] = b;
+    n += sMsgBody(b);
+  }
+  if (s.flags !== 0) n += 6; // field 16 → 2-byte tag
+  return n;
+}
+
+function wSpan(s: Span): void {
+  wBytes(0x0a, s.traceId);
+  wBytes(0x12, s.spanId);
+  wStr(0x1a, s.traceState);
+  wBytes(0x22, s.parentSpanId);
+  wStr(0x2a, s.name);
+  wEnum(0x30, s.kind);
+  wF64(0x39, s.startTimeUnixNano);
+  wF64(0x41, s.endTimeUnixNano);
+  wAttrs(0x4a, s.attributes);
+  wU32(0x50, s.droppedAttributesCount);
+  const events = s.events;
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    buf[pos++] = 0x5a;
+    wv(sizes[rp++]);
+    wF64(0x09, e.timeUnixNano);
+    wStr(0x12, e.name);
+    wAttrs(0x1a, e.attributes);
+    wU32(0x20, e.droppedAttributesCount);
+  }
+  wU32(0x60, s.droppedEventsCount);
+  const links = s.links;
+  for (let i = 0; i < links.length; i++) {
+    const l = links[i];
+    buf[pos++] = 0x6a;
+    wv(sizes[rp++]);
+    wBytes(0x0a, l.traceId);
+    wBytes(0x12, l.spanId);
+    wStr(0x1a, l.traceState);
+    wAttrs(0x22, l.attributes);
+    wU32(0x28, l.droppedAttributesCount);
+    if (l.flags !== 0) {
+      buf[pos++] = 0x35;
+      wfixed32(l.flags);
+    }
+  }
+  wU32(0x70, s.droppedLinksCount);
+  const st = s.status;
+  if (st.code !== 0 || st.message.length !== 0) {
+    buf[pos++] = 0x7a;
+    wv(sizes[rp++]);
+    wStr(0x12, st.message);
+    wEnum(0x18, st.code);
+  }
+  if (s.flags !== 0) {
+    buf[pos++] = 0x85;
+    buf[pos++] = 0x01;
+    wfixed32(s.flags);
+  }
+}
+
+function sTraces(d: TracesData): number {
+  let total = 0;
+  for (const rs of d.resourceSpans) {
+    const rslot = reserve();
+    let rn = sResource(rs.resource);
+    for (const ss of rs.scopeSpans) {
+      const sslot = reserve();
+      let sn = sScope(ss.scope);
+      const spans = ss.spans;
+      for (let i = 0; i < spans.length; i++) {
+        const slot = reserve();
+        const b = sSpan(spans[i]);
+        sizes[slot] = b;
+        sn += sMsgBody(b);
+      }
+      sn += sStr(ss.schemaUrl);
+      sizes[sslot] = sn;
+      rn += sMsgBody(sn);
+    }
+    rn += sStr(rs.schemaUrl);
+    sizes[rslot] = rn;
+    total += sMsgBody(rn);
+  }
+  return total;
+}
+
+function wTraces(d: TracesData): void {
+  for (const rs of d.resourceSpans) {
+    buf[pos++] = 0x0a;
+    wv(sizes[rp++]);
+    wResource(0x0a, rs.resource);
+    for (const ss of rs.scopeSpans) {
+      buf[pos++] = 0x12;
+      wv(sizes[rp++]);
+      wScope(0x0a, ss.scope);
+      const spans = ss.spans;
+      for (let i = 0; i < spans.length; i++) {
+        buf[pos++] = 0x12;
+        wv(sizes[rp++]);
+        wSpan(spans[i]);
+      }
+      wStr(0x1a, ss.schemaUrl);
+    }
+    wStr(0x1a, rs.schemaUrl);
+  }
+}
+
+// ------------------------------------------------------------------ metrics
+
+function sExemplars(list: Exemplar[]): number {
+  let n = 0;
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i];
+    const slot = reserve();
+    const b = sF64(e.timeUnixNano) + 9 + sBytes(e.spanId) + sBytes(e.traceId) + sAttrs(e.filteredAttributes);
+    sizes[slot] = b;
+    n += sMsgBody(b);
+  }
+  return n;
+}
+
+function wExemplars(tag: number, list: Exemplar[]): void {
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i];
+    buf[pos++] = tag;
+    wv(sizes[rp++]);
+    wF64(0x11, e.timeUnixNano);
+    if (typeof e.value === 'number') {
+      buf[pos++] = 0x19;
+      wdouble(e.value);
+    }
+    wBytes(0x22, e.spanId);
+    wBytes(0x2a, e.traceId);
+    if (typeof e.value === 'bigint') {
+      buf[pos++] = 0x31;
+      view.setBigInt64(pos, e.value, true);
+      pos += 8;
+    }
+    wAttrs(0x3a, e.filteredAttributes);
+  }
+}
+
+function sNumberDP(p: NumberDataPoint): number {
+  return sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + 9 + sExemplars(p.exemplars) + sAttrs(p.attributes) + sU32(p.flags);
+}
+
+function wNumberDP(p: NumberDataPoint): void {
+  wF64(0x11, p.startTimeUnixNano);
+  wF64(0x19, p.timeUnixNano);
+  if (typeof p.value === 'number') {
+    buf[pos++] = 0x21;
+    wdouble(p.value);
+  }
+  wExemplars(0x2a, p.exemplars);
+  if (typeof p.value === 'bigint') {
+    buf[pos++] = 0x31;
+    view.setBigInt64(pos, p.value, true);
+    pos += 8;
+  }
+  wAttrs(0x3a, p.attributes);
+  wU32(0x40, p.flags);
+}
+
+function sHistDP(p: HistogramDataPoint): number {
+  let n = sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + sF64(p.count) + sOptDbl(p.sum);
+  if (p.bucketCounts.length) n += sMsgBody(p.bucketCounts.length * 8);
+  if (p.explicitBounds.length) n += sMsgBody(p.explicitBounds.length * 8);
+  n += sExemplars(p.exemplars) + sAttrs(p.attributes) + sU32(p.flags) + sOptDbl(p.min) + sOptDbl(p.max);
+  return n;
+}
+
+function wHistDP(p: HistogramDataPoint): void {
+  wF64(0x11, p.startTimeUnixNano);
+  wF64(0x19, p.timeUnixNano);
+  wF64(0x21, p.count);
+  wOptDbl(0x29, p.sum);
+  const bc = p.bucketCounts;
+  if (bc.length) {
+    buf[pos++] = 0x32;
+    wv(bc.length * 8);
+    for (let i = 0; i < bc.length; i++) wfixed64(bc[i]);
+  }
+  const eb = p.explicitBounds;
+  if (eb.length) {
+    buf[pos++] = 0x3a;
+    wv(eb.length * 8);
+    for (let i = 0; i < eb.length; i++) wdouble(eb[i]);
+  }
+  wExemplars(0x42, p.exemplars);
+  wAttrs(0x4a, p.attributes);
+  wU32(0x50, p.flags);
+  wOptDbl(0x59, p.min);
+  wOptDbl(0x61, p.max);
+}
+
+function sBuckets(b: ExponentialHistogramBuckets): number {
+  if (b.offset === 0 && b.bucketCounts.length === 0) return 0;
+  const slot = reserve();
+  let n = b.offset === 0 ? 0 : 1 + vsize(zigzag32(b.offset));
+  if (b.bucketCounts.length) {
+    let packed = 0;
+    for (const c of b.bucketCounts) packed += i64size(c);
+    { const r = reserve(); sizes[r] = packed; }
+    n += sMsgBody(packed);
+  }
+  sizes[slot] = n;
+  return sMsgBody(n);
+}
+
+function wBuckets(tag: number, b: ExponentialHistogramBuckets): void {
+  if (b.offset === 0 && b.bucketCounts.length === 0) return;
+  buf[pos++] = tag;
+  wv(sizes[rp++]);
+  if (b.offset !== 0) {
+    buf[pos++] = 0x08;
+    wv(zigzag32(b.offset));
+  }
+  const bc = b.bucketCounts;
+  if (bc.length) {
+    buf[pos++] = 0x12;
+    wv(sizes[rp++]);
+    for (let i = 0; i < bc.length; i++) {
+      const c = bc[i];
+      if (c >= 0n && c < 0x80000000n) wv(Number(c));
+      else {
+        split64(c);
+        wv64(lo64, hi64);
+      }
+    }
+  }
+}
+
+function zigzag32(v: number): number {
+  return ((v << 1) ^ (v >> 31)) >>> 0;
+}
+
+function sExpDP(p: ExponentialHistogramDataPoint): number {
+  let n = sAttrs(p.attributes) + sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + sF64(p.count) + sOptDbl(p.sum);
+  if (p.scale !== 0) n += 1 + vsize(zigzag32(p.scale));
+  n += sF64(p.zeroCount) + sBuckets(p.positive) + sBuckets(p.negative) + sU32(p.flags);
+  n += sExemplars(p.exemplars) + sOptDbl(p.min) + sOptDbl(p.max) + sDbl(p.zeroThreshold);
+  return n;
+}
+
+function wExpDP(p: ExponentialHistogramDataPoint): void {
+  wAttrs(0x0a, p.attributes);
+  wF64(0x11, p.startTimeUnixNano);
+  wF64(0x19, p.timeUnixNano);
+  wF64(0x21, p.count);
+  wOptDbl(0x29, p.sum);
+  if (p.scale !== 0) {
+    buf[pos++] = 0x30;
+    wv(zigzag32(p.scale));
+  }
+  wF64(0x39, p.zeroCount);
+  wBuckets(0x42, p.positive);
+  wBuckets(0x4a, p.negative);
+  wU32(0x50, p.flags);
+  wExemplars(0x5a, p.exemplars);
+  wOptDbl(0x61, p.min);
+  wOptDbl(0x69, p.max);
+  wDbl(0x71, p.zeroThreshold);
+}
+
+function sSummaryDP(p: SummaryDataPoint): number {
+  let n = sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + sF64(p.count) + sDbl(p.sum);
+  for (const q of p.quantileValues) n += sMsgBody(sDbl(q.quantile) + sDbl(q.value));
+  return n + sAttrs(p.attributes) + sU32(p.flags);
+}
+
+function wSummaryDP(p: SummaryDataPoint): void {
+  wF64(0x11, p.startTimeUnixNano);
+  wF64(0x19, p.timeUnixNano);
+  wF64(0x21, p.count);
+  wDbl(0x29, p.sum);
+  for (const q of p.quantileValues) {
+    buf[pos++] = 0x32;
+    wv(sDbl(q.quantile) + sDbl(q.value));
+    wDbl(0x09, q.quantile);
+    wDbl(0x11, q.value);
+  }
+  wAttrs(0x3a, p.attributes);
+  wU32(0x40, p.flags);
+}
+
+/** Repeated data points (field 1 of every data message). */
+function sPoints<P>(points: P[], size: (p: P) => number): number {
+  let n = 0;
+  for (let i = 0; i < points.length; i++) {
+    const slot = reserve();
+    const b = size(points[i]);
+    sizes[slot] = b;
+    n += sMsgBody(b);
+  }
+  return n;
+}
+
+function wPoints<P>(points: P[], write: (p: P) => void): void {
+  for (let i = 0; i < points.length; i++) {
+    buf[pos++] = 0x0a;
+    wv(sizes[rp++]);
+    write(points[i]);
+  }
+}
+
+function sMetric(m: Metric): number {
+  let n = sStr(m.name) + sStr(m.description) + sStr(m.unit);
+  const d = m.data;
+  if (d.type !== 'empty') {
+    const slot = reserve();
+    let b: number;
+    switch (d.type) {
+      case 'gauge':
+        b = sPoints(d.dataPoints, sNumberDP);
+        break;
+      case 'sum':
+        b = sPoints(d.dataPoints, sNumberDP) + sEnum(d.aggregationTemporality) + (d.isMonotonic ? 2 : 0);
+        break;
+      case 'histogram':
+        b = sPoints(d.dataPoints, sHistDP) + sEnum(d.aggregationTemporality);
+        break;
+      case 'exponentialHistogram':
+        b = sPoints(d.dataPoints, sExpDP) + sEnum(d.aggregationTemporality);
+        break;
+      case 'summary':
+        b = sPoints(d.dataPoints, sSummaryDP);
+        break;
+      default:
+        throw new TypeError(`OTLP encode: unknown metric data type ${(d as { type: string }).type}`);
+    }
+    sizes[slot] = b;
+    n += sMsgBody(b);
+  }
+  return n + sAttrs(m.metadata);
+}
+
+function wMetric(m: Metric): void {
+  wStr(0x0a, m.name);
+  wStr(0x12, m.description);
+  wStr(0x1a, m.unit);
+  const d = m.data;
+  switch (d.type) {
+    case 'gauge':
+      buf[pos++] = 0x2a;
+      wv(sizes[rp++]);
+      wPoints(d.dataPoints, wNumberDP);
+      break;
+    case 'sum':
+      buf[pos++] = 0x3a;
+      wv(sizes[rp++]);
+      wPoints(d.dataPoints, wNumberDP);
+      wEnum(0x10, d.aggregationTemporality);
+      if (d.isMonotonic) {
+        buf[pos++] = 0x18;
+        buf[pos++] = 1;
+      }
+      break;
+    case 'histogram':
+      buf[pos++] = 0x4a;
+      wv(sizes[rp++]);
+      wPoints(d.dataPoints, wHistDP);
+      wEnum(0x10, d.aggregationTemporality);
+      break;
+    case 'exponentialHistogram':
+      buf[pos++] = 0x52;
+      wv(sizes[rp++]);
+      wPoints(d.dataPoints, wExpDP);
+      wEnum(0x10, d.aggregationTemporality);
+      break;
+    case 'summary':
+      buf[pos++] = 0x5a;
+      wv(sizes[rp++]);
+      wPoints(d.dataPoints, wSummaryDP);
+      break;
+  }
+  wAttrs(0x62, m.metadata);
+}
+
+function sMetrics(d: MetricsData): number {
+  let total = 0;
+  for (const rm of d.resourceMetrics) {
+    const rslot = reserve();
+    let rn = sResource(rm.resource);
+    for (const sm of rm.scopeMetrics) {
+      const sslot = reserve();
+      let sn = sScope(sm.scope);
+      for (const m of sm.metrics) {
+        const slot = reserve();
+        const b = sMetric(m);
+        sizes[slot] = b;
+        sn += sMsgBody(b);
+      }
+      sn += sStr(sm.schemaUrl);
+      sizes[sslot] = sn;
+      rn += sMsgBody(sn);
+    }
+    rn += sStr(rm.schemaUrl);
+    sizes[rslot] = rn;
+    total += sMsgBody(rn);
+  }
+  return total;
+}
+
+function wMetrics(d: MetricsData): void {
+  for (const rm of d.resourceMetrics) {
+    buf[pos++] = 0x0a;
+    wv(sizes[rp++]);
+    wResource(0x0a, rm.resource);
+    for (const sm of rm.scopeMetrics) {
+      buf[pos++] = 0x12;
+      wv(sizes[rp++]);
+      wScope(0x0a, sm.scope);
+      for (const m of sm.metrics) {
+        buf[pos++] = 0x12;
+        wv(sizes[rp++]);
+        wMetric(m);
+      }
+      wStr(0x1a, sm.schemaUrl);
+    }
+    wStr(0x1a, rm.schemaUrl);
+  }
+}
+
+// ------------------------------------------------------------------ logs
+
+function sLog(r: LogRecord): number {
+  let n = sF64(r.timeUnixNano) + sEnum(r.severityNumber) + sStr(r.severityText);
+  if (r.body !== null) {
+    const slot = reserve();
+    const b = sAny(r.body);
+    sizes[slot] = b;
+    n += sMsgBody(b);
+  }
+  n += sAttrs(r.attributes) + sU32(r.droppedAttributesCount) + (r.flags === 0 ? 0 : 5);
+  n += sBytes(r.traceId) + sBytes(r.spanId) + sF64(r.observedTimeUnixNano) + sStr(r.eventName);
+  return n;
+}
+
+function wLog(r: LogRecord): void {
+  wF64(0x09, r.timeUnixNano);
+  wEnum(0x10, r.severityNumber);
+  wStr(0x1a, r.severityText);
+  if (r.body !== null) {
+    buf[pos++] = 0x2a;
+    wv(sizes[rp++]);
+    wAny(r.body);
+  }
+  wAttrs(0x32, r.attributes);
+  wU32(0x38, r.droppedAttributesCount);
+  if (r.flags !== 0) {
+    buf[pos++] = 0x45;
+    wfixed32(r.flags);
+  }
+  wBytes(0x4a, r.traceId);
+  wBytes(0x52, r.spanId);
+  wF64(0x59, r.observedTimeUnixNano);
+  wStr(0x62, r.eventName);
+}
+
+function sLogs(d: LogsData): number {
+  let total = 0;
+  for (const rl of d.resourceLogs) {
+    const rslot = reserve();
+    let rn = sResource(rl.resource);
+    for (const sl of rl.scopeLogs) {
+      const sslot = reserve();
+      let sn = sScope(sl.scope);
+      const recs = sl.logRecords;
+      for (let i = 0; i < recs.length; i++) {
+        const slot = reserve();
+        const b = sLog(recs[i]);
+        sizes[slot] = b;
+        sn += sMsgBody(b);
+      }
+      sn += sStr(sl.schemaUrl);
+      sizes[sslot] = sn;
+      rn += sMsgBody(sn);
+    }
+    rn += sStr(rl.schemaUrl);
+    sizes[rslot] = rn;
+    total += sMsgBody(rn);
+  }
+  return total;
+}
+
+function wLogs(d: LogsData): void {
+  for (const rl of d.resourceLogs) {
+    buf[pos++] = 0x0a;
+    wv(sizes[rp++]);
+    wResource(0x0a, rl.resource);
+    for (const sl of rl.scopeLogs) {
+      buf[pos++] = 0x12;
+      wv(sizes[rp++]);
+      wScope(0x0a, sl.scope);
+      const recs = sl.logRecords;
+      for (let i = 0; i < recs.length; i++) {
+        buf[pos++] = 0x12;
+        wv(sizes[rp++]);
+        wLog(recs[i]);
+      }
+      wStr(0x1a, sl.schemaUrl);
+    }
+    wStr(0x1a, rl.schemaUrl);
+  }
+}
+
+// ------------------------------------------------------------------ entry points
+
+function run<T>(data: T, size: (d: T) => number, write: (d: T) => void): Buffer {
+  sp = 0;
+  rp = 0;
+  const total = size(data);
+  // allocUnsafeSlow: a buffer of its own (not a pool slice), so callers may keep or transfer it.
+  buf = Buffer.allocUnsafeSlow(total) as FastBuffer;
+  view = new DataView(buf.buffer, buf.byteOffset, total);
+  pos = 0;
+  write(data);
+  if (pos !== total || rp !== sp) throw new Error(`OTLP encode: size mismatch (${pos}/${total}, ${rp}/${sp})`);
+  const out = buf;
+  buf = undefined as unknown as FastBuffer; // don't keep the last payload alive
+  view = undefined as unknown as DataView;
+  return out;
+}
+
+/** TracesData / ExportTraceServiceRequest (same layout) → protobuf bytes. */
+export function encodeTraces(d: TracesData): Buffer {
+  return run(d, sTraces, wTraces);
+}
+
+/** MetricsData / ExportMetricsServiceRequest → protobuf bytes. */
+export function encodeMetrics(d: MetricsData): Buffer {
+  return run(d, sMetrics, wMetrics);
+}
+
+/** LogsData / ExportLogsServiceRequest → protobuf bytes. */
+export function encodeLogs(d: LogsData): Buffer {
+  return run(d, sLogs, wLogs);
+}
+
+export function encodeSignal<S extends SignalType>(signal: S, d: SignalData[S]): Buffer {
+  if (signal === 'traces') return encodeTraces(d as TracesData);
+  if (signal === 'metrics') return encodeMetrics(d as MetricsData);
+  return encodeLogs(d as LogsData);
+}
+
+/** partial_success of an Export*ServiceResponse: how many items were rejected and why. */
+export interface ExportPartialSuccess {
+  rejected: bigint;
+  errorMessage: string;
+}
+
+/**
+ * Export{Trace,Metrics,Logs}ServiceResponse → bytes. The three responses share one layout
+ * (partial_success = 1 { int64 rejected_* = 1; string error_message = 2 }); an absent or all-default
+ * partial success encodes as the empty message, which means full success.
+ */
+export function encodeExportResponse(ps?: ExportPartialSuccess): Buffer {
+  if (!ps || (ps.rejected === 0n && ps.errorMessage === '')) return Buffer.alloc(0);
+  const msg = Buffer.from(ps.errorMessage, 'utf8');
+  const inner = (ps.rejected === 0n ? 0 : 1 + i64size(ps.rejected)) + (msg.length ? 1 + vsize(msg.length) + msg.length : 0);
+  const total = 1 + vsize(inner) + inner;
+  buf = Buffer.allocUnsafeSlow(total) as FastBuffer;
+  pos = 0;
+  buf[pos++] = 0x0a;
+  wv(inner);
+  if (ps.rejected !== 0n) {
+    buf[pos++] = 0x08;
+    wi64(ps.rejected);
+  }
+  if (msg.length) {
+    buf[pos++] = 0x12;
+    wv(msg.length);
+    wbytes(msg);
+  }
+  const out = buf;
+  buf = undefined as unknown as FastBuffer;
+  return out;
+}

@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig, substituteEnv } from '../../collector/src/config/load.ts';
+import { ConfigReader } from '../../collector/src/config/reader.ts';
+import { ConfigError } from '../../collector/src/component/errors.ts';
+import { defaultRegistry } from '../../collector/src/components.ts';
+import { validateConfig } from '../../collector/src/pipeline/service.ts';
+
+function cfg(yaml: string, env: NodeJS.ProcessEnv = {}) {
+  return parseConfig(parseYaml(yaml), env);
+}
+
+function expectField(fn: () => unknown, field: string, msg?: RegExp) {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+    assert.equal(err.field, field);
+    if (msg) assert.match(err.message, msg);
+    return true;
+  });
+}
+
+test('env substitution: whole value becomes a scalar, defaults, $$ escape, missing var names the field', () => {
+  const out = substituteEnv({ a: '${env:PORT}', b: 'x-${env:NAME}-y', c: '${env:NOPE:-dflt}', d: '$$5', e: ['${env:T}'] }, '', {
+    PORT: '4317',
+    NAME: 'n',
+    T: 'true',
+  }) as Record<string, unknown>;
+  assert.deepEqual(out, { a: 4317, b: 'x-n-y', c: 'dflt', d: '$5', e: [true] });
+  expectField(() => substituteEnv({ x: { y: '${env:MISSING}' } }, '', {}), 'x.y', /MISSING/);
+});
+
+test('reader: durations, sizes, unknown fields and ranges name the dotted path', () => {
+  const r = new ConfigReader({ t: '1.5s', s: '2MiB', n: 5, extra: 1 }, 'processors.x');
+  assert.equal(r.duration('t', 0), 1500);
+  assert.equal(r.size('s', 0), 2 * 1024 * 1024);
+  expectField(() => r.num('n', 0, { max: 3 }), 'processors.x.n', /<= 3/);
+  expectField(() => r.done(), 'processors.x.extra', /unknown field/);
+  expectField(() => new ConfigReader({ d: 'soon' }, 'a').duration('d', 0), 'a.d', /duration/);
+});
+
+test('service section: pipelines reference configured components, errors name the entry', () => {
+  const base = `
+receivers: { nopr: {} }
+exporters: { debug: {} }
+`;
+  expectField(() => cfg(base + 'service: { pipelines: { traces: { receivers: [nopr], exporters: [missing] } } }'), 'service.pipelines.traces.exporters[0]', /missing/);
+  expectField(() => cfg(base + 'service: { pipelines: { spans: { receivers: [nopr], exporters: [debug] } } }'), 'service.pipelines.spans');
+  expectField(() => cfg(base + 'service: { pipelines: { traces: { receivers: [nopr] } } }'), 'service.pipelines.traces.exporters');
+  expectField(() => cfg(base + 'service: { pipelines: {} }'), 'service.pipelines');
+  expectField(() => cfg(base + 'bogus: 1\nservice: { pipelines: { traces: { receivers: [nopr], exporters: [debug] } } }'), 'bogus');
+  const ok = cfg(base + 'service: { pipelines: { traces/a: { receivers: [nopr], exporters: [debug] } }, telemetry: { metrics: { address: "127.0.0.1:0" } } }');
+  assert.equal(ok.pipelines[0].signal, 'traces');
+  assert.equal(ok.pipelines[0].id, 'traces/a');
+  assert.equal(ok.telemetry.metricsAddress, '127.0.0.1:0');
+});
+
+test('factory validation: unknown type and bad component fields name the path', () => {
+  const reg = defaultRegistry();
+  const c1 = cfg(`
+receivers: { nopr: {} }
+exporters: { debug: { verbosity: loud } }
+service: { pipelines: { traces: { receivers: [nopr], exporters: [debug] } } }`);
+  expectField(() => validateConfig(c1, reg), 'receivers.nopr', /unknown receiver type/);
+});
