@@ -37,8 +37,9 @@ struct sock_info {
 	__u8 _pad[6];
 };
 
-/* Socket pointer -> owner and timestamps. LRU bounds it; entries are removed
- * at CLOSE. */
+/* Socket pointer -> owner and timestamps. Entries are removed when the socket
+ * is destroyed (tcp_destroy_sock) and overwritten when a new connection starts
+ * at a reused address; the LRU bounds the map if a removal is missed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, KS_MAX_SOCKETS);
@@ -313,8 +314,8 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, __u64 now
 			ks_submit(e, KS_EV_TCP_CLOSE);
 		}
 	}
-	if (info)
-		bpf_map_delete_elem(&sockets, &key);
+	/* The entry lives on until tcp_destroy_sock: a close with SO_LINGER 0 sends its RST
+	 * (tcp_disconnect) after the state is already CLOSE, and that RST has the same owner. */
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -341,7 +342,20 @@ int BPF_PROG(ks_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 	} else if (newstate == TCP_CLOSE) {
 		if (oldstate != TCP_LISTEN)
 			on_close(sk, key, now, oldstate);
+	} else if (newstate == TCP_LISTEN) {
+		/* Not tracked; drop whatever a freed socket at this address left behind. */
+		bpf_map_delete_elem(&sockets, &key);
 	}
+	return 0;
+}
+
+/* The socket is being freed: forget it. (Without this hook the LRU still bounds the map.) */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(ks_tcp_destroy_sock, struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	bpf_map_delete_elem(&sockets, &key);
 	return 0;
 }
 

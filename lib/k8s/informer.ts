@@ -207,9 +207,10 @@ export class PodInformer {
     // The deleted object carries the final status; keep the richest view for late events.
     const last = this.raw.get(uid);
     this.raw.delete(uid);
-    if (last && this.store.getByUid(uid)) {
+    const live = last ? this.store.getByUid(uid) : undefined;
+    if (live) {
       const meta = this.convert(p);
-      if (meta.containers.some((c) => c.id)) this.store.upsert(meta);
+      if (meta.containers.some((c) => c.id) && !sameMeta(live, meta)) this.store.upsert(meta);
     }
     this.store.remove(uid);
   }

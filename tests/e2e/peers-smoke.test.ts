@@ -40,21 +40,29 @@ test('otelcol: has the expected components, takes OTLP/HTTP JSON and writes it w
     assert.match(components, new RegExp(`name: ${name}\\b`), `component ${name} missing from otelcol build`);
   }
 
+  // Two paths: OTLP straight to a file, and OTLP → otelarrow exporter → otelarrow receiver → file,
+  // which proves the OTel Arrow pair in this build talks to itself.
   const col = await startOtelcol(({ ports, dir }) => `
 receivers:
   otlp:
     protocols:
       http: { endpoint: 127.0.0.1:${ports[0]} }
       grpc: { endpoint: 127.0.0.1:${ports[1]} }
+  otelarrow:
+    protocols:
+      grpc: { endpoint: 127.0.0.1:${ports[2]} }
 processors:
   batch: { timeout: 100ms }
 exporters:
-  file: { path: ${join(dir, 'traces.jsonl')} }
+  file/direct: { path: ${join(dir, 'traces.jsonl')} }
+  file/arrow: { path: ${join(dir, 'arrow.jsonl')} }
+  otelarrow: { endpoint: 127.0.0.1:${ports[2]}, tls: { insecure: true } }
   debug: {}
 service:
   pipelines:
-    traces: { receivers: [otlp], processors: [batch], exporters: [file, debug] }
-`);
+    traces: { receivers: [otlp], processors: [batch], exporters: [file/direct, otelarrow, debug] }
+    traces/arrow: { receivers: [otelarrow], exporters: [file/arrow] }
+`, { ports: 3 });
   try {
     const traceId = hex(16);
     const body = {
@@ -80,6 +88,15 @@ service:
     const span = written.resourceSpans[0].scopeSpans[0].spans[0];
     assert.equal(span.name, 'smoke-span');
     assert.equal(span.traceId, traceId);
+    const viaArrow = await eventually('otelarrow hop output', async () => {
+      const f = join(col.dir, 'arrow.jsonl');
+      if (!existsSync(f)) return undefined;
+      const text = readFileSync(f, 'utf8');
+      return text.includes('smoke-span') ? text : undefined;
+    });
+    const arrowSpan = JSON.parse(viaArrow.trim().split('\n')[0]!).resourceSpans[0].scopeSpans[0].spans[0];
+    assert.equal(arrowSpan.traceId, traceId);
+    assert.equal(arrowSpan.endTimeUnixNano, '1700000000500000000');
   } finally {
     const r = await col.stop();
     assert.equal(r.forced, false, `otelcol ignored SIGTERM; log: ${col.logFile}`);

@@ -262,6 +262,8 @@ export function tracesToPb(d: TracesData): O {
           attributes: attrsToPb(s.attributes),
           events: s.events.map((e) => ({ ...e, timeUnixNano: n(e.timeUnixNano), attributes: attrsToPb(e.attributes) })),
           links: s.links.map((l) => ({ ...l, attributes: attrsToPb(l.attributes) })),
+          // An all-default Status is omitted on the wire (absent and empty are the same message).
+          status: s.status.code === 0 && s.status.message === '' ? undefined : s.status,
         })),
       })),
     })),

@@ -7,15 +7,15 @@ import { getAttr, type Resource, StatusCode, SpanKind } from '../../proto/src/mo
 
 function tcp(over: Partial<TcpEventFields>): TcpEventFields {
   return {
-    type: EventType.TcpConnect, flags: 0, tsNs: 2_000_000_000n, cgroupId: 1, tgid: 100, tid: 100, netnsIno: 1, comm: 'curl',
-    sockCookie: 7n, durationNs: 150_000n, bytesAcked: 0n, bytesReceived: 0n, srttUs: 0, totalRetrans: 0, error: 0,
-    family: 2, sport: 40000, dport: 80, oldstate: 2, newstate: 1, saddr: '10.0.0.1', daddr: '10.0.0.2', ...over,
+    typeCode: EventType.TcpConnect, flags: 0, tsNs: 2_000_000_000n, cgroupId: 1n, tgid: 100, tid: 100, comm: 'curl',
+    sockCookie: 7n, durationNs: 150_000, bytesAcked: 0, bytesReceived: 0, srttUs: 0, totalRetrans: 0, error: 0,
+    family: 2, sport: 40000, dport: 80, saddr: '10.0.0.1', daddr: '10.0.0.2', ...over,
   };
 }
 
 function setup(cfg = defaultSignalsConfig()) {
   const resources = new Map<number, Resource>();
-  const resolve = (cg: number, tgid: number) => {
+  const resolve = (_cg: bigint, tgid: number) => {
     let r = resources.get(tgid);
     if (!r) resources.set(tgid, (r = { attributes: [{ key: 'process.pid', value: BigInt(tgid) }], droppedAttributesCount: 0 }));
     return r;
@@ -39,7 +39,7 @@ test('a connect becomes a CLIENT span with network attributes and the measured l
 
 test('a failed connect is an ERROR span naming the errno', () => {
   const b = setup();
-  b.onTcp(tcp({ type: EventType.TcpConnectFail, error: 111 }));
+  b.onTcp(tcp({ typeCode: EventType.TcpConnectFail, error: 111 }));
   const span = b.drainSpans().resourceSpans[0].scopeSpans[0].spans[0];
   assert.equal(span.status.code, StatusCode.Error);
   assert.equal(span.status.message, 'ECONNREFUSED');
@@ -47,8 +47,8 @@ test('a failed connect is an ERROR span naming the errno', () => {
 
 test('accept and close of one socket share a trace; the close knows it was inbound', () => {
   const b = setup();
-  b.onTcp(tcp({ type: EventType.TcpAccept, sockCookie: 9n, saddr: '10.0.0.2', sport: 80, daddr: '10.0.0.1', dport: 40000 }));
-  b.onTcp(tcp({ type: EventType.TcpClose, sockCookie: 9n, saddr: '10.0.0.2', sport: 80, daddr: '10.0.0.1', dport: 40000, bytesAcked: 5n, bytesReceived: 7n, durationNs: 10n }));
+  b.onTcp(tcp({ typeCode: EventType.TcpAccept, sockCookie: 9n, saddr: '10.0.0.2', sport: 80, daddr: '10.0.0.1', dport: 40000 }));
+  b.onTcp(tcp({ typeCode: EventType.TcpClose, sockCookie: 9n, saddr: '10.0.0.2', sport: 80, daddr: '10.0.0.1', dport: 40000, bytesAcked: 5, bytesReceived: 7, durationNs: 10 }));
   const [accept, conn] = b.drainSpans().resourceSpans[0].scopeSpans[0].spans;
   assert.equal(accept.kind, SpanKind.Server);
   assert.deepEqual(conn.traceId, accept.traceId);

@@ -1,14 +1,17 @@
 // `agent replay`: feed a fixture through the replay source and summarise what it holds.
 import { parseArgs } from 'node:util';
+import { EventDecoder, type EventVisitor } from '../decode/index.ts';
 import { ReplaySource, type ReplaySpeed } from '../sources/replay.ts';
 import { UsageError, type Command } from './command.ts';
 
-const usage = `Usage: agent replay FILE [--speed max|recorded] [--dump N] [--json]
+const usage = `Usage: agent replay FILE [--speed max|recorded] [--summary] [--dump N] [--json]
 
-Replays a fixture written by \`agent record\` through the same batch path as the live agent and
-prints record counts per probe and per record type (when the record layout has a type field).
+Replays a fixture written by \`agent record\` through the same batch path as the live agent,
+prints each decoded event (tcp and proc probes, one JSON line each), then record counts per probe
+and per record type.
 
   --speed max|recorded  as fast as possible (default) or at the recorded pace
+  --summary             counts only, no events
   --dump N              also print the first N records as hex
   --json                print the summary as JSON
   -h, --help            this text`;
@@ -26,8 +29,16 @@ export interface ReplaySummary {
 }
 
 /** Replays a file and counts records per probe, type and length. */
-export async function summarise(file: string, speed: ReplaySpeed, dump = 0, onDump?: (line: string) => void): Promise<ReplaySummary> {
+export async function summarise(file: string, speed: ReplaySpeed, dump = 0, onDump?: (line: string) => void,
+  onEvent?: (line: string) => void): Promise<ReplaySummary> {
   const src = new ReplaySource(file, { speed });
+  const json = (o: object): string => JSON.stringify(o, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  const visitor: EventVisitor | undefined = onEvent && {
+    tcp: (e) => onEvent(json(e.toObject())),
+    proc: (e) => onEvent(json(e.toObject())),
+    exec: (e) => onEvent(json(e.toObject())),
+  };
+  const decoder = visitor ? new EventDecoder(visitor) : undefined;
   const h = src.header;
   const per = new Map(src.probes.map((p) => [p.id, { id: p.id, name: p.name, records: 0, byLength: {} as Record<string, number>, byType: undefined as Record<string, number> | undefined }]));
   let dumped = 0;
@@ -35,6 +46,7 @@ export async function summarise(file: string, speed: ReplaySpeed, dump = 0, onDu
     const v = new DataView(buf);
     let entry = per.get(probe.id);
     if (!entry) per.set(probe.id, entry = { id: probe.id, name: probe.name, records: 0, byLength: {}, byType: undefined });
+    if (decoder && probe.decoder === 'kernel-events') decoder.decodeBatch(buf, byteLength, count);
     const tOff = probe.layout?.typeOffset;
     const tSize = probe.layout?.typeSize;
     let off = 0;
@@ -78,6 +90,7 @@ export const replayCommand: Command = {
       options: {
         speed: { type: 'string', default: 'max' },
         dump: { type: 'string', default: '0' },
+        summary: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -92,7 +105,7 @@ export const replayCommand: Command = {
     if (values.speed !== 'max' && values.speed !== 'recorded') throw new UsageError('--speed must be max or recorded');
     const dump = Number(values.dump);
     if (!Number.isInteger(dump) || dump < 0) throw new UsageError('--dump must be a non-negative integer');
-    const s = await summarise(positionals[0]!, values.speed, dump, io.out);
+    const s = await summarise(positionals[0]!, values.speed, dump, io.out, values.summary || values.json ? undefined : io.out);
     if (values.json) {
       io.out(JSON.stringify(s, null, 2));
       return 0;

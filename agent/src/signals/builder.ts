@@ -30,7 +30,8 @@ export const defaultSignalsConfig = (): SignalsConfig => ({
   maxInboundSockets: 65_536,
 });
 
-export type ResourceResolver = (cgroupId: number, tgid: number, comm: string) => Resource;
+/** Maps an event's owner to its (interned) resource; the enricher's cached path. */
+export type ResourceResolver = (cgroupId: bigint, tgid: number, comm: string) => Resource;
 
 /** Severity numbers of the OTel log data model. */
 const SEV_INFO = 9;
@@ -70,9 +71,9 @@ export class SignalBuilder {
     const now = this.toUnixNano(ev.tsNs);
     const m = this.metrics;
     let inbound = false;
-    switch (ev.type) {
+    switch (ev.typeCode) {
       case EventType.TcpConnect:
-        m.addPeer(resource, METRICS.connectDuration, ev.daddr, ev.dport, Number(ev.durationNs) / 1e9, now);
+        m.addPeer(resource, METRICS.connectDuration, ev.daddr, ev.dport, ev.durationNs / 1e9, now);
         m.add(resource, METRICS.connectionsOpened, 'outbound', dirAttrs.outbound, 1, now);
         break;
       case EventType.TcpConnectFail:
@@ -91,8 +92,8 @@ export class SignalBuilder {
         // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
         const addr = inbound ? ev.saddr : ev.daddr;
         const port = inbound ? ev.sport : ev.dport;
-        m.addPeer(resource, METRICS.bytesSent, addr, port, Number(ev.bytesAcked), now);
-        m.addPeer(resource, METRICS.bytesReceived, addr, port, Number(ev.bytesReceived), now);
+        m.addPeer(resource, METRICS.bytesSent, addr, port, ev.bytesAcked, now);
+        m.addPeer(resource, METRICS.bytesReceived, addr, port, ev.bytesReceived, now);
         if (ev.srttUs > 0) m.addPeer(resource, METRICS.rtt, addr, port, ev.srttUs / 1e6, now);
         break;
       }
@@ -101,7 +102,7 @@ export class SignalBuilder {
         return;
       case EventType.TcpResetSent:
       case EventType.TcpResetReceived: {
-        const dir = ev.type === EventType.TcpResetSent ? 'sent' : 'received';
+        const dir = ev.typeCode === EventType.TcpResetSent ? 'sent' : 'received';
         m.add(resource, METRICS.resets, dir, resetAttrs[dir], 1, now);
         if (this.cfg.logs.tcpResets)
           this.pushLog(resource, now, SEV_WARN, `tcp reset ${dir}`, 'kscope.tcp.reset', [
@@ -126,7 +127,7 @@ export class SignalBuilder {
   onProc(ev: ProcEventFields): void {
     const resource = this.resolve(ev.cgroupId, ev.tgid, ev.comm);
     const now = this.toUnixNano(ev.tsNs);
-    switch (ev.type) {
+    switch (ev.typeCode) {
       case EventType.ProcExec:
         this.metrics.add(resource, METRICS.processStarts, '', noAttrs, 1, now);
         if (this.cfg.logs.processExecExit)
@@ -137,13 +138,15 @@ export class SignalBuilder {
           ]);
         break;
       case EventType.ProcExit: {
-        const status = ev.exitCode === 0 ? 'ok' : 'error';
+        const exitCode = ev.exitCode ?? 0;
+        const status = exitCode === 0 ? 'ok' : 'error';
         this.metrics.add(resource, METRICS.processExits, status, exitAttrs[status], 1, now);
         if (this.cfg.logs.processExecExit)
-          this.pushLog(resource, now, ev.exitCode === 0 ? SEV_INFO : SEV_WARN, `exit ${ev.comm} code ${ev.exitCode}`, 'kscope.process.exit', [
+          this.pushLog(resource, now, exitCode === 0 ? SEV_INFO : SEV_WARN, `exit ${ev.comm} status ${exitCode}`, 'kscope.process.exit', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
-            { key: 'process.exit.code', value: BigInt(ev.exitCode) },
-            { key: 'kscope.process.lifetime_ns', value: ev.durationNs },
+            { key: 'process.exit.code', value: BigInt((exitCode >> 8) & 0xff) },
+            { key: 'kscope.process.term_signal', value: BigInt(exitCode & 0x7f) },
+            { key: 'kscope.process.lifetime_ns', value: BigInt(ev.durationNs ?? 0) },
           ]);
         break;
       }
@@ -152,7 +155,7 @@ export class SignalBuilder {
         if (this.cfg.logs.oomKills)
           this.pushLog(resource, now, SEV_ERROR, `OOM kill of ${ev.comm} (pid ${ev.tgid})`, 'kscope.process.oom_kill', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
-            { key: 'kscope.process.rss_pages', value: ev.rssPages ?? 0n },
+            { key: 'kscope.process.rss_pages', value: BigInt(ev.rssPages ?? 0) },
             { key: 'kscope.process.oom_score_adj', value: BigInt(ev.oomScoreAdj ?? 0) },
           ]);
         break;

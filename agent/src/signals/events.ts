@@ -1,43 +1,38 @@
-// The decoded event fields the signal builders read. The decoder (agent/src/decode) fills objects
-// of these shapes; the builders never touch raw bytes.
+// The decoded event fields the signal builders read: a structural subset of the decoder's views
+// (agent/src/decode/decoder.ts), so the hot path hands a view over without copying; tests and
+// replays may pass plain objects of the same shape.
 
 export interface EventHeaderFields {
-  type: number; // EventType code (agent/src/decode/layouts.ts)
-  flags: number; // EventFlag bits
-  tsNs: bigint; // CLOCK_MONOTONIC ns
-  cgroupId: number;
-  tgid: number;
-  tid: number;
-  netnsIno: number;
-  comm: string;
+  readonly typeCode: number; // EventType code (agent/src/decode/layouts.ts)
+  readonly flags: number; // EventFlag bits
+  readonly tsNs: bigint; // CLOCK_MONOTONIC ns
+  readonly cgroupId: bigint;
+  readonly tgid: number;
+  readonly tid: number;
+  readonly comm: string;
 }
 
 export interface TcpEventFields extends EventHeaderFields {
-  sockCookie: bigint;
-  durationNs: bigint;
-  bytesAcked: bigint;
-  bytesReceived: bigint;
-  srttUs: number;
-  totalRetrans: number;
-  error: number;
-  family: number;
-  sport: number;
-  dport: number;
-  oldstate: number;
-  newstate: number;
-  saddr: string;
-  daddr: string;
+  readonly sockCookie: bigint;
+  readonly durationNs: number;
+  readonly bytesAcked: number;
+  readonly bytesReceived: number;
+  readonly srttUs: number;
+  readonly totalRetrans: number;
+  readonly error: number;
+  readonly family: number;
+  readonly sport: number;
+  readonly dport: number;
+  readonly saddr: string;
+  readonly daddr: string;
 }
 
 export interface ProcEventFields extends EventHeaderFields {
-  durationNs: bigint;
-  ppid: number;
-  childPid: number;
-  exitCode: number;
-  uid: number;
-  /** exec only */
-  filename?: string;
-  totalVmPages?: bigint;
-  rssPages?: bigint;
-  oomScoreAdj?: number;
+  readonly durationNs?: number;
+  readonly ppid: number;
+  /** Raw wait(2) status (exit events). */
+  readonly exitCode?: number;
+  readonly filename?: string; // exec only
+  readonly rssPages?: number;
+  readonly oomScoreAdj?: number;
 }

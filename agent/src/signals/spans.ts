@@ -69,7 +69,7 @@ export function tcpEventToSpan(
   inbound = false,
 ): Span | null {
   const end = toUnixNano(ev.tsNs);
-  const start = ev.durationNs > 0n ? end - ev.durationNs : end;
+  const start = ev.durationNs > 0 ? end - BigInt(ev.durationNs) : end;
   const cookie = ev.sockCookie;
   const attrs: KeyValue[] = [
     { key: ATTR_NETWORK_TRANSPORT, value: 'tcp' },
@@ -83,8 +83,8 @@ export function tcpEventToSpan(
   let statusMessage = '';
   let parent: Uint8Array = EMPTY_BYTES;
   let role = ROLE_OPEN;
-  const outbound = ev.type === EventType.TcpConnect || ev.type === EventType.TcpConnectFail;
-  switch (ev.type) {
+  const outbound = ev.typeCode === EventType.TcpConnect || ev.typeCode === EventType.TcpConnectFail;
+  switch (ev.typeCode) {
     case EventType.TcpConnect:
       name = 'tcp connect';
       kind = SpanKind.Client;
@@ -108,8 +108,8 @@ export function tcpEventToSpan(
       role = ROLE_CONNECTION;
       parent = ids.spanId(cookie, ROLE_OPEN);
       attrs.push(
-        { key: ATTR_TCP_BYTES_SENT, value: ev.bytesAcked },
-        { key: ATTR_TCP_BYTES_RECEIVED, value: ev.bytesReceived },
+        { key: ATTR_TCP_BYTES_SENT, value: BigInt(ev.bytesAcked) },
+        { key: ATTR_TCP_BYTES_RECEIVED, value: BigInt(ev.bytesReceived) },
         { key: ATTR_TCP_SRTT_US, value: BigInt(ev.srttUs) },
         { key: ATTR_TCP_RETRANSMITS, value: BigInt(ev.totalRetrans) },
       );
@@ -118,7 +118,7 @@ export function tcpEventToSpan(
       return null;
   }
   // The local address is the client's for connected sockets and the server's for accepted ones.
-  if (outbound || (ev.type === EventType.TcpClose && !inbound)) {
+  if (outbound || (ev.typeCode === EventType.TcpClose && !inbound)) {
     attrs.push(
       { key: ATTR_SERVER_ADDRESS, value: ev.daddr },
       { key: ATTR_SERVER_PORT, value: BigInt(ev.dport) },

@@ -43,6 +43,7 @@ export interface FixtureProbe {
   ringMap: string;
   globals: Record<string, string>;
   layout?: RecordLayout;
+  decoder?: 'kernel-events';
   /** the probe's own counters at the end (e.g. ring reserve failures), when it has them */
   counters?: Record<string, string>;
 }

@@ -30,7 +30,7 @@ export class LiveSource implements BatchSource {
       specs.forEach((spec, id) => {
         const object = BpfObject.open(objectPath(spec));
         // registered before configuring, so a failure below still closes it
-        const probe: LiveProbe = { id, name: spec.name, spec, object, ringMap: '', attach: [] };
+        const probe: LiveProbe = { id, name: spec.name, spec, object, ringMap: '', attach: [], ...(spec.decoder ? { decoder: spec.decoder } : {}) };
         this.probes.push(probe);
         for (const p of spec.enable ?? []) object.setAutoload(p, true);
         const globals = { ...spec.globals, ...opts.globals?.[spec.name] };

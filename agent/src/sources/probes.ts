@@ -20,11 +20,14 @@ export interface ProbeSpec {
   globals?: Record<string, number | bigint | boolean>;
   /** optional programs switched on (autoload) */
   enable?: string[];
+  /** records are decodable by agent/src/decode's EventDecoder */
+  decoder?: 'kernel-events';
 }
 
 export const knownProbes: Record<string, ProbeSpec> = {
-  tcp: { name: 'tcp', object: 'bpf/tcp/tcp.bpf.o', recordStructs: ['tcp_event', 'event'] },
-  proc: { name: 'proc', object: 'bpf/proc/proc.bpf.o', recordStructs: ['proc_event', 'event'] },
+  // every tcp/proc record starts with struct ks_event_header (bpf/include/event_common.h)
+  tcp: { name: 'tcp', object: 'bpf/tcp/tcp.bpf.o', ringMap: 'events', recordStructs: ['ks_event_header'], decoder: 'kernel-events' },
+  proc: { name: 'proc', object: 'bpf/proc/proc.bpf.o', ringMap: 'events', recordStructs: ['ks_event_header'], decoder: 'kernel-events' },
   selftest: { name: 'selftest', object: 'bpf/selftest/selftest.bpf.o', ringMap: 'events', recordStructs: ['selftest_event'] },
 };
 

@@ -8,7 +8,7 @@ import { FixtureWriter, type FixtureHeader, type FixtureProbe } from './fixture.
 import { cgroup2Root, cgroupTable, processInfo, type ProcessInfo } from './host.ts';
 import { LiveSource } from './live.ts';
 import { objectPath, type ProbeSpec } from './probes.ts';
-import type { SourceProbe } from './types.ts';
+import type { SourceBatchHandler, SourceProbe } from './types.ts';
 
 export interface RecordOptions {
   out: string;
@@ -20,6 +20,8 @@ export interface RecordOptions {
   maxProcesses?: number;
   /** resolves early when this signal aborts (SIGINT in the CLI) */
   signal?: AbortSignal;
+  /** sees every live batch right after it was written (same contract as the source callback) */
+  tap?: SourceBatchHandler;
   /** called once the probes are attached (tests start their load here) */
   onAttached?: (source: LiveSource) => void | Promise<void>;
 }
@@ -37,13 +39,13 @@ function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-/** Probe counters worth keeping: u64 per-CPU arrays named like stats/counters, summed. */
+/** The probe's own counters (e.g. ring reserve failures): every small u32 → u64 array, summed over CPUs. */
 function probeCounters(src: LiveSource, probe: SourceProbe): Record<string, string> | undefined {
   const lp = src.probes[probe.id];
   if (!lp) return undefined;
   const out: Record<string, string> = {};
   for (const m of lp.object.maps()) {
-    if (!/^(stats|counters|drops)$/.test(m.name) || m.keySize !== 4 || m.valueSize !== 8) continue;
+    if (m.internal || m.keySize !== 4 || m.valueSize !== 8 || m.maxEntries > 64) continue;
     if (m.type !== 'percpu_array' && m.type !== 'array') continue;
     for (let i = 0; i < Math.min(m.maxEntries, 64); i++) {
       const v = lp.object.mapLookup(m.name, i);
@@ -65,6 +67,7 @@ export async function record(opts: RecordOptions): Promise<RecordSummary> {
     await src.start((buf, byteLength, count, probe) => {
       writer.writeBatch(probe.id, buf, byteLength, count, process.hrtime.bigint());
       counts.set(probe.id, (counts.get(probe.id) ?? 0) + count);
+      opts.tap?.(buf, byteLength, count, probe);
       const pidOff = probe.layout?.pidOffset;
       if (pidOff === undefined || processes.size >= maxProcesses) return;
       // describe each process the first time it shows up, while it most likely still runs
@@ -91,6 +94,7 @@ export async function record(opts: RecordOptions): Promise<RecordSummary> {
       ringMap: p.ringMap,
       globals: Object.fromEntries(Object.entries({ ...p.spec.globals, ...opts.globals?.[p.name] }).map(([k, v]) => [k, String(v)])),
       ...(p.layout ? { layout: p.layout } : {}),
+      ...(p.spec.decoder ? { decoder: p.spec.decoder } : {}),
     }));
     await src.drain();
     const end = process.hrtime.bigint();

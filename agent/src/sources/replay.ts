@@ -23,7 +23,9 @@ export class ReplaySource implements BatchSource {
   constructor(path: string, readonly opts: { speed?: ReplaySpeed; onError?: (err: unknown) => void } = {}) {
     this.#reader = new FixtureReader(path);
     this.header = this.#reader.header;
-    this.probes = this.header.probes.map((p) => ({ id: p.id, name: p.name, ...(p.layout ? { layout: p.layout } : {}) }));
+    this.probes = this.header.probes.map((p) => ({
+      id: p.id, name: p.name, ...(p.layout ? { layout: p.layout } : {}), ...(p.decoder ? { decoder: p.decoder } : {}),
+    }));
   }
 
   /** Resolves when the whole file was delivered (or stop() was called). */

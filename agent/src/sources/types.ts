@@ -17,6 +17,8 @@ export interface SourceProbe {
   id: number;
   name: string;
   layout?: RecordLayout;
+  /** 'kernel-events': records decode with agent/src/decode's EventDecoder */
+  decoder?: 'kernel-events';
 }
 
 /**

@@ -39,11 +39,6 @@ export function valueTypeOf(v: AnyValue): ValueType {
   return ValueType.Map;
 }
 
-function latin1(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
-  return s;
-}
 
 /** Staged attribute rows for one batch; sorted and written out by finish(). */
 export class AttrsEncoder {
@@ -52,7 +47,7 @@ export class AttrsEncoder {
   private readonly keyCol: DictBuilder<string>;
   private readonly typeCol: PrimBuilder;
   private readonly strCol: DictBuilder<string>;
-  private readonly intCol: DictBuilder<bigint>;
+  private readonly intCol: PrimBuilder;
   private readonly doubleCol: PrimBuilder;
   private readonly boolCol: BoolBuilder;
   private readonly bytesCol: DictBuilder<string>;
@@ -64,13 +59,7 @@ export class AttrsEncoder {
   private type = new Uint8Array(256);
   private keyRank = new Uint32Array(256);
   private valRank = new Uint32Array(256);
-  private keys: string[] = [];
   private vals: AnyValue[] = [];
-  private readonly keyRanks = new Map<string, number>();
-  private readonly strRanks = new Map<string, number>();
-  private readonly intRanks = new Map<bigint, number>();
-  private readonly dblRanks = new Map<number, number>();
-  private readonly bytesRanks = new Map<string, number>();
   private nextValRank = 0;
 
   constructor(
@@ -83,7 +72,7 @@ export class AttrsEncoder {
     this.keyCol = new DictBuilder<string>('key', 'utf8', true);
     this.typeCol = new PrimBuilder('type', 'u8', true);
     this.strCol = new DictBuilder<string>('str', 'utf8');
-    this.intCol = new DictBuilder<bigint>('int', 'i64');
+    this.intCol = new PrimBuilder('int', 'i64');
     this.doubleCol = new PrimBuilder('double', 'f64');
     this.boolCol = new BoolBuilder('bool');
     this.bytesCol = new DictBuilder<string>('bytes', 'binary');
@@ -113,52 +102,37 @@ export class AttrsEncoder {
     this.valRank = v;
   }
 
-  private rankOf<K>(m: Map<K, number>, k: K): number {
-    let r = m.get(k);
-    if (r === undefined) {
-      r = this.nextValRank++;
-      m.set(k, r);
-    }
-    return r;
-  }
-
-  /** Appends the attributes of one parent; parents must be added in ascending id order. */
+  /**
+   * Appends the attributes of one parent; parents must be added in ascending id order.
+   * Strings and bytes are interned into their dictionaries right away and the dictionary index
+   * serves as sort rank (equal values group together); other scalars keep parent order within
+   * their key and are compared by value.
+   */
   add(parentId: number, attrs: KeyValue[]): void {
     for (let i = 0; i < attrs.length; i++) {
       const kv = attrs[i];
       this.stage();
       const j = this.n++;
       this.parent[j] = parentId;
-      let kr = this.keyRanks.get(kv.key);
-      if (kr === undefined) {
-        kr = this.keyRanks.size;
-        this.keyRanks.set(kv.key, kr);
-      }
-      this.keyRank[j] = kr;
+      this.keyRank[j] = this.keyCol.intern(kv.key);
       const v = kv.value;
       const t = valueTypeOf(v);
       this.type[j] = t;
-      this.keys[j] = kv.key;
       this.vals[j] = v;
       switch (t) {
         case ValueType.Str:
-          this.valRank[j] = this.rankOf(this.strRanks, v as string);
-          break;
-        case ValueType.Int:
-          this.valRank[j] = this.rankOf(this.intRanks, v as bigint);
-          break;
-        case ValueType.Double:
-          this.valRank[j] = this.rankOf(this.dblRanks, v as number);
+          this.valRank[j] = this.strCol.intern(v as string);
           break;
         case ValueType.Bool:
           this.valRank[j] = v ? 1 : 0;
           break;
         case ValueType.Bytes:
-          this.valRank[j] = this.rankOf(this.bytesRanks, latin1(v as Uint8Array));
+          this.valRank[j] = this.bytesCol.internBytes(v as Uint8Array);
           break;
         default:
-          this.valRank[j] = this.nextValRank++; // never equal to another row
+          this.valRank[j] = 0;
       }
+      if (this.valRank[j] >= this.nextValRank) this.nextValRank = this.valRank[j] + 1;
     }
   }
 
@@ -174,7 +148,7 @@ export class AttrsEncoder {
     for (let i = 1; i <= maxV; i++) cv[i] += cv[i - 1];
     for (let i = 0; i < n; i++) out[cv[this.valRank[idx[i]]]++] = idx[i];
     [idx, out] = [out, idx];
-    const nk = this.keyRanks.size;
+    const nk = this.keyCol.size;
     const groups = 8 * nk;
     const cg = new Uint32Array(groups + 1);
     for (let i = 0; i < n; i++) cg[this.type[i] * nk + this.keyRank[i] + 1]++;
@@ -193,23 +167,29 @@ export class AttrsEncoder {
       return null;
     }
     const order = this.order();
-    let prevGroup = -1, prevVal = -1, prevParent = 0;
+    let prevGroup = -1, prevRank = -1, prevParent = 0;
+    let prevVal: AnyValue = null;
     for (let i = 0; i < n; i++) {
       const r = order[i];
       const t = this.type[r];
-      const group = t * 65536 + this.keyRank[r];
+      const group = t * 0x1000000 + this.keyRank[r];
+      const rank = this.valRank[r];
       const v = this.vals[r];
       const parent = this.parent[r];
-      // Map, slice, empty and NaN never compare equal on the decoding side.
-      const comparable = t !== ValueType.Map && t !== ValueType.Slice && t !== ValueType.Empty && !(t === ValueType.Double && Number.isNaN(v));
-      const same = comparable && group === prevGroup && this.valRank[r] === prevVal;
+      // Map, slice and empty never compare equal on the decoding side; NaN !== NaN does the rest.
+      let same = false;
+      if (group === prevGroup && rank === prevRank) {
+        if (t === ValueType.Str || t === ValueType.Bytes || t === ValueType.Bool) same = true;
+        else if (t === ValueType.Int || t === ValueType.Double) same = v === prevVal;
+      }
       this.parentCol.append(same ? parent - prevParent : parent);
-      prevGroup = comparable ? group : -1;
-      prevVal = this.valRank[r];
+      prevGroup = group;
+      prevRank = rank;
+      prevVal = v;
       prevParent = parent;
-      this.keyCol.appendString(this.keys[r]);
+      this.keyCol.appendIndex(this.keyRank[r]);
       this.typeCol.append(t);
-      if (t === ValueType.Str) this.strCol.appendString(v as string);
+      if (t === ValueType.Str) this.strCol.appendIndex(rank);
       else this.strCol.appendNull();
       if (t === ValueType.Int) this.intCol.appendBig(v as bigint);
       else this.intCol.appendNull();
@@ -217,7 +197,7 @@ export class AttrsEncoder {
       else this.doubleCol.appendNull();
       if (t === ValueType.Bool) this.boolCol.append(v as boolean);
       else this.boolCol.appendNull();
-      if (t === ValueType.Bytes) this.bytesCol.appendBytes(v as Uint8Array);
+      if (t === ValueType.Bytes) this.bytesCol.appendIndex(rank);
       else this.bytesCol.appendNull();
       if (t === ValueType.Map || t === ValueType.Slice) this.serCol.appendBytes(cborEncode(v));
       else this.serCol.appendNull();
@@ -229,13 +209,7 @@ export class AttrsEncoder {
 
   private clear(): void {
     this.n = 0;
-    this.keys.length = 0;
     this.vals.length = 0;
-    this.keyRanks.clear();
-    this.strRanks.clear();
-    this.intRanks.clear();
-    this.dblRanks.clear();
-    this.bytesRanks.clear();
     this.nextValRank = 0;
     this.table.reset();
   }

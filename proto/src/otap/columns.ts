@@ -365,7 +365,8 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
     super(name, required);
   }
 
-  private push(key: K, bytes: Uint8Array | null): void {
+  /** Dictionary index of `key`, adding it when new; pair with appendIndex(). */
+  intern(key: K, bytes: Uint8Array | null = null): number {
     let i = this.map.get(key);
     if (i === undefined) {
       i = this.values.length;
@@ -373,9 +374,20 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
       if (bytes) this.byteValues.push(bytes);
       this.map.set(key, i);
     }
+    return i;
+  }
+  internBytes(b: Uint8Array): number {
+    let key = '';
+    for (let i = 0; i < b.length; i++) key += String.fromCharCode(b[i]);
+    return this.intern(key as K, b);
+  }
+  appendIndex(i: number): void {
     if (this.n >= this.idx.length) this.idx = grow(this.idx, this.n + 1, (k) => new Uint32Array(k));
     this.idx[this.n] = i;
     this.markValid(true);
+  }
+  private push(key: K, bytes: Uint8Array | null): void {
+    this.appendIndex(this.intern(key, bytes));
   }
   appendString(s: string): void {
     this.push(s as K, null);

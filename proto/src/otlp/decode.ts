@@ -246,9 +246,11 @@ function skip(tag: number, end: number, groupDepth = 0): void {
       if (end - pos < 8) fail('truncated fixed64');
       pos += 8;
       return;
-    case 2:
-      pos += rLen(end);
+    case 2: {
+      const len = rLen(end); // read first: `pos += rLen()` would add to the pre-length position
+      pos += len;
       return;
+    }
     case 3: {
       if (groupDepth >= MAX_GROUP_DEPTH) fail('groups nested too deeply');
       const field = tag >>> 3;

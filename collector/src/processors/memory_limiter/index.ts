@@ -40,7 +40,7 @@ export interface MemoryLimiterDeps {
 export class MemoryLimiter<S extends SignalType> implements Component, Consumer<S> {
   private refusing = false;
   private lastCheck = 0;
-  private lastGc = 0;
+  private lastGc = -Infinity;
   private timer?: NodeJS.Timeout;
   private readonly readMemory: () => number;
   private readonly gc?: () => void;

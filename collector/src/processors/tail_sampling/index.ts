@@ -19,7 +19,10 @@ export const tailSamplingProcessorFactory: ProcessorFactory<TailSamplingConfig> 
   validate: validateConfig,
   create<S extends SignalType>(settings: CreateSettings, cfg: TailSamplingConfig, signal: S, next: Consumer<S>) {
     if (signal !== 'traces') throw new ConfigError(settings.id, `tail_sampling handles traces only, not ${signal}`);
-    const p = new TailSamplingProcessor(cfg, next as unknown as Consumer<'traces'>, settings.logger.child({ component: settings.id }));
+    const p = new TailSamplingProcessor(cfg, next as unknown as Consumer<'traces'>, settings.logger.child({ component: settings.id }), {
+      telemetry: settings.telemetry,
+      id: settings.id,
+    });
     return p as unknown as TailSamplingProcessor & Consumer<S>;
   },
 };

@@ -4,6 +4,7 @@
 import type { Span, ResourceSpans, ScopeSpans, TracesData } from '../../../../proto/src/model.ts';
 import type { Component, ComponentCounters, Consumer, Host, Logger, RequestContext } from '../../component/index.ts';
 import { ShutdownError } from '../../component/errors.ts';
+import type { SelfTelemetry } from '../../telemetry/metrics.ts';
 import { DEFAULT_POLICY_SET, type TailSamplingConfig } from './config.ts';
 import { LruSet } from './lru.ts';
 import { PolicySet, type TraceView } from './policies.ts';
@@ -50,6 +51,10 @@ export interface TailSamplingOptions {
   now?: () => number;
   /** Start the ticker on start(); tests drive tick() themselves. Default true. */
   autoTick?: boolean;
+  /** Self-telemetry registry: the metrics() snapshot is exported on each scrape. */
+  telemetry?: SelfTelemetry;
+  /** Component id used as the `processor` label. */
+  id?: string;
 }
 
 export class TailSamplingProcessor implements Component, Consumer<'traces'> {
@@ -61,6 +66,9 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   private readonly autoTick: boolean;
   private timer: NodeJS.Timeout | undefined;
   private started = false;
+  private unregisterTelemetry: (() => void) | undefined;
+  private readonly telemetry: SelfTelemetry | undefined;
+  private readonly id: string;
   private stopping: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private due: TraceEntry[];
@@ -85,6 +93,8 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   ) {
     this.now = opts.now ?? (() => performance.now());
     this.autoTick = opts.autoTick ?? true;
+    this.telemetry = opts.telemetry;
+    this.id = opts.id ?? 'tail_sampling';
     this.sampledCache = new LruSet(cfg.decisionCache.sampledCacheSize);
     this.notSampledCache = new LruSet(cfg.decisionCache.nonSampledCacheSize);
     this.sets.set(DEFAULT_POLICY_SET, new PolicySet(DEFAULT_POLICY_SET, cfg.policies, cfg.sampleOnFirstMatch));
@@ -98,6 +108,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   async start(_host?: Host): Promise<void> {
     if (this.started) return;
     this.started = true;
+    if (this.telemetry) this.unregisterTelemetry = this.telemetry.registry.onCollect(() => this.exportTelemetry());
     if (this.autoTick) {
       // One ticker for every trace; each tick decides the batch of traces that are due.
       this.timer = setInterval(() => this.tick(), this.cfg.tickIntervalMs);
@@ -182,7 +193,9 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   }
 
   private appendSpan(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans, span: Span, wire: number): void {
-    const heap = spanHeapBytes(span) + 12; // + three array slots
+    let heap = spanHeapBytes(span) + 12; // + three array slots
+    // Spans of a trace share one trace id view instead of holding one each.
+    if (span.traceId !== e.traceId) { span.traceId = e.traceId; heap -= 100; }
     e.spans.push(span);
     e.resources.push(rs);
     e.scopes.push(ss);
@@ -295,6 +308,41 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
       this.forward(this.decide(all, this.now()));
     }
     while (this.inflight.size) await Promise.all([...this.inflight]);
+    if (this.unregisterTelemetry) {
+      this.exportTelemetry();
+      this.unregisterTelemetry();
+    }
+  }
+
+  /** Copies the metrics() snapshot into the self-telemetry registry (run before each scrape). */
+  private exportTelemetry(): void {
+    const reg = this.telemetry!.registry;
+    const m = this.metrics();
+    const p = { processor: this.id };
+    const traces = reg.counter('kscope_tailsampling_traces_total', 'Traces decided, by policy set and final decision.');
+    for (const [set, c] of Object.entries(m.policySets)) {
+      traces.set({ ...p, policy_set: set, decision: 'sampled' }, c.sampled);
+      traces.set({ ...p, policy_set: set, decision: 'not_sampled' }, c.notSampled);
+    }
+    const votes = reg.counter('kscope_tailsampling_policy_decisions_total', 'Per-policy votes on decided traces.');
+    for (const [set, ps] of Object.entries(m.policies))
+      for (const [policy, c] of Object.entries(ps)) {
+        votes.set({ ...p, policy_set: set, policy, decision: 'sampled' }, c.sampled);
+        votes.set({ ...p, policy_set: set, policy, decision: 'not_sampled' }, c.notSampled);
+        votes.set({ ...p, policy_set: set, policy, decision: 'dropped' }, c.dropped);
+      }
+    reg.counter('kscope_tailsampling_dropped_too_early_traces_total', 'Traces evicted before their decision (num_traces / max_buffered_bytes).').set(p, m.droppedTooEarly.traces);
+    reg.counter('kscope_tailsampling_dropped_too_early_spans_total', 'Spans of traces evicted before their decision.').set(p, m.droppedTooEarly.spans);
+    const late = reg.counter('kscope_tailsampling_late_spans_total', 'Spans arriving after their trace was decided, by that decision.');
+    late.set({ ...p, decision: 'sampled' }, m.lateSpans.sampled);
+    late.set({ ...p, decision: 'not_sampled' }, m.lateSpans.notSampled);
+    reg.counter('kscope_tailsampling_oversize_spans_dropped_total', 'Spans beyond the per-trace caps (drop_excess).').set(p, m.oversize.spansDropped);
+    reg.counter('kscope_tailsampling_early_decisions_total', 'Traces decided early at a per-trace cap (decide_early).').set(p, m.oversize.earlyDecisions);
+    reg.gauge('kscope_tailsampling_live_traces', 'Traces waiting for a decision.').set(p, m.liveTraces);
+    reg.gauge('kscope_tailsampling_buffered_spans', 'Spans held for undecided traces.').set(p, m.bufferedSpans);
+    const bytes = reg.gauge('kscope_tailsampling_buffered_bytes', 'Accounted bytes of buffered spans (heap estimate, OTLP wire estimate).');
+    bytes.set({ ...p, kind: 'heap' }, m.bufferedHeapBytes);
+    bytes.set({ ...p, kind: 'wire' }, m.bufferedWireBytes);
   }
 
   metrics(): TailSamplingMetrics {

@@ -1,0 +1,152 @@
+// The agent's YAML config: env substitution (${env:NAME}), env overrides (KSCOPE_CFG__a__b=value
+// sets a.b), then validation with defaults; every error names its dotted field. The exporter
+// section is a collector exporter config (same factories and validation as the collector).
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../../collector/src/component/errors.ts';
+import { ConfigReader, isObject, type Raw } from '../../collector/src/config/reader.ts';
+import { substituteEnv } from '../../collector/src/config/load.ts';
+import { type EnricherConfig, validateEnricherConfig } from './enrich/enricher.ts';
+import { type SignalsConfig, defaultSignalsConfig } from './signals/builder.ts';
+
+export interface ProbesConfig {
+  tcp: boolean;
+  proc: boolean;
+  /** Ring buffer size per probe object, bytes (power of two, multiple of the page size). */
+  ringBufferBytes: number;
+  /** Only trace this process (0 = all); mostly for tests and demos. */
+  targetTgid: number;
+  /** Fall back to replaying this fixture when live eBPF is not possible (said loudly). */
+  fallbackFixture: string;
+}
+
+export interface AgentConfig {
+  nodeName: string;
+  probes: ProbesConfig;
+  enrich: EnricherConfig;
+  /** Skip the Kubernetes API (plain hosts): process and container metadata only. */
+  kubernetes: { enabled: 'auto' | 'on' | 'off'; kubeconfig: string };
+  signals: SignalsConfig & { metricsIntervalMs: number };
+  batch: { sendBatchSize: number; timeoutMs: number; maxBytes: number; maxPendingBatches: number };
+  exporter: { type: 'otlp' | 'otap' | 'file' | 'none'; config: unknown };
+  server: { address: string };
+  log: { level: string };
+}
+
+const SNAKE = /_([a-z])/g;
+const camel = (k: string) => k.replace(SNAKE, (_, c: string) => c.toUpperCase());
+
+/** Applies KSCOPE_CFG__a__b=value overrides onto the raw document (values read as YAML scalars). */
+export function applyEnvOverrides(doc: Raw, env: NodeJS.ProcessEnv = process.env): Raw {
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('KSCOPE_CFG__') || value === undefined) continue;
+    const path = name.slice('KSCOPE_CFG__'.length).toLowerCase().split('__').filter(Boolean);
+    if (path.length === 0) continue;
+    let cur: Raw = doc;
+    for (const p of path.slice(0, -1)) {
+      if (!isObject(cur[p])) cur[p] = {};
+      cur = cur[p] as Raw;
+    }
+    cur[path[path.length - 1]] = parseYaml(value);
+  }
+  return doc;
+}
+
+export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  if (doc !== null && doc !== undefined && !isObject(doc)) throw new ConfigError('(root)', 'expected a mapping');
+  const raw = applyEnvOverrides(structuredClone((doc ?? {}) as Raw), env);
+  const r = new ConfigReader(substituteEnv(raw, '', env), '');
+  const nodeName = r.str('node_name', env.NODE_NAME ?? '');
+
+  const pr = r.sub('probes');
+  const probes: ProbesConfig = {
+    tcp: pr.bool('tcp', true),
+    proc: pr.bool('proc', true),
+    ringBufferBytes: pr.size('ring_buffer_size', 8 * 1024 * 1024),
+    targetTgid: pr.num('target_tgid', 0, { min: 0, integer: true }),
+    fallbackFixture: pr.str('fallback_fixture', ''),
+  };
+  if (probes.ringBufferBytes < 4096 || (probes.ringBufferBytes & (probes.ringBufferBytes - 1)) !== 0)
+    throw new ConfigError(pr.field('ring_buffer_size'), 'must be a power of two of at least 4096 bytes');
+  pr.done();
+
+  const host = r.sub('host');
+  const enrichRaw: Raw = {};
+  const er = r.skip('enrich');
+  if (er !== undefined) {
+    if (!isObject(er)) throw new ConfigError('enrich', 'expected a mapping');
+    for (const [k, v] of Object.entries(er)) enrichRaw[camel(k)] = v;
+  }
+  enrichRaw.procRoot ??= host.str('proc_path', '/proc');
+  enrichRaw.cgroupRoot ??= host.str('cgroup_root', '/sys/fs/cgroup');
+  host.done();
+  if (nodeName) enrichRaw.nodeName ??= nodeName;
+  const enrich = validateEnricherConfig(enrichRaw, 'enrich');
+
+  const kr = r.sub('kubernetes');
+  const kubernetes = { enabled: kr.oneOf('enabled', ['auto', 'on', 'off'] as const, 'auto'), kubeconfig: kr.str('kubeconfig', '') };
+  kr.done();
+
+  const sr = r.sub('signals');
+  const d = defaultSignalsConfig();
+  const mr = sr.sub('metrics');
+  const lr = sr.sub('logs');
+  const signals = {
+    spans: sr.bool('spans', d.spans),
+    metricsIntervalMs: mr.duration('interval', 10_000),
+    metrics: {
+      temporality: mr.oneOf('temporality', ['delta', 'cumulative'] as const, d.metrics.temporality),
+      maxPeersPerResource: mr.num('max_peers_per_resource', d.metrics.maxPeersPerResource, { min: 1, integer: true }),
+      maxResources: mr.num('max_resources', d.metrics.maxResources, { min: 1, integer: true }),
+      histogramMaxSize: mr.num('histogram_max_size', d.metrics.histogramMaxSize, { min: 2, max: 16_384, integer: true }),
+    },
+    logs: {
+      oomKills: lr.bool('oom_kills', d.logs.oomKills),
+      processExecExit: lr.bool('process_exec_exit', d.logs.processExecExit),
+      tcpResets: lr.bool('tcp_resets', d.logs.tcpResets),
+    },
+    maxInboundSockets: sr.num('max_inbound_sockets', d.maxInboundSockets, { min: 1, integer: true }),
+  };
+  if (signals.metricsIntervalMs < 100) throw new ConfigError(mr.field('interval'), 'must be at least 100ms');
+  mr.done();
+  lr.done();
+  sr.done();
+
+  const br = r.sub('batch');
+  const batch = {
+    sendBatchSize: br.num('send_batch_size', 1000, { min: 1, integer: true }),
+    timeoutMs: br.duration('timeout', 5000),
+    maxBytes: br.size('send_batch_max_bytes', 4 * 1024 * 1024),
+    maxPendingBatches: br.num('max_pending_batches', 64, { min: 1, integer: true }),
+  };
+  br.done();
+
+  const xr = r.sub('exporter');
+  const exporter = {
+    type: xr.oneOf('type', ['otlp', 'otap', 'file', 'none'] as const, 'otlp'),
+    config: xr.skip('config') ?? {},
+  };
+  xr.done();
+
+  const svr = r.sub('server');
+  const server = { address: svr.str('address', '0.0.0.0:8081') };
+  if (!/^[^\s]*:\d+$/.test(server.address)) throw new ConfigError(svr.field('address'), 'expected host:port');
+  svr.done();
+
+  const lg = r.sub('log');
+  const log = { level: lg.oneOf('level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info') };
+  lg.done();
+  r.done();
+  return { nodeName, probes, enrich, kubernetes, signals, batch, exporter, server, log };
+}
+
+export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  if (!file) return parseAgentConfig({}, env);
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError('(file)', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  return parseAgentConfig(doc, env);
+}
