@@ -23,14 +23,17 @@ interface Live {
   events: TcpEvent[];
   waitFor(pred: (evs: TcpEvent[]) => boolean, what: string, ms?: number): Promise<void>;
   emitted(type: number): Promise<bigint>;
+  lost(): Promise<bigint>;
   stop(): Promise<void>;
 }
 
-async function startTcpProbe(globals: Record<string, number | bigint | boolean>): Promise<Live> {
+async function startTcpProbe(globals: Record<string, number | bigint | boolean>,
+  autoload: Record<string, boolean> = {}): Promise<Live> {
   const { BpfObject, sumPerCpuU64 } = await import('../../agent/src/bpf/object.ts');
   const obj = BpfObject.open(objPath);
   verifyProbeLayouts('tcp', obj);
   for (const [k, v] of Object.entries(globals)) obj.setGlobal(k, v);
+  for (const [p, on] of Object.entries(autoload)) obj.setAutoload(p, on);
   obj.load();
   const attached = obj.attachAll();
   for (const a of attached) assert.ok(a.ok, `attach ${a.program}: ${a.error}`);
@@ -48,6 +51,7 @@ async function startTcpProbe(globals: Record<string, number | bigint | boolean>)
       }
     },
     async emitted(type) { return sumPerCpuU64(obj.mapLookup('emitted_events', type) ?? Buffer.alloc(0)); },
+    async lost() { return sumPerCpuU64(obj.mapLookup('lost_events', 0) ?? Buffer.alloc(0)); },
     async stop() { await reader.stop(); obj.close(); },
   };
 }
@@ -165,6 +169,9 @@ test('N loopback connects give exactly N connect events for the filtered pid; a 
 
     assert.ok((await live.emitted(EventType.TcpConnect)) >= BigInt(N));
     assert.equal(await live.emitted(EventType.TcpAccept), 0n);
+    assert.equal(await live.lost(), 0n);
+    // Owner entries go away when sockets are destroyed (else there would be >= 2N: both ends).
+    assert.ok(live.obj.mapEntries('sockets').length < N, 'sockets map drained after the connections closed');
   } finally {
     await live.stop();
     await stopServer(server.child);
@@ -347,5 +354,24 @@ test('retransmits in a private network namespace carry the owner and that namesp
     assert.equal(clientClose.bytesAcked, 1000);
   } finally {
     await live.stop();
+  }
+});
+
+test('accept attribution through the raw_tp/sys_exit fallback (no syscall tracepoints)', async (t) => {
+  if (!requires(t, hasBpf(), 'root and BPF')) return;
+  const server = await startServer('127.0.0.1', 5);
+  const live = await startTcpProbe({ target_tgid: 0 },
+    { ks_sys_exit_accept4: false, ks_sys_exit_accept: false, ks_raw_sys_exit_accept: true });
+  try {
+    const progs = live.obj.programs();
+    assert.equal(progs.find((p) => p.name === 'ks_raw_sys_exit_accept')?.attached, true);
+    assert.equal(progs.find((p) => p.name === 'ks_sys_exit_accept4')?.loaded, false);
+    const { localPort } = await exchange('127.0.0.1', server.port, 10);
+    const accepted = (evs: TcpEvent[]) => evs.find((e) => e.typeCode === EventType.TcpAccept && e.dport === localPort);
+    await live.waitFor((evs) => accepted(evs) !== undefined, 'accept event');
+    assert.equal(accepted(live.events)!.tgid, server.child.pid);
+  } finally {
+    await live.stop();
+    await stopServer(server.child);
   }
 });

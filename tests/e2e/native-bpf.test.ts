@@ -3,6 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { hasBpf, requires } from '../lib/env.ts';
 import { BpfObject, possibleCpus, sumPerCpuU64 } from '../../agent/src/bpf/object.ts';
 import { BpfLoadError } from '../../agent/src/bpf/errors.ts';
@@ -226,4 +230,30 @@ test('close stops running readers and detaches; idempotent', async (t) => {
   assert.ok(atClose > 0, 'records arrived before close');
   assert.equal(records, atClose, 'nothing after close: detached and stopped');
   assert.throws(() => o.mapLookup('stats', 0), (e: Error & { code?: string }) => e.code === 'BPF_CLOSED');
+});
+
+test('process exit with a running reader is clean (exit, exit inside the callback, uncaught throw)', async (t) => {
+  if (!requires(t, ready(), 'root, BPF and the native addon')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-exit-'));
+  const script = join(dir, 'exit.mts');
+  writeFileSync(script, `
+import { BpfObject } from ${JSON.stringify(new URL('../../agent/src/bpf/object.ts', import.meta.url).pathname)};
+const o = BpfObject.open(${JSON.stringify(selftestObjectPath)});
+o.setGlobal('targ_tgid', process.pid);
+o.load(); o.attachAll();
+let n = 0;
+const mode = process.argv[2];
+o.openRingBuffer('events', (_b, _l, c) => { n += c; if (mode === 'in-callback' && n > 100) process.exit(3); });
+setInterval(() => { for (let i = 0; i < 1000; i++) process.ppid; }, 1);
+setTimeout(() => { if (mode === 'exit') process.exit(4); if (mode === 'throw') throw new Error('boom'); }, 300);
+`);
+  try {
+    for (const [mode, want] of [['exit', 4], ['in-callback', 3], ['throw', 1]] as const) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script, mode], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.signal, null, `${mode}: no crash signal (stderr: ${r.stderr})`);
+      assert.equal(r.status, want, `${mode}: exit code (stderr: ${r.stderr})`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -193,9 +193,13 @@ export function spawnPeer(name: string, bin: string, args: string[], opts: { env
       if (stopping) return stopping;
       stopping = (async () => {
         if (exitInfo) return { ...exitInfo, forced: false };
+        // Keep the event loop alive until the exit is seen (the child is unref'd otherwise).
+        child.ref();
         child.kill('SIGTERM');
-        const timer = sleep(graceMs).then(() => 'timeout' as const);
-        const first = await Promise.race([exitedP, timer]);
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), graceMs); });
+        const first = await Promise.race([exitedP, timeout]);
+        clearTimeout(timer);
         if (first !== 'timeout') return { ...first, forced: false };
         child.kill('SIGKILL');
         return { ...(await exitedP), forced: true };

@@ -177,6 +177,21 @@ test('unknown cgroup: released without pod metadata after the hold, counted, no 
   await e.shutdown();
 });
 
+test('a burst from one pending cgroup costs one lookup per retry interval, not one per event', async () => {
+  const root = tree();
+  const cg = podCgroup(root, 9);
+  const pods = new PodStore();
+  let released = 0;
+  const e = new Enricher<number>(cfg(root, { holdMs: 10_000, retryIntervalMs: 1000 }), { pods, onRelease: () => released++ });
+  await e.start();
+  for (let i = 0; i < 1000; i++) assert.equal(e.enrich(cg, process.pid, BigInt(i), i), undefined);
+  assert.equal(e.heldCount, 1000);
+  assert.ok(e.counters.lookups <= 2, `lookups ${e.counters.lookups}`);
+  pods.upsert(meta(9)); // the pod arriving re-opens the lookup at once
+  await until(() => released === 1000);
+  await e.shutdown();
+});
+
 test('a cgroup created after start is learned by a rescan on miss', async () => {
   const root = tree();
   const pods = new PodStore();

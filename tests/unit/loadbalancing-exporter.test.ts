@@ -13,6 +13,7 @@ import { testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { LogsData, MetricsData, SignalData, SignalType, TracesData } from '../../proto/src/model.ts';
 import { ConfigError, RetryableError } from '../../collector/src/component/errors.ts';
 import type { RequestContext } from '../../collector/src/component/index.ts';
+import { MetricsRegistry, SelfTelemetry } from '../../collector/src/telemetry/metrics.ts';
 
 /** In-process backends: what each endpoint received; a backend can be made to hang. */
 class Backends {
@@ -308,4 +309,19 @@ test('the factory creates exporters for all three signals', async () => {
   await e.shutdown();
   assert.equal(be.spansOf('127.0.0.1:1').length, 1);
   await assert.rejects(e.consume(traces([span(tid(5))]), {}));
+});
+
+test('self-telemetry: backends, re-routes and per-backend items', async () => {
+  const be = new Backends();
+  const reg = new MetricsRegistry();
+  const r = new ManualResolver(EPS);
+  const lb = new LoadBalancingExporter({ ...settings, telemetry: new SelfTelemetry(reg) }, lbConfig(), 'traces', be.factory, r);
+  await lb.start(host);
+  await lb.consume(traces(Array.from({ length: 90 }, (_, i) => span(tid(i, 3)))), {});
+  await until(() => be.spansOf(EPS[0]).length + be.spansOf(EPS[1]).length + be.spansOf(EPS[2]).length === 90);
+  const text = reg.render();
+  assert.match(text, /kscope_loadbalancer_num_backends\{exporter="loadbalancing",signal="traces"\} 3/);
+  const sent = [...text.matchAll(/kscope_loadbalancer_backend_sent_items_total\{[^}]*\} (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+  assert.equal(sent, 90);
+  await lb.shutdown();
 });

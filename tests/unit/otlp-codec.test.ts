@@ -175,6 +175,7 @@ test('decoded ids are independent copies of the input', () => {
 test('export response partial_success round-trips; empty means full success', () => {
   assert.equal(encodeExportResponse().length, 0);
   assert.equal(decodeExportResponse(new Uint8Array(0)), undefined);
+  assert.equal(decodeExportResponse(Uint8Array.from([0x0a, 0x00])), undefined); // empty partial_success
   for (const ps of [
     { rejected: 3n, errorMessage: 'bad spans' },
     { rejected: 0n, errorMessage: 'warning only' },

@@ -20,7 +20,13 @@ function setup(cfg = defaultSignalsConfig()) {
     if (!r) resources.set(tgid, (r = { attributes: [{ key: 'process.pid', value: BigInt(tgid) }], droppedAttributesCount: 0 }));
     return r;
   };
-  return new SignalBuilder(cfg, resolve, (mono) => mono + 1_700_000_000_000_000_000n);
+  const b = new SignalBuilder(cfg, (mono) => mono + 1_700_000_000_000_000_000n);
+  return {
+    onTcp: (ev: TcpEventFields) => b.onTcp(ev, resolve(ev.cgroupId, ev.tgid)),
+    drainSpans: () => b.drainSpans(),
+    collectMetrics: () => b.collectMetrics(),
+    metrics: b.metrics,
+  };
 }
 
 test('a connect becomes a CLIENT span with network attributes and the measured latency', () => {

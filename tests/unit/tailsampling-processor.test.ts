@@ -9,6 +9,7 @@ import { collectSpans, hex, span, tid, traces } from '../../collector/src/proces
 import type { TracesData } from '../../proto/src/model.ts';
 import type { Consumer, RequestContext } from '../../collector/src/component/index.ts';
 import { ShutdownError } from '../../collector/src/component/errors.ts';
+import { MetricsRegistry, SelfTelemetry } from '../../collector/src/telemetry/metrics.ts';
 
 class Sink implements Consumer<'traces'> {
   batches: TracesData[] = [];
@@ -252,4 +253,23 @@ test('the example config in testdata validates', () => {
   assert.equal(cfg.decisionWaitMs, 10_000);
   assert.equal(cfg.tiers.low, 'low_tier');
   assert.ok(cfg.policySets.low_tier.length >= 3);
+});
+
+test('metrics are exported to the self-telemetry registry on scrape', async () => {
+  const reg = new MetricsRegistry();
+  let t = 0;
+  const cfg = validateConfig({ decision_wait: '1s', policies: errorsOnly }, 'tail_sampling');
+  const p = new TailSamplingProcessor(cfg, new Sink(), undefined, { now: () => t, autoTick: false, telemetry: new SelfTelemetry(reg), id: 'tail_sampling/x' });
+  await p.start();
+  await p.consume(traces([span(tid(700), { status: 2 }), span(tid(701)), span(tid(702))]), {});
+  assert.match(reg.render(), /kscope_tailsampling_live_traces\{processor="tail_sampling\/x"\} 3/);
+  t = 1000;
+  p.tick();
+  await p.consume(traces([span(tid(701))]), {});
+  const text = reg.render();
+  assert.match(text, /kscope_tailsampling_traces_total\{processor="tail_sampling\/x",policy_set="default",decision="sampled"\} 1/);
+  assert.match(text, /kscope_tailsampling_traces_total\{processor="tail_sampling\/x",policy_set="default",decision="not_sampled"\} 2/);
+  assert.match(text, /kscope_tailsampling_policy_decisions_total\{processor="tail_sampling\/x",policy_set="default",policy="errors",decision="sampled"\} 1/);
+  assert.match(text, /kscope_tailsampling_late_spans_total\{processor="tail_sampling\/x",decision="not_sampled"\} 1/);
+  await p.shutdown();
 });

@@ -143,6 +143,9 @@ typedef struct reader {
 	napi_threadsafe_function tsfn;
 	napi_ref done_ref;   /* optional JS function called once every queued batch was delivered */
 	int refs;            /* JS handle + threadsafe function; freed at 0 (main thread only) */
+	napi_env env;
+	int cleanup_hooked;
+	struct reader *next_live, *prev_live; /* registry for the atexit handler */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -337,6 +340,56 @@ static void set_bool(napi_env env, napi_value o, const char *k, bool b)
 /* ------------------------------------------------------------------------------------------ */
 /* Ring reader lifecycle (main thread) */
 
+/* Running reader threads, so process exit (which skips env cleanup) can stop them first. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct reader *live_head;
+
+static void live_add(reader *r)
+{
+	pthread_mutex_lock(&live_mu);
+	r->next_live = live_head;
+	r->prev_live = NULL;
+	if (live_head)
+		live_head->prev_live = r;
+	live_head = r;
+	pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(reader *r)
+{
+	pthread_mutex_lock(&live_mu);
+	if (r->prev_live)
+		r->prev_live->next_live = r->next_live;
+	else if (live_head == r)
+		live_head = r->next_live;
+	if (r->next_live)
+		r->next_live->prev_live = r->prev_live;
+	r->next_live = r->prev_live = NULL;
+	pthread_mutex_unlock(&live_mu);
+}
+
+/* Stops and joins the worker (no N-API calls: also used at exit). */
+static void reader_halt_thread(reader *r)
+{
+	pthread_mutex_lock(&r->mu);
+	atomic_store(&r->stop, 1);
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	if (r->thread_started)
+		pthread_join(r->thread, NULL);
+	r->thread_started = 0;
+}
+
+static void halt_all_at_exit(void)
+{
+	pthread_mutex_lock(&live_mu);
+	for (reader *r = live_head; r; r = r->next_live)
+		reader_halt_thread(r);
+	pthread_mutex_unlock(&live_mu);
+}
+
+static void reader_cleanup_hook(void *arg);
+
 static void reader_unref(reader *r)
 {
 	if (--r->refs > 0)
@@ -355,13 +408,12 @@ static void reader_stop(reader *r)
 	if (r->stopped)
 		return;
 	r->stopped = 1;
-	pthread_mutex_lock(&r->mu);
-	atomic_store(&r->stop, 1);
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	if (r->thread_started)
-		pthread_join(r->thread, NULL);
-	r->thread_started = 0;
+	reader_halt_thread(r);
+	live_remove(r);
+	if (r->cleanup_hooked) {
+		r->cleanup_hooked = 0;
+		napi_remove_env_cleanup_hook(r->env, reader_cleanup_hook, r);
+	}
 	if (r->rb)
 		ring_buffer__free(r->rb);
 	r->rb = NULL;
@@ -1251,6 +1303,15 @@ static void tsfn_finalize(napi_env env, void *data, void *hint)
 	reader_unref(r);
 }
 
+/* Registered after the threadsafe function, so it runs before Node tears that function down. */
+static void reader_cleanup_hook(void *arg)
+{
+	reader *r = arg;
+
+	r->cleanup_hooked = 0;
+	reader_stop(r);
+}
+
 static reader *get_reader(napi_env env, napi_value v)
 {
 	napi_valuetype t;
@@ -1384,6 +1445,10 @@ static napi_value js_open_ring(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	r->thread_started = 1;
+	live_add(r);
+	r->env = env;
+	if (napi_add_env_cleanup_hook(env, reader_cleanup_hook, r) == napi_ok)
+		r->cleanup_hooked = 1;
 	return handle;
 
 fail_pool:
@@ -1416,6 +1481,28 @@ static napi_value js_reader_stop(napi_env env, napi_callback_info info)
 		}
 	}
 	reader_stop(r);
+	return NULL;
+}
+
+/* readerRef(r, on): whether a running reader keeps the event loop alive (default: yes) */
+static napi_value js_reader_ref(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	reader *r;
+	bool on;
+
+	if (get_args(env, info, 2, argv) || !(r = get_reader(env, argv[0])))
+		return NULL;
+	if (napi_get_value_bool(env, argv[1], &on) != napi_ok) {
+		napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "ref must be a boolean");
+		return NULL;
+	}
+	if (r->tsfn && !r->stopped) {
+		if (on)
+			napi_ref_threadsafe_function(env, r->tsfn);
+		else
+			napi_unref_threadsafe_function(env, r->tsfn);
+	}
 	return NULL;
 }
 
@@ -1512,6 +1599,7 @@ static napi_value init(napi_env env, napi_value exports)
 		FN("openRingBuffer", js_open_ring),
 		FN("readerStop", js_reader_stop),
 		FN("readerStats", js_reader_stats),
+		FN("readerRef", js_reader_ref),
 		FN("clocks", js_clocks),
 		FN("libbpfLog", js_libbpf_log),
 		FN("numPossibleCpus", js_num_possible_cpus),
@@ -1523,6 +1611,7 @@ static napi_value init(napi_env env, napi_value exports)
 		log_debug = d && *d == '1';
 		log_echo = e && *e == '1';
 		libbpf_set_print(print_fn);
+		atexit(halt_all_at_exit);
 	}
 	if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
 		return NULL;

@@ -91,6 +91,7 @@ export interface NativeBridge {
     poolSize: number, pollTimeoutMs: number): ReaderHandle;
   readerStop(r: ReaderHandle, onDone?: () => void): void;
   readerStats(r: ReaderHandle): NativeReaderStats;
+  readerRef(r: ReaderHandle, on: boolean): void;
   clocks(): [bigint, bigint];
   libbpfLog(): string;
   numPossibleCpus(): number;

@@ -86,6 +86,18 @@ export class RingReader {
     return this.#stopped;
   }
 
+  /** A running reader keeps the event loop alive, like a listening socket; unref() lets the
+   * process exit while it runs (ref() undoes that). */
+  unref(): this {
+    native().readerRef(this.#handle, false);
+    return this;
+  }
+
+  ref(): this {
+    native().readerRef(this.#handle, true);
+    return this;
+  }
+
   get running(): boolean {
     return this.#stopped === undefined;
   }

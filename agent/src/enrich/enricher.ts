@@ -113,11 +113,22 @@ class CgroupEntry {
   readonly byPid = new Map<number, Resource>();
   ref = false;
   held = 0;
+  /** While pending, the next time a lookup may run (a burst from one new cgroup costs one lookup per retry). */
+  nextTry = 0;
   /** For entries keyed by pid (v1 hosts, cgroup id of the root): the path this entry stands for. */
   constructor(
     readonly id: number,
     readonly deadline: number,
   ) {}
+}
+
+/** The pid's current interned resource: one Map lookup and one compare on the hot path. */
+interface HotSlot {
+  cg: number;
+  res: Resource;
+  entry: CgroupEntry;
+  /** The entry of `cg` (differs from `entry` for pid-keyed resolution): holds the held count. */
+  owner: CgroupEntry;
 }
 
 interface Held<T> {
@@ -144,6 +155,8 @@ export class Enricher<T = unknown> {
   readonly processes: ProcessCache;
   readonly counters = {
     slowPath: 0,
+    /** cgroup resolution attempts (path, pod, container lookups). */
+    lookups: 0,
     cgroupsResolved: 0,
     resourcesBuilt: 0,
     held: 0,
@@ -160,7 +173,7 @@ export class Enricher<T = unknown> {
   private readonly byPath = new Map<string, CgroupEntry>();
   private readonly pidEntry = new Map<number, CgroupEntry>();
   private readonly byPodUid = new Map<string, Set<CgroupEntry>>();
-  private readonly entryOfPid = new Map<number, CgroupEntry>();
+  private readonly hot = new Map<number, HotSlot>();
   private resourceCount = 0;
   private lastCg = -1;
   private lastPid = -1;
@@ -207,7 +220,10 @@ export class Enricher<T = unknown> {
     this.index.onLearn((id) => {
       // A cgroup given up on (released without a path) may be resolvable now.
       const e = this.cgroups.get(id);
-      if (e && e.path === undefined && e.state === READY) this.invalidate(e);
+      if (e && e.path === undefined) {
+        if (e.state === READY) this.invalidate(e);
+        else e.nextTry = 0;
+      }
     });
     if (this.pods) this.unsubscribe = this.pods.onChange((pod, change) => this.onPodChange(pod, change));
   }
@@ -252,16 +268,13 @@ export class Enricher<T = unknown> {
    */
   resolve(cgroupId: number, tgid: number): Resource {
     if (cgroupId === this.lastCg && tgid === this.lastPid) return this.lastRes!;
-    const e = this.cgroups.get(cgroupId);
-    if (e !== undefined && e.state === READY) {
-      const r = e.byPid.get(tgid);
-      if (r !== undefined) {
-        e.ref = true;
-        this.lastCg = cgroupId;
-        this.lastPid = tgid;
-        this.lastRes = r;
-        return r;
-      }
+    const s = this.hot.get(tgid);
+    if (s !== undefined && s.cg === cgroupId) {
+      s.entry.ref = true;
+      this.lastCg = cgroupId;
+      this.lastPid = tgid;
+      this.lastRes = s.res;
+      return s.res;
     }
     return this.slowResolve(cgroupId, tgid);
   }
@@ -272,22 +285,20 @@ export class Enricher<T = unknown> {
    */
   enrich(cgroupId: number, tgid: number, timestampNs: bigint, item: T): Resource | undefined {
     if (cgroupId === this.lastCg && tgid === this.lastPid) return this.lastRes!;
-    const e = this.cgroups.get(cgroupId);
-    if (e !== undefined && e.state === READY && e.held === 0) {
-      const r = e.byPid.get(tgid);
-      if (r !== undefined) {
-        e.ref = true;
-        this.lastCg = cgroupId;
-        this.lastPid = tgid;
-        this.lastRes = r;
-        return r;
-      }
+    const s = this.hot.get(tgid);
+    if (s !== undefined && s.cg === cgroupId && s.owner.held === 0) {
+      s.entry.ref = true;
+      this.lastCg = cgroupId;
+      this.lastPid = tgid;
+      this.lastRes = s.res;
+      return s.res;
     }
     return this.slowEnrich(cgroupId, tgid, timestampNs, item);
   }
 
   /** Feed from exec events: refreshes the process and drops its interned resource. */
   onExec(tgid: number, facts?: ExecFacts): void {
+    this.dropPid(tgid); // also when the cache never knew the pid (its resource lacks process facts)
     this.processes.onExec(tgid, facts);
   }
 
@@ -384,6 +395,9 @@ export class Enricher<T = unknown> {
     if (e.state === READY) return;
     const now = this.now();
     const expired = now >= e.deadline || e.state === STALE || !mayHold;
+    if (!expired && now < e.nextTry) return;
+    e.nextTry = now + this.cfg.retryIntervalMs;
+    this.counters.lookups++;
     if (e.path === undefined) {
       e.path = this.index.pathOf(e.id) ?? this.index.learnFromPid(tgid, e.id);
       if (e.path === undefined) {
@@ -432,6 +446,7 @@ export class Enricher<T = unknown> {
     this.counters.cgroupsResolved++;
   }
 
+  /** The interned resource of (entry, pid); `cg` is the event's cgroup id (for the hot slot). */
   private intern(e: CgroupEntry, tgid: number, cg: number): Resource {
     let r = e.byPid.get(tgid);
     if (r === undefined) {
@@ -440,16 +455,14 @@ export class Enricher<T = unknown> {
       e.byPid.set(tgid, r);
       this.resourceCount++;
       this.counters.resourcesBuilt++;
-      const prev = this.entryOfPid.get(tgid);
-      if (prev !== undefined && prev !== e) this.entryOfPid.delete(tgid);
-      this.entryOfPid.set(tgid, e);
     }
     e.ref = true;
-    if (e.id === cg) {
-      this.lastCg = cg;
-      this.lastPid = tgid;
-      this.lastRes = r;
-    }
+    const s = this.hot.get(tgid);
+    if (s !== undefined && s.cg === cg && s.entry === e) s.res = r;
+    else this.hot.set(tgid, { cg, res: r, entry: e, owner: this.cgroups.get(cg) ?? e });
+    this.lastCg = cg;
+    this.lastPid = tgid;
+    this.lastRes = r;
     return r;
   }
 
@@ -496,7 +509,7 @@ export class Enricher<T = unknown> {
         continue;
       }
       e.held--;
-      this.release(h, this.intern(target, h.tgid, -1), !target.unresolved);
+      this.release(h, this.intern(target, h.tgid, h.cg), !target.unresolved);
     }
     this.held = keep;
   }
@@ -510,7 +523,7 @@ export class Enricher<T = unknown> {
       const target = e ?? new CgroupEntry(h.cg, 0);
       if (force && target.state !== READY) {
         this.release(h, this.transient(target, h.tgid), false);
-      } else this.release(h, this.intern(target, h.tgid, -1), !target.unresolved);
+      } else this.release(h, this.intern(target, h.tgid, h.cg), !target.unresolved);
     }
   }
 
@@ -539,11 +552,12 @@ export class Enricher<T = unknown> {
     this.counters.invalidations++;
     this.clearResources(e);
     if (e.state === READY) e.state = STALE;
+    e.nextTry = 0;
   }
 
   private clearResources(e: CgroupEntry): void {
     if (e.byPid.size > 0) {
-      for (const pid of e.byPid.keys()) if (this.entryOfPid.get(pid) === e) this.entryOfPid.delete(pid);
+      for (const pid of e.byPid.keys()) if (this.hot.get(pid)?.entry === e) this.hot.delete(pid);
       this.resourceCount -= e.byPid.size;
       e.byPid.clear();
     }
@@ -553,10 +567,10 @@ export class Enricher<T = unknown> {
   }
 
   private dropPid(pid: number): void {
-    const e = this.entryOfPid.get(pid);
-    if (e === undefined) return;
-    this.entryOfPid.delete(pid);
-    if (e.byPid.delete(pid)) this.resourceCount--;
+    const s = this.hot.get(pid);
+    if (s === undefined) return;
+    this.hot.delete(pid);
+    if (s.entry.byPid.delete(pid)) this.resourceCount--;
     if (this.lastPid === pid) {
       this.lastCg = -1;
       this.lastPid = -1;

@@ -30,9 +30,6 @@ export const defaultSignalsConfig = (): SignalsConfig => ({
   maxInboundSockets: 65_536,
 });
 
-/** Maps an event's owner to its (interned) resource; the enricher's cached path. */
-export type ResourceResolver = (cgroupId: bigint, tgid: number, comm: string) => Resource;
-
 /** Severity numbers of the OTel log data model. */
 const SEV_INFO = 9;
 const SEV_WARN = 13;
@@ -49,7 +46,6 @@ export class SignalBuilder {
 
   constructor(
     readonly cfg: SignalsConfig,
-    private readonly resolve: ResourceResolver,
     /** Monotonic → Unix nanoseconds. */
     private readonly toUnixNano: (mono: bigint) => bigint,
     ids?: SpanIdSource,
@@ -66,8 +62,8 @@ export class SignalBuilder {
     return this.pendingLogs;
   }
 
-  onTcp(ev: TcpEventFields): void {
-    const resource = this.resolve(ev.cgroupId, ev.tgid, ev.comm);
+  /** `resource` is the event owner's resource (from the enricher). */
+  onTcp(ev: TcpEventFields, resource: Resource): void {
     const now = this.toUnixNano(ev.tsNs);
     const m = this.metrics;
     let inbound = false;
@@ -124,8 +120,7 @@ export class SignalBuilder {
     this.pendingSpans++;
   }
 
-  onProc(ev: ProcEventFields): void {
-    const resource = this.resolve(ev.cgroupId, ev.tgid, ev.comm);
+  onProc(ev: ProcEventFields, resource: Resource): void {
     const now = this.toUnixNano(ev.tsNs);
     switch (ev.typeCode) {
       case EventType.ProcExec:

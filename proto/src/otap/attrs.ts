@@ -167,6 +167,15 @@ export class AttrsEncoder {
       return null;
     }
     const order = this.order();
+    this.parentCol.bulk(n);
+    this.keyCol.bulk(n);
+    this.typeCol.bulk(n);
+    this.strCol.bulk(n);
+    this.intCol.bulk(n);
+    this.doubleCol.bulk(n);
+    this.boolCol.bulk(n);
+    this.bytesCol.bulk(n);
+    this.serCol.bulk(n);
     let prevGroup = -1, prevRank = -1, prevParent = 0;
     let prevVal: AnyValue = null;
     for (let i = 0; i < n; i++) {
@@ -182,29 +191,43 @@ export class AttrsEncoder {
         if (t === ValueType.Str || t === ValueType.Bytes || t === ValueType.Bool) same = true;
         else if (t === ValueType.Int || t === ValueType.Double) same = v === prevVal;
       }
-      this.parentCol.append(same ? parent - prevParent : parent);
+      this.parentCol.setAt(i, same ? parent - prevParent : parent);
       prevGroup = group;
       prevRank = rank;
       prevVal = v;
       prevParent = parent;
-      this.keyCol.appendIndex(this.keyRank[r]);
-      this.typeCol.append(t);
-      if (t === ValueType.Str) this.strCol.appendIndex(rank);
-      else this.strCol.appendNull();
-      if (t === ValueType.Int) this.intCol.appendBig(v as bigint);
-      else this.intCol.appendNull();
-      if (t === ValueType.Double) this.doubleCol.append(v as number);
-      else this.doubleCol.appendNull();
-      if (t === ValueType.Bool) this.boolCol.append(v as boolean);
-      else this.boolCol.appendNull();
-      if (t === ValueType.Bytes) this.bytesCol.appendIndex(rank);
-      else this.bytesCol.appendNull();
-      if (t === ValueType.Map || t === ValueType.Slice) this.serCol.appendBytes(cborEncode(v));
-      else this.serCol.appendNull();
+      this.keyCol.setIndexAt(i, this.keyRank[r]);
+      this.typeCol.setAt(i, t);
+      switch (t) {
+        case ValueType.Str:
+          this.strCol.setIndexAt(i, rank);
+          break;
+        case ValueType.Int:
+          this.intCol.setBigAt(i, v as bigint);
+          break;
+        case ValueType.Double:
+          this.doubleCol.setAt(i, v as number);
+          break;
+        case ValueType.Bool:
+          this.boolCol.setAt(i, v as boolean);
+          break;
+        case ValueType.Bytes:
+          this.bytesCol.setIndexAt(i, rank);
+          break;
+        case ValueType.Map:
+        case ValueType.Slice:
+          this.serCol.setBytesAt(i, cborEncode(v));
+          break;
+      }
     }
     const p = this.table.finish();
     this.clear();
     return p;
+  }
+
+  /** Drops staged rows (after a failed batch); finish() does this itself. */
+  discard(): void {
+    this.clear();
   }
 
   private clear(): void {

@@ -76,6 +76,17 @@ export abstract class ColumnBuilder {
     this.n++;
   }
 
+  /**
+   * Bulk mode: the column gets `n` rows, all null, and callers fill cells with the set*At
+   * methods. Saves a call per null cell on wide, sparse tables (attribute value columns).
+   */
+  protected bulkRows(n: number): void {
+    if (n > this.valid.length) this.valid = new Uint8Array(Math.max(n, this.valid.length * 2));
+    this.valid.fill(0, 0, n);
+    this.n = n;
+    this.nullCount = n;
+  }
+
   hasValues(): boolean {
     return this.nullCount < this.n;
   }
@@ -191,6 +202,26 @@ export class PrimBuilder extends ColumnBuilder {
     }
     this.markValid(false);
   }
+  bulk(n: number): void {
+    if (this.isBig) {
+      if (n > this.big.length) this.big = this.kind === 'u64' ? new BigUint64Array(n) : new BigInt64Array(n);
+      this.big.fill(0n, 0, n);
+    } else {
+      if (n > this.num.length) this.num = makeNum(this.kind, n);
+      this.num.fill(0, 0, n);
+    }
+    this.bulkRows(n);
+  }
+  setAt(row: number, v: number): void {
+    this.num[row] = v;
+    this.valid[row] = 1;
+    this.nullCount--;
+  }
+  setBigAt(row: number, v: bigint): void {
+    this.big[row] = v;
+    this.valid[row] = 1;
+    this.nullCount--;
+  }
   field(): Field {
     return new Field(this.name, primType(this.kind), !this.required);
   }
@@ -212,6 +243,16 @@ export class BoolBuilder extends ColumnBuilder {
     if (this.n >= this.bits.length) this.bits = grow(this.bits, this.n + 1, (k) => new Uint8Array(k));
     this.bits[this.n] = 0;
     this.markValid(false);
+  }
+  bulk(n: number): void {
+    if (n > this.bits.length) this.bits = new Uint8Array(n);
+    this.bits.fill(0, 0, n);
+    this.bulkRows(n);
+  }
+  setAt(row: number, v: boolean): void {
+    this.bits[row] = v ? 1 : 0;
+    this.valid[row] = 1;
+    this.nullCount--;
   }
   field(): Field {
     return new Field(this.name, new Bool(), !this.required);
@@ -330,10 +371,27 @@ export class VarBuilder extends ColumnBuilder {
     super.reset();
     this.v.reset();
   }
+  private bulkFilled = -1;
+  bulk(n: number): void {
+    this.v.reset();
+    this.bulkRows(n);
+    this.bulkFilled = 0;
+  }
+  /** Bulk mode: rows must be set in ascending order. */
+  setBytesAt(row: number, b: Uint8Array): void {
+    while (this.v.n < row) this.v.pushEmpty();
+    this.v.pushBytes(b);
+    this.valid[row] = 1;
+    this.nullCount--;
+  }
   field(): Field {
     return new Field(this.name, this.binary ? new Binary() : new Utf8(), !this.required);
   }
   emit(out: ColumnParts): void {
+    if (this.bulkFilled >= 0) {
+      while (this.v.n < this.n) this.v.pushEmpty();
+      this.bulkFilled = -1;
+    }
     this.node(out);
     const [o, d] = this.v.parts();
     out.buffers.push(o, d);
@@ -385,6 +443,16 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
     if (this.n >= this.idx.length) this.idx = grow(this.idx, this.n + 1, (k) => new Uint32Array(k));
     this.idx[this.n] = i;
     this.markValid(true);
+  }
+  bulk(n: number): void {
+    if (n > this.idx.length) this.idx = new Uint32Array(n);
+    this.idx.fill(0, 0, n);
+    this.bulkRows(n);
+  }
+  setIndexAt(row: number, i: number): void {
+    this.idx[row] = i;
+    this.valid[row] = 1;
+    this.nullCount--;
   }
   private push(key: K, bytes: Uint8Array | null): void {
     this.appendIndex(this.intern(key, bytes));

@@ -79,6 +79,8 @@ export class ResourceScopeColumns {
   }
 
   resetBatch(): void {
+    this.resourceAttrs.discard();
+    this.scopeAttrs.discard();
     this.resCount = this.scopeCount = 0;
     this.prevRes = this.prevScope = 0;
     this.curRes = this.curScope = -1;

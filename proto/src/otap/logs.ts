@@ -69,6 +69,7 @@ export class LogsEncoder {
       return out;
     } finally {
       this.logs.reset();
+      this.logAttrs.discard();
       this.rs.resetBatch();
     }
   }

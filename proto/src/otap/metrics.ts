@@ -83,6 +83,13 @@ class ExemplarTable {
       if (e.filteredAttributes.length) this.attrs.add(row, e.filteredAttributes);
     }
   }
+  discard(): void {
+    this.table.reset();
+    this.attrs.discard();
+    this.prevParent = 0;
+    this.prevValue = null;
+    this.rows = 0;
+  }
   finish(out: ArrowPayload[]): void {
     const a = this.table.finish();
     if (a) out.push(a);
@@ -138,6 +145,13 @@ class DataPointTable {
     if (a) out.push(a);
     this.exemplars?.finish(out);
     this.table.reset();
+    this.prevMetric = 0;
+    this.rows = 0;
+  }
+  discard(): void {
+    this.table.reset();
+    this.attrs.discard();
+    this.exemplars?.discard();
     this.prevMetric = 0;
     this.rows = 0;
   }
@@ -257,6 +271,8 @@ export class MetricsEncoder {
       return out;
     } finally {
       this.metrics.reset();
+      this.metricAttrs.discard();
+      for (const t of [this.number, this.summary, this.histogram, this.expHistogram]) t.discard();
       this.rs.resetBatch();
     }
   }

@@ -216,6 +216,9 @@ export class TracesEncoder {
     this.events.reset();
     this.links.reset();
     this.rs.resetBatch();
+    this.spanAttrs.discard();
+    this.eventAttrs.discard();
+    this.linkAttrs.discard();
     this.evStage = [];
     this.lkStage = [];
   }

@@ -1217,7 +1217,7 @@ export function decodeSignal<S extends SignalType>(signal: S, bytes: Uint8Array)
   return decodeLogs(bytes) as SignalData[S];
 }
 
-/** Export*ServiceResponse → its partial_success, or undefined when absent (full success). */
+/** Export*ServiceResponse → its partial_success, or undefined when absent or empty (full success). */
 export function decodeExportResponse(bytes: Uint8Array): ExportPartialSuccess | undefined {
   return run(bytes, (end) => {
     let out: ExportPartialSuccess | undefined;
@@ -1235,7 +1235,8 @@ export function decodeExportResponse(bytes: Uint8Array): ExportPartialSuccess | 
             skip(t, e);
           }
         }
-        out = ps;
+        // An empty partial_success (the reference collector sends one) means full success too.
+        out = ps.rejected === 0n && ps.errorMessage === '' ? undefined : ps;
       } else {
         if (tag >>> 3 === 1) wrongType('ExportResponse', 1, tag & 7);
         skip(tag, end);

@@ -58,6 +58,7 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
   private stopped: Promise<void> | undefined;
   private readonly m = { ringChanges: 0, rerouted: 0, noBackend: 0, sent: new Map<string, number>() };
   private readonly logger: Logger;
+  private unregisterTelemetry: (() => void) | undefined;
 
   constructor(
     private readonly settings: CreateSettings,
@@ -75,6 +76,8 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
     if (this.state !== 'new') return;
     this.state = 'running';
     this.host = host;
+    const tel = this.settings.telemetry;
+    if (tel) this.unregisterTelemetry = tel.registry.onCollect(() => this.exportTelemetry());
     await this.resolver.start((eps) => this.onMembership(eps));
     await this.membership;
   }
@@ -205,6 +208,18 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
     };
   }
 
+  private exportTelemetry(): void {
+    const reg = this.settings.telemetry!.registry;
+    const l = { exporter: this.settings.id, signal: this.signal };
+    const m = this.metrics();
+    reg.gauge('kscope_loadbalancer_num_backends', 'Backends in the ring.').set(l, m.backends.length);
+    reg.counter('kscope_loadbalancer_ring_changes_total', 'Membership changes applied to the ring.').set(l, m.ringChanges);
+    reg.counter('kscope_loadbalancer_rerouted_items_total', 'Items re-routed because their backend left the ring.').set(l, m.reroutedItems);
+    reg.counter('kscope_loadbalancer_no_backend_items_total', 'Items refused because no backend was resolved.').set(l, m.noBackendItems);
+    const sent = reg.counter('kscope_loadbalancer_backend_sent_items_total', 'Items delivered per backend.');
+    for (const [endpoint, n] of Object.entries(m.sentItems)) sent.set({ ...l, endpoint }, n);
+  }
+
   shutdown(): Promise<void> {
     this.stopped ??= (async () => {
       if (this.state === 'new') return;
@@ -217,6 +232,10 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
         await b.sender.close();
       }));
       while (this.retiring.size) await Promise.all([...this.retiring]);
+      if (this.unregisterTelemetry) {
+        this.exportTelemetry();
+        this.unregisterTelemetry();
+      }
     })();
     return this.stopped;
   }

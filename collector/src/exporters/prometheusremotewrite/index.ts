@@ -99,7 +99,7 @@ export function createRemoteWriteExporter<S extends SignalType>(settings: Create
     const body = snappy.compress(encodeWriteRequest(series));
     let res: Response;
     try {
-      res = await fetch(cfg.endpoint, { method: 'POST', headers, body, signal: abort });
+      res = await fetch(cfg.endpoint, { method: "POST", headers, body: body as unknown as RequestInit['body'], signal: abort });
     } catch (err) {
       throw new RetryableError(`remote write to ${cfg.endpoint} failed: ${(err as Error).message}`, undefined, { cause: err });
     }

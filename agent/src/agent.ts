@@ -1,0 +1,186 @@
+// Composes a running agent from its config: exporters (collector exporter factories), the
+// enricher (with the Kubernetes pod informer when a cluster is configured), the event source
+// (live eBPF, or a fixture replay), the pipeline, and the health/metrics HTTP server.
+import { createServer, type Server } from 'node:http';
+import type { Host } from '../../collector/src/component/index.ts';
+import type { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
+import type { SignalType } from '../../proto/src/model.ts';
+import { createLogger, type Logger } from '../../lib/log.ts';
+import { loadKubeConfig } from '../../lib/k8s/kubeconfig.ts';
+import { PodInformer, defaultPodInformerConfig } from '../../lib/k8s/informer.ts';
+import type { AgentConfig } from './config.ts';
+import type { KernelEvent } from './decode/decoder.ts';
+import { Enricher } from './enrich/enricher.ts';
+import { AgentPipeline, type AgentExporters, type SignalExporter } from './pipeline.ts';
+import { LiveSource } from './sources/live.ts';
+import { knownProbes } from './sources/probes.ts';
+import { ReplaySource } from './sources/replay.ts';
+import type { BatchSource } from './sources/types.ts';
+
+export interface AgentOptions {
+  config: AgentConfig;
+  registry: FactoryRegistry;
+  /** Replay this fixture instead of attaching to the kernel. */
+  replay?: { path: string; speed: 'max' | 'recorded' };
+  logger?: Logger;
+}
+
+/** Wall-clock offset for CLOCK_MONOTONIC timestamps (bpf_ktime_get_ns and hrtime share the clock). */
+export function monotonicToUnixOffset(): bigint {
+  return BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+}
+
+export class Agent {
+  readonly log: Logger;
+  pipeline!: AgentPipeline;
+  source!: BatchSource;
+  informer: PodInformer | undefined;
+  enricher!: Enricher<KernelEvent>;
+  /** 'live' or 'replay': what the source really is (live may fall back to replay). */
+  mode: 'live' | 'replay' = 'live';
+  private server: Server | undefined;
+  private ready = false;
+  private stopping: Promise<void> | undefined;
+  private sourceDone: Promise<void> | undefined;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.logger ?? createLogger({ name: 'agent', level: opts.config.log.level as 'info' });
+  }
+
+  private createExporters(): AgentExporters {
+    const { type, config } = this.opts.config.exporter;
+    const make = <S extends SignalType>(signal: S): SignalExporter<S> => {
+      const factory = this.opts.registry.require('exporter', type === 'none' ? 'nop' : type, 'exporter.type');
+      // Each signal gets its own persistent queue directory.
+      const raw = structuredClone((config ?? {}) as Record<string, any>);
+      const storage = raw?.sending_queue?.storage;
+      if (storage?.directory) storage.directory = `${storage.directory}/${signal}`;
+      const cfg = factory.validate(raw, 'exporter.config');
+      return factory.create({ id: `${type}/${signal}`, logger: this.log.child({ exporter: type, signal }) }, cfg, signal) as SignalExporter<S>;
+    };
+    return { traces: make('traces'), metrics: make('metrics'), logs: make('logs') };
+  }
+
+  private openSource(): { source: BatchSource; toUnixNano: (m: bigint) => bigint } {
+    const cfg = this.opts.config;
+    if (this.opts.replay) return this.openReplay(this.opts.replay.path, this.opts.replay.speed);
+    const specs = [];
+    if (cfg.probes.tcp) specs.push({ ...knownProbes.tcp, globals: { ...(cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {}) } });
+    if (cfg.probes.proc) specs.push({ ...knownProbes.proc, globals: { ...(cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {}) } });
+    try {
+      const source = new LiveSource(specs, {
+        ringBytes: cfg.probes.ringBufferBytes,
+        onError: (err, probe) => this.log.error({ err: String(err), probe: probe.name }, 'ring buffer batch handler failed'),
+      });
+      const offset = monotonicToUnixOffset();
+      return { source, toUnixNano: (m) => m + offset };
+    } catch (err) {
+      const e = err as Error & { verifierLog?: string; program?: string };
+      this.log.error({ err: e.message, program: e.program, verifierLog: e.verifierLog }, 'BPF load failed');
+      if (!cfg.probes.fallbackFixture) throw err;
+      this.log.warn({ fixture: cfg.probes.fallbackFixture }, '*** live eBPF unavailable: REPLAYING A RECORDED FIXTURE instead ***');
+      return this.openReplay(cfg.probes.fallbackFixture, 'recorded');
+    }
+  }
+
+  private openReplay(path: string, speed: 'max' | 'recorded'): { source: BatchSource; toUnixNano: (m: bigint) => bigint } {
+    this.mode = 'replay';
+    const source = new ReplaySource(path, { speed, onError: (err) => this.log.error({ err: String(err) }, 'replay batch failed') });
+    // Replayed events are shifted to now, keeping their spacing.
+    const startMono = BigInt(source.header.startMonotonicNs);
+    const offset = BigInt(Date.now()) * 1_000_000n - startMono;
+    return { source, toUnixNano: (m) => m + offset };
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.opts.config;
+    let pods = null;
+    if (cfg.kubernetes.enabled !== 'off') {
+      const access = loadKubeConfig({ kubeconfig: cfg.kubernetes.kubeconfig || undefined });
+      if (access) {
+        if (!cfg.nodeName) this.log.warn('NODE_NAME is not set: watching pods of every node');
+        const icfg = defaultPodInformerConfig();
+        this.informer = new PodInformer(access.kc, { ...icfg, nodeName: cfg.nodeName } as never, { logger: this.log.child({ component: 'k8s' }) });
+        pods = this.informer.store;
+      } else if (cfg.kubernetes.enabled === 'on') {
+        throw new Error('kubernetes.enabled is on but no kubeconfig or in-cluster credentials were found');
+      } else {
+        this.log.info('no Kubernetes configured: process and container metadata only');
+      }
+    }
+    this.enricher = new Enricher<KernelEvent>(cfg.enrich, { logger: this.log.child({ component: 'enrich' }), pods });
+    const exporters = this.createExporters();
+    const { source, toUnixNano } = this.openSource();
+    this.source = source;
+    this.pipeline = new AgentPipeline({
+      signals: cfg.signals,
+      batch: cfg.batch,
+      enricher: this.enricher,
+      exporters,
+      toUnixNano,
+      logger: this.log,
+    });
+    await this.startServer();
+    const host: Host = { reportFatal: (err) => { this.log.error({ err: err.message }, 'fatal'); void this.stop(); } };
+    await this.pipeline.start(host);
+    if (this.informer) {
+      await (this.informer as unknown as { start(): Promise<void> }).start();
+      const synced = await this.informer.waitForSync(10_000);
+      if (!synced) this.log.warn('pod informer not synced after 10s; events will wait for metadata as configured');
+    }
+    await this.enricher.start();
+    this.sourceDone = source.start(this.pipeline.onBatch);
+    if (source instanceof LiveSource) {
+      for (const p of source.probes)
+        for (const a of p.attach)
+          if (!a.ok) this.log.warn({ probe: p.name, program: a.program, error: a.error }, 'program did not attach');
+    }
+    this.ready = true;
+    this.log.info({ mode: this.mode, server: cfg.server.address }, 'agent running');
+  }
+
+  /** Resolves when a replay source has delivered everything (live sources never finish). */
+  async sourceFinished(): Promise<void> {
+    await this.sourceDone;
+  }
+
+  private startServer(): Promise<void> {
+    const [host, port] = splitHostPort(this.opts.config.server.address);
+    this.server = createServer((req, res) => {
+      const url = req.url ?? '/';
+      if (url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      if (url === '/readyz') return void res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'ready\n' : 'starting\n');
+      if (url === '/metrics') {
+        return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(this.pipeline?.telemetry.render() ?? '');
+      }
+      res.writeHead(404).end();
+    });
+    return new Promise((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, host, () => resolve());
+    });
+  }
+
+  get serverPort(): number {
+    const a = this.server?.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  /** Detaches, drains the rings, flushes every held item to the exporters, stops. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.ready = false;
+      await this.source?.stop();
+      await this.pipeline?.shutdown();
+      await this.informer?.shutdown();
+      await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+      this.log.info('agent stopped');
+    })();
+    return this.stopping;
+  }
+}
+
+export function splitHostPort(address: string): [string, number] {
+  const i = address.lastIndexOf(':');
+  return [address.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', Number(address.slice(i + 1))];
+}

@@ -1,0 +1,229 @@
+// The agent's data path after the ring buffer: decode each batch with flyweight views, resolve
+// the owner's resource (enricher, cached path), feed the signal builders, and hand batches of
+// spans, logs and metrics to the exporters. Sizes and timers bound what is held in memory.
+import type { Component, Consumer, Host } from '../../collector/src/component/index.ts';
+import { MetricsRegistry } from '../../collector/src/telemetry/metrics.ts';
+import type { LogsData, MetricsData, Resource, SignalType, TracesData } from '../../proto/src/model.ts';
+import { EventDecoder, type ExecEventView, type KernelEvent, type ProcEventView, type TcpEventView } from './decode/decoder.ts';
+import { EventType } from './decode/layouts.ts';
+import type { Enricher } from './enrich/enricher.ts';
+import { SignalBuilder, type SignalsConfig } from './signals/builder.ts';
+import type { ProcEventFields, TcpEventFields } from './signals/events.ts';
+import type { Logger } from '../../lib/log.ts';
+
+/** Rough OTLP size of one agent span (measured on agent traces); bounds batches by bytes. */
+const APPROX_SPAN_BYTES = 260;
+
+export interface BatchConfig {
+  sendBatchSize: number;
+  timeoutMs: number;
+  maxBytes: number;
+  /** Export calls in flight at once; beyond this a batch is dropped and counted. */
+  maxPendingBatches: number;
+}
+
+export type SignalExporter<S extends SignalType> = Component & Consumer<S>;
+
+export interface AgentExporters {
+  traces: SignalExporter<'traces'>;
+  metrics: SignalExporter<'metrics'>;
+  logs: SignalExporter<'logs'>;
+}
+
+export interface AgentPipelineOptions {
+  signals: SignalsConfig & { metricsIntervalMs: number };
+  batch: BatchConfig;
+  enricher: Enricher<KernelEvent>;
+  exporters: AgentExporters;
+  /** Monotonic (bpf_ktime_get_ns) → Unix ns. */
+  toUnixNano: (mono: bigint) => bigint;
+  logger: Logger;
+  metrics?: MetricsRegistry;
+}
+
+export class AgentPipeline {
+  readonly decoder: EventDecoder;
+  readonly builder: SignalBuilder;
+  readonly telemetry: MetricsRegistry;
+  readonly counters = { batches: 0, spansExported: 0, logsExported: 0, pointsExported: 0, exportFailures: 0, droppedBatches: 0, droppedItems: 0 };
+  private readonly enricher: Enricher<KernelEvent>;
+  private readonly exporters: AgentExporters;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private metricsTimer: NodeJS.Timeout | undefined;
+  private pending = new Set<Promise<void>>();
+  private started = false;
+  private stopped: Promise<void> | undefined;
+
+  constructor(private readonly opts: AgentPipelineOptions) {
+    this.enricher = opts.enricher;
+    this.exporters = opts.exporters;
+    this.builder = new SignalBuilder(opts.signals, opts.toUnixNano);
+    this.telemetry = opts.metrics ?? new MetricsRegistry();
+    this.enricher.setReleaseHandler((item, resource) => this.onEnriched(item, resource));
+    this.decoder = new EventDecoder({
+      tcp: (v) => this.onTcp(v),
+      proc: (v) => this.onProc(v),
+      exec: (v) => this.onExec(v),
+    });
+    this.registerSelfMetrics();
+  }
+
+  async start(host: Host): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    await this.exporters.traces.start(host);
+    await this.exporters.metrics.start(host);
+    await this.exporters.logs.start(host);
+    this.flushTimer = setInterval(() => this.flush(), this.opts.batch.timeoutMs);
+    this.metricsTimer = setInterval(() => this.exportMetrics(), this.opts.signals.metricsIntervalMs);
+  }
+
+  /** The ring-buffer / replay batch handler. */
+  readonly onBatch = (buf: ArrayBuffer, byteLength: number, count: number): void => {
+    this.counters.batches++;
+    this.decoder.decodeBatch(buf, byteLength, count);
+    const b = this.builder;
+    if (b.spanCount >= this.opts.batch.sendBatchSize || b.spanCount * APPROX_SPAN_BYTES >= this.opts.batch.maxBytes) this.flushSpans();
+    if (b.logCount >= this.opts.batch.sendBatchSize) this.flushLogs();
+  };
+
+  // ------------------------------------------------------------------ per event (hot path)
+
+  private onTcp(v: TcpEventView): void {
+    const r = this.enricher.enrich(Number(v.cgroupId), v.tgid, v.tsNs, LAZY);
+    if (r === undefined) return this.holdLast(v);
+    this.builder.onTcp(v, r);
+  }
+
+  private onProc(v: ProcEventView): void {
+    const r = this.enricher.enrich(Number(v.cgroupId), v.tgid, v.tsNs, LAZY);
+    if (r === undefined) return this.holdLast(v);
+    this.builder.onProc(v, r);
+    if (v.typeCode === EventType.ProcExit) this.enricher.onExit(v.tgid);
+  }
+
+  private onExec(v: ExecEventView): void {
+    this.enricher.onExec(v.tgid, { comm: v.comm, filename: v.filename, ppid: v.ppid });
+    const r = this.enricher.enrich(Number(v.cgroupId), v.tgid, v.tsNs, LAZY);
+    if (r === undefined) return this.holdLast(v);
+    this.builder.onProc(v as unknown as ProcEventFields, r);
+  }
+
+  /**
+   * The enricher held the event (cgroup not known yet) under the LAZY placeholder: the view is
+   * only valid now, so swap in a copy. Rare (first event of a new cgroup), so allocation is fine.
+   */
+  private holdLast(v: TcpEventView | ProcEventView | ExecEventView): void {
+    this.enricher.replaceHeld(LAZY, v.toObject());
+  }
+
+  private onEnriched(item: KernelEvent, resource: Resource): void {
+    if (item.kind === 'tcp') this.builder.onTcp(item as TcpEventFields, resource);
+    else {
+      this.builder.onProc(item as unknown as ProcEventFields, resource);
+      if (item.typeCode === EventType.ProcExit) this.enricher.onExit(item.tgid);
+    }
+  }
+
+  // ------------------------------------------------------------------ export
+
+  private send<S extends SignalType>(signal: S, data: S extends 'traces' ? TracesData : S extends 'metrics' ? MetricsData : LogsData, items: number): void {
+    if (items === 0) return;
+    if (this.pending.size >= this.opts.batch.maxPendingBatches) {
+      this.counters.droppedBatches++;
+      this.counters.droppedItems += items;
+      this.opts.logger.warn({ signal, items, pending: this.pending.size }, 'export back-pressure: batch dropped');
+      return;
+    }
+    const exporter = this.exporters[signal] as unknown as Consumer<S>;
+    const p = exporter
+      .consume(data as never, {})
+      .then(() => {
+        if (signal === 'traces') this.counters.spansExported += items;
+        else if (signal === 'logs') this.counters.logsExported += items;
+        else this.counters.pointsExported += items;
+      })
+      .catch((err: Error) => {
+        this.counters.exportFailures++;
+        this.counters.droppedItems += items;
+        this.opts.logger.warn({ signal, items, err: err.message }, 'export failed');
+      })
+      .finally(() => this.pending.delete(p));
+    this.pending.add(p);
+  }
+
+  flushSpans(): void {
+    const n = this.builder.spanCount;
+    if (n) this.send('traces', this.builder.drainSpans(), n);
+  }
+
+  flushLogs(): void {
+    const n = this.builder.logCount;
+    if (n) this.send('logs', this.builder.drainLogs(), n);
+  }
+
+  flush(): void {
+    this.flushSpans();
+    this.flushLogs();
+  }
+
+  exportMetrics(): void {
+    const md = this.builder.collectMetrics();
+    let n = 0;
+    for (const rm of md.resourceMetrics) for (const sm of rm.scopeMetrics) for (const m of sm.metrics) if (m.data.type !== 'empty') n += m.data.dataPoints.length;
+    this.send('metrics', md, n);
+  }
+
+  /** Waits until every export call in flight has settled. */
+  async settle(): Promise<void> {
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
+  }
+
+  /** Flushes everything held (held events released with what is known), then stops exporters. Idempotent. */
+  shutdown(): Promise<void> {
+    this.stopped ??= (async () => {
+      clearInterval(this.flushTimer);
+      clearInterval(this.metricsTimer);
+      await this.enricher.shutdown();
+      this.flush();
+      this.exportMetrics();
+      await this.settle();
+      await this.exporters.traces.shutdown();
+      await this.exporters.metrics.shutdown();
+      await this.exporters.logs.shutdown();
+    })();
+    return this.stopped;
+  }
+
+  private registerSelfMetrics(): void {
+    const t = this.telemetry;
+    const events = t.counter('kscope_agent_events_total', 'Kernel events decoded, by kind.');
+    const bad = t.counter('kscope_agent_decode_errors_total', 'Records skipped by the decoder, by reason.');
+    const exported = t.counter('kscope_agent_exported_items_total', 'Items accepted by the exporter, by signal.');
+    const dropped = t.counter('kscope_agent_dropped_items_total', 'Items dropped (back-pressure or export failure).');
+    const failures = t.counter('kscope_agent_export_failures_total', 'Export calls that failed.');
+    const held = t.gauge('kscope_agent_enrich_held_events', 'Events waiting for their cgroup/pod metadata.');
+    const unresolved = t.counter('kscope_agent_enrich_unresolved_total', 'Events emitted without the metadata they waited for.');
+    const folded = t.counter('kscope_agent_metric_series_folded_total', 'Metric series folded into "_other" by the cardinality cap.');
+    t.onCollect(() => {
+      const s = this.decoder.stats;
+      events.set({ kind: 'tcp' }, s.tcp);
+      events.set({ kind: 'proc' }, s.proc);
+      events.set({ kind: 'exec' }, s.exec);
+      bad.set({ reason: 'unknown_type' }, s.unknownType);
+      bad.set({ reason: 'too_short' }, s.tooShort);
+      bad.set({ reason: 'bad_frame' }, s.badFrames);
+      exported.set({ signal: 'traces' }, this.counters.spansExported);
+      exported.set({ signal: 'logs' }, this.counters.logsExported);
+      exported.set({ signal: 'metrics' }, this.counters.pointsExported);
+      dropped.set({}, this.counters.droppedItems);
+      failures.set({}, this.counters.exportFailures);
+      held.set({}, this.enricher.heldCount);
+      unresolved.set({}, this.enricher.counters.releasedUnresolved);
+      folded.set({}, this.builder.metrics.foldedPeers);
+    });
+  }
+}
+
+/** Placeholder the enricher holds until holdLast() swaps in a copy of the event. */
+const LAZY = { kind: 'lazy' } as unknown as KernelEvent;

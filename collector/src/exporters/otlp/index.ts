@@ -1,0 +1,149 @@
+// otlp exporter: OTLP/gRPC client (towards Jaeger, another collector, ...) on @grpc/grpc-js with
+// raw-bytes serialisers over our OTLP codec, behind the exporterhelper (queue, retry, timeout).
+// Status mapping (as otelcol's otlpexporter): UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED,
+// OUT_OF_RANGE, DATA_LOSS → retry; RESOURCE_EXHAUSTED → retry only with RetryInfo (its delay
+// honoured), else permanent; everything else permanent.
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
+import { encodeSignal } from '../../../../proto/src/otlp/index.ts';
+import { ConfigError, PermanentError, RetryableError, ThrottledError } from '../../component/errors.ts';
+import type { CreateSettings, ExporterFactory, Logger, RequestContext } from '../../component/index.ts';
+import { ConfigReader, type Raw } from '../../config/reader.ts';
+import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/index.ts';
+import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
+import { retryDelayFromStatus } from '../../util/pb.ts';
+import { OTLP_GRPC_PATHS } from '../../receivers/otlp/grpc.ts';
+
+export interface OtlpGrpcClientConfig {
+  endpoint: string;
+  insecure: boolean;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  headers: Record<string, string>;
+  compression: 'gzip' | 'none';
+  /** Forward the request's tenant in this header (e.g. x-scope-orgid); empty = don't. */
+  tenantHeader: string;
+}
+
+export interface OtlpExporterConfig {
+  client: OtlpGrpcClientConfig;
+  helper: ExporterHelperConfig;
+}
+
+export function readGrpcClientConfig(r: ConfigReader): OtlpGrpcClientConfig {
+  const endpoint = r.str('endpoint', '');
+  if (!endpoint) throw new ConfigError(r.field('endpoint'), 'is required (host:port)');
+  const t = r.sub('tls');
+  const cfg: OtlpGrpcClientConfig = {
+    endpoint: endpoint.replace(/^(https?|grpc):\/\//, ''),
+    insecure: t.bool('insecure', false),
+    caFile: t.str('ca_file'),
+    certFile: t.str('cert_file'),
+    keyFile: t.str('key_file'),
+    headers: Object.fromEntries(r.strMap('headers')),
+    compression: r.oneOf('compression', ['gzip', 'none'] as const, 'gzip'),
+    tenantHeader: r.str('tenant_header', '').toLowerCase(),
+  };
+  t.done();
+  if (!/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(cfg.endpoint)) throw new ConfigError(r.field('endpoint'), `expected host:port, got ${JSON.stringify(endpoint)}`);
+  return cfg;
+}
+
+export function validateOtlpExporterConfig(raw: unknown, path: string): OtlpExporterConfig {
+  const r = new ConfigReader(raw, path);
+  const client = readGrpcClientConfig(r);
+  const helper = readExporterHelperConfig(r);
+  r.done();
+  return { client, helper };
+}
+
+const identity = (b: Buffer) => b;
+const RETRYABLE = new Set([grpc.status.CANCELLED, grpc.status.DEADLINE_EXCEEDED, grpc.status.ABORTED, grpc.status.OUT_OF_RANGE, grpc.status.UNAVAILABLE, grpc.status.DATA_LOSS]);
+
+/** Maps a gRPC client error to the pipeline error classes. */
+export function errorFromGrpc(err: grpc.ServiceError, what: string): Error {
+  let retryMs: number | undefined;
+  const det = err.metadata?.get('grpc-status-details-bin')?.[0];
+  if (det instanceof Buffer) {
+    try {
+      retryMs = retryDelayFromStatus(det);
+    } catch {
+      // malformed details: ignore the hint
+    }
+  }
+  const msg = `${what}: ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
+  if (err.code === grpc.status.RESOURCE_EXHAUSTED) return retryMs !== undefined ? new ThrottledError(msg, retryMs) : new PermanentError(msg);
+  if (RETRYABLE.has(err.code)) return new RetryableError(msg, retryMs);
+  return new PermanentError(msg);
+}
+
+/** One gRPC connection exporting one signal; used by the otlp exporter and load balancing. */
+export class OtlpGrpcSender<S extends SignalType> {
+  private readonly client: grpc.Client;
+  private readonly path: string;
+
+  constructor(readonly cfg: OtlpGrpcClientConfig, readonly signal: S) {
+    const creds = cfg.insecure
+      ? grpc.credentials.createInsecure()
+      : grpc.credentials.createSsl(cfg.caFile ? readFileSync(cfg.caFile) : null, cfg.keyFile ? readFileSync(cfg.keyFile) : null, cfg.certFile ? readFileSync(cfg.certFile) : null);
+    this.client = new grpc.Client(cfg.endpoint, creds, {
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      ...(cfg.compression === 'gzip' ? { 'grpc.default_compression_algorithm': 2 } : {}),
+    });
+    this.path = OTLP_GRPC_PATHS[signal];
+  }
+
+  send(batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<void> {
+    const body = encodeSignal(this.signal, batch);
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(this.cfg.headers)) md.set(k, v);
+    if (this.cfg.tenantHeader && ctx.tenant) md.set(this.cfg.tenantHeader, ctx.tenant);
+    return new Promise<void>((resolve, reject) => {
+      const call = this.client.makeUnaryRequest(this.path, identity, identity, body, md, ctx.deadline ? { deadline: ctx.deadline } : {}, (err) => {
+        abort.removeEventListener('abort', onAbort);
+        if (err) reject(errorFromGrpc(err, `OTLP/gRPC export to ${this.cfg.endpoint}`));
+        else resolve();
+      });
+      const onAbort = () => call.cancel();
+      abort.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}
+
+/** EndpointSenderFactory for the load-balancing exporter: `protocol` is its `protocol.otlp` section. */
+export function otlpGrpcSenderFactory<S extends SignalType>(endpoint: string, signal: S, protocol: Raw, _logger: Logger): OtlpGrpcSender<S> {
+  const r = new ConfigReader({ tls: { insecure: true }, ...protocol, endpoint }, 'exporters.loadbalancing.protocol.otlp');
+  const c = readGrpcClientConfig(r);
+  // Queue/retry keys belong to the load balancer's own helper; accept and ignore them here.
+  for (const k of ['timeout', 'retry_on_failure', 'sending_queue']) r.skip(k);
+  r.done();
+  return new OtlpGrpcSender(c, signal);
+}
+
+export function createOtlpExporter<S extends SignalType>(settings: CreateSettings, cfg: OtlpExporterConfig, signal: S): QueuedExporter<S> {
+  let sender: OtlpGrpcSender<S> | undefined;
+  return new QueuedExporter(settings, cfg.helper, signal, (b, ctx, abort) => sender!.send(b, ctx, abort), {
+    codec: otlpBatchCodec,
+    start: async () => {
+      sender = new OtlpGrpcSender(cfg.client, signal);
+    },
+    shutdown: async () => {
+      await sender?.close();
+    },
+  });
+}
+
+export const otlpExporterFactory: ExporterFactory<OtlpExporterConfig> = {
+  type: 'otlp',
+  kind: 'exporter',
+  signals: ['traces', 'metrics', 'logs'],
+  defaultConfig: () => validateOtlpExporterConfig({ endpoint: '127.0.0.1:4317' }, 'exporters.otlp'),
+  validate: validateOtlpExporterConfig,
+  create: (settings, cfg, signal) => createOtlpExporter(settings, cfg, signal),
+};

@@ -1,0 +1,183 @@
+// Server side of the OTel Arrow services on @grpc/grpc-js: ArrowTracesService/ArrowTraces,
+// ArrowLogsService/ArrowLogs and ArrowMetricsService/ArrowMetrics, each a bidirectional stream of
+// BatchArrowRecords → BatchStatus. Every gRPC stream gets its own OtapConsumer (IPC stream state)
+// and HPACK decoder; each batch is decoded in arrival order, handed to the handler, and answered
+// with one BatchStatus when the handler settles (acks may go out of order).
+import * as grpc from '@grpc/grpc-js';
+import type { SignalData, SignalType } from '../model.ts';
+import type { RequestContext } from '../../../collector/src/component/index.ts';
+import {
+  PermanentError,
+  PipelineError,
+  RetryableError,
+  ShutdownError,
+  ThrottledError,
+} from '../../../collector/src/component/errors.ts';
+import { OtapConsumer, type ConsumerOptions } from '../otap/stream.ts';
+import { OtapDecodeError } from '../otap/ipc.ts';
+import {
+  OtapStatusCode,
+  decodeBatchArrowRecords,
+  encodeBatchStatus,
+  type BatchArrowRecords,
+  type BatchStatus,
+} from '../otap/messages.ts';
+import { HpackDecoder, HpackError } from '../otap/hpack.ts';
+import { contextFromCall, rawDeserialize, rawSerialize } from './common.ts';
+
+export const OTAP_PACKAGE = 'opentelemetry.proto.experimental.arrow.v1';
+
+export const OTAP_METHODS: Record<SignalType, { service: string; method: string; path: string }> = {
+  traces: { service: 'ArrowTracesService', method: 'ArrowTraces', path: `/${OTAP_PACKAGE}.ArrowTracesService/ArrowTraces` },
+  logs: { service: 'ArrowLogsService', method: 'ArrowLogs', path: `/${OTAP_PACKAGE}.ArrowLogsService/ArrowLogs` },
+  metrics: { service: 'ArrowMetricsService', method: 'ArrowMetrics', path: `/${OTAP_PACKAGE}.ArrowMetricsService/ArrowMetrics` },
+};
+
+export function otapServiceDefinition(signal: SignalType): grpc.ServiceDefinition {
+  const m = OTAP_METHODS[signal];
+  return {
+    [m.method]: {
+      path: m.path,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: rawSerialize,
+      requestDeserialize: rawDeserialize,
+      responseSerialize: rawSerialize,
+      responseDeserialize: rawDeserialize,
+      originalName: m.method,
+    },
+  } as grpc.ServiceDefinition;
+}
+
+export type OtapHandler = <S extends SignalType>(signal: S, data: SignalData[S], ctx: RequestContext) => Promise<void>;
+
+export interface OtapServerOptions extends ConsumerOptions {
+  /** Signals to serve (default all three). */
+  signals?: SignalType[];
+  /** Batches handed to the handler and not yet acknowledged, per stream; reading pauses beyond. Default 16. */
+  maxInFlightPerStream?: number;
+  /** Called for every batch that was refused (bad input or handler error), for counters/logs. */
+  onRefused?: (signal: SignalType, status: BatchStatus, err: unknown) => void;
+}
+
+export interface OtapServerStats {
+  streams: number;
+  batches: number;
+  items: number;
+  refused: number;
+}
+
+/** A BatchStatus answer for an error: decode problems and handler rejections alike. */
+export function errorToBatchStatus(batchId: bigint, err: unknown): BatchStatus {
+  const message = err instanceof Error ? err.message : String(err);
+  let code: number;
+  if (err instanceof OtapDecodeError) code = err.resourceExhausted ? OtapStatusCode.RESOURCE_EXHAUSTED : OtapStatusCode.INVALID_ARGUMENT;
+  else if (err instanceof HpackError || err instanceof PermanentError || err instanceof RangeError) code = OtapStatusCode.INVALID_ARGUMENT;
+  // BatchStatus cannot carry RetryInfo, and the Go exporter retries RESOURCE_EXHAUSTED only with
+  // it, so a throttle is answered UNAVAILABLE (retried) with the delay in the message.
+  else if (err instanceof ThrottledError) code = OtapStatusCode.UNAVAILABLE;
+  else if (err instanceof RetryableError || err instanceof ShutdownError) code = OtapStatusCode.UNAVAILABLE;
+  else if (err instanceof PipelineError) code = OtapStatusCode.INTERNAL;
+  else code = OtapStatusCode.INTERNAL;
+  const text = err instanceof ThrottledError ? `${message} (retry after ${err.retryAfterMs} ms)` : message;
+  return { batchId, statusCode: code, statusMessage: text };
+}
+
+/**
+ * Registers the Arrow services on `server`. `handler` gets each decoded batch; its promise
+ * decides the BatchStatus (resolve → OK, reject → the mapped code).
+ */
+export function addOtapServices(server: grpc.Server, handler: OtapHandler, opts: OtapServerOptions = {}): OtapServerStats {
+  const stats: OtapServerStats = { streams: 0, batches: 0, items: 0, refused: 0 };
+  const maxInFlight = opts.maxInFlightPerStream ?? 16;
+  for (const signal of opts.signals ?? (['traces', 'logs', 'metrics'] as SignalType[])) {
+    const m = OTAP_METHODS[signal];
+    server.addService(otapServiceDefinition(signal), {
+      [m.method]: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => serveStream(signal, call, handler, opts, maxInFlight, stats),
+    });
+  }
+  return stats;
+}
+
+function serveStream(
+  signal: SignalType,
+  call: grpc.ServerDuplexStream<Buffer, Buffer>,
+  handler: OtapHandler,
+  opts: OtapServerOptions,
+  maxInFlight: number,
+  stats: OtapServerStats,
+): void {
+  stats.streams++;
+  const consumer = new OtapConsumer(signal, opts);
+  const hpack = new HpackDecoder();
+  const base = contextFromCall(call);
+  let inFlight = 0;
+  let ended = false;
+  let paused = false;
+
+  const answer = (s: BatchStatus, err?: unknown) => {
+    if (s.statusCode !== OtapStatusCode.OK) {
+      stats.refused++;
+      opts.onRefused?.(signal, s, err);
+    }
+    if (!call.writable || call.destroyed) return;
+    call.write(Buffer.from(encodeBatchStatus(s)));
+  };
+  const settle = () => {
+    inFlight--;
+    if (paused && inFlight < maxInFlight) {
+      paused = false;
+      call.resume();
+    }
+    if (ended && inFlight === 0) call.end();
+  };
+
+  call.on('data', (buf: Buffer) => {
+    let batch: BatchArrowRecords;
+    try {
+      batch = decodeBatchArrowRecords(buf);
+    } catch (e) {
+      // Without a batch id there is nothing to acknowledge: end the stream.
+      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `invalid BatchArrowRecords: ${(e as Error).message}` });
+      return;
+    }
+    stats.batches++;
+    let ctx: RequestContext;
+    let decoded;
+    try {
+      ctx = { ...base, bytes: buf.length };
+      if (batch.headers.length) {
+        const md: Record<string, string> = { ...(base.metadata ?? {}) };
+        for (const [k, v] of hpack.decode(batch.headers)) md[k.toLowerCase()] = v;
+        ctx.metadata = md;
+      }
+      decoded = consumer.consume(batch);
+    } catch (e) {
+      answer(errorToBatchStatus(batch.batchId, e), e);
+      return;
+    }
+    stats.items += decoded.items;
+    inFlight++;
+    if (inFlight >= maxInFlight && !paused) {
+      paused = true;
+      call.pause();
+    }
+    let p: Promise<void>;
+    try {
+      p = handler(decoded.signal, decoded.data, ctx);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      () => answer({ batchId: batch.batchId, statusCode: OtapStatusCode.OK, statusMessage: '' }),
+      (e) => answer(errorToBatchStatus(batch.batchId, e), e),
+    ).finally(settle);
+  });
+  call.on('end', () => {
+    ended = true;
+    if (inFlight === 0) call.end();
+  });
+  call.on('error', () => {
+    ended = true;
+  });
+}
