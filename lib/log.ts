@@ -20,9 +20,13 @@ function defaultLevel(): LevelWithSilent {
 
 let root: PinoLogger | undefined;
 
-/** A logger writing JSON lines to stderr (stdout may carry data in CLI tools). */
+/**
+ * A logger writing JSON lines to stderr (stdout may carry data in CLI tools). Writes are
+ * synchronous so nothing is lost at exit; volume stays low because repeated warnings go through
+ * RateLimitedLog.
+ */
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  root ??= pino({ level: defaultLevel(), base: { pid: process.pid } }, pino.destination({ fd: 2, sync: false }));
+  root ??= pino({ level: defaultLevel(), base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const l = opts.name ? root.child({ component: opts.name }) : root.child({});
   if (opts.level) l.level = opts.level;
   return l;

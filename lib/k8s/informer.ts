@@ -114,9 +114,10 @@ export class PodInformer {
       return list;
     };
     this.lw = new ListWatch<V1Pod>('/api/v1/pods', new Watch(kc), listFn, false, undefined, fieldSelector);
-    this.lw.on('add', (p) => this.apply(p));
-    this.lw.on('update', (p) => this.apply(p));
-    this.lw.on('delete', (p) => this.drop(p));
+    // Any event means the connection works again: the next outage starts from the short backoff.
+    this.lw.on('add', (p) => { this.backoff = cfg.backoffMinMs; this.apply(p); });
+    this.lw.on('update', (p) => { this.backoff = cfg.backoffMinMs; this.apply(p); });
+    this.lw.on('delete', (p) => { this.backoff = cfg.backoffMinMs; this.drop(p); });
     this.lw.on('connect', () => {
       this.counters.connects++;
     });

@@ -17,6 +17,12 @@ export interface PodStoreOptions {
 
 export const defaultPodStoreOptions: PodStoreOptions = { maxPods: 10_000, deletedTtlMs: 120_000, maxDeleted: 1024 };
 
+function ipsOf(pod: PodMeta): string[] {
+  const out = pod.podIP ? [pod.podIP] : [];
+  for (const ip of pod.podIPs) if (ip && ip !== pod.podIP) out.push(ip);
+  return out;
+}
+
 interface Tomb {
   pod: PodMeta;
   expires: number;
@@ -28,6 +34,7 @@ export class PodStore {
   private readonly byIp = new Map<string, PodMeta>();
   private readonly deleted = new Map<string, Tomb>();
   private readonly deletedByContainer = new Map<string, string>(); // container id → pod uid
+  private readonly deletedByIp = new Map<string, string>(); // pod IP → pod uid
   private readonly listeners: PodListener[] = [];
   readonly counters = { adds: 0, updates: 0, deletes: 0, overflow: 0, deletedExpired: 0 };
 
@@ -84,6 +91,7 @@ export class PodStore {
     }
     this.deleted.set(uid, { pod, expires: this.now() + this.opts.deletedTtlMs });
     for (const c of pod.containers) if (c.id) this.deletedByContainer.set(c.id, uid);
+    if (!pod.hostNetwork) for (const ip of ipsOf(pod)) this.deletedByIp.set(ip, uid);
     this.counters.deletes++;
     this.emit(pod, 'delete');
   }
@@ -105,10 +113,8 @@ export class PodStore {
     const p = this.byIp.get(ip);
     if (p) return p;
     // An IP is reused quickly; only fall back to a deleted pod when no live pod holds it.
-    for (const t of this.deleted.values()) {
-      if (t.expires > this.now() && !t.pod.hostNetwork && (t.pod.podIP === ip || t.pod.podIPs.includes(ip))) return t.pod;
-    }
-    return undefined;
+    const uid = this.deletedByIp.get(ip);
+    return uid ? this.liveTomb(uid) : undefined;
   }
 
   isDeleted(uid: string): boolean {
@@ -146,19 +152,17 @@ export class PodStore {
     if (!t) return;
     this.deleted.delete(uid);
     for (const c of t.pod.containers) if (c.id && this.deletedByContainer.get(c.id) === uid) this.deletedByContainer.delete(c.id);
+    for (const ip of ipsOf(t.pod)) if (this.deletedByIp.get(ip) === uid) this.deletedByIp.delete(ip);
   }
 
   private index(pod: PodMeta): void {
     for (const c of pod.containers) if (c.id) this.byContainer.set(c.id, pod);
-    if (!pod.hostNetwork) {
-      if (pod.podIP) this.byIp.set(pod.podIP, pod);
-      for (const ip of pod.podIPs) this.byIp.set(ip, pod);
-    }
+    if (!pod.hostNetwork) for (const ip of ipsOf(pod)) this.byIp.set(ip, pod);
   }
 
   private unindex(pod: PodMeta): void {
     for (const c of pod.containers) if (c.id && this.byContainer.get(c.id)?.uid === pod.uid) this.byContainer.delete(c.id);
-    for (const ip of [pod.podIP, ...pod.podIPs]) if (ip && this.byIp.get(ip)?.uid === pod.uid) this.byIp.delete(ip);
+    for (const ip of ipsOf(pod)) if (this.byIp.get(ip)?.uid === pod.uid) this.byIp.delete(ip);
   }
 
   private emit(pod: PodMeta, change: PodChange): void {

@@ -13,6 +13,7 @@ import { BpfLoadError } from '../../agent/src/bpf/errors.ts';
 import { nativeAvailable } from '../../agent/src/bpf/native.ts';
 import { SELFTEST_EVENT as E, SYS_getppid, selftestObjectPath, spawnLoadgen } from '../../agent/src/bpf/selftest.ts';
 import { kernelCapabilities, probeObject } from '../../agent/src/bpf/probe.ts';
+import { main } from '../../agent/src/cli/index.ts';
 
 const ready = (): boolean => hasBpf() && nativeAvailable();
 
@@ -156,6 +157,27 @@ test('capability probe reports per program, with reasons', (t) => {
   assert.deepEqual(res.defaultSet, { loaded: true, attached: ['emit_sys_enter'], failedAttach: [] });
 });
 
+test('agent probe prints per-program results (text and JSON)', async (t) => {
+  if (!requires(t, ready(), 'root, BPF and the native addon')) return;
+  const lines: string[] = [];
+  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+  assert.equal(await main(['probe', '--object', selftestObjectPath, '--json'], io), 0);
+  const res = JSON.parse(lines.join('\n'));
+  assert.equal(res.kernel.btf, true);
+  const progs = res.objects[0].programs as { program: string; load: { ok: boolean } }[];
+  assert.equal(progs.length, 5);
+  assert.equal(progs.find((p) => p.program === 'bad_unchecked_lookup')!.load.ok, false);
+  lines.length = 0;
+  assert.equal(await main(['probe', '--object', selftestObjectPath], io), 0);
+  const text = lines.join('\n');
+  assert.match(text, /emit_sys_enter +raw_tp\/sys_enter +ok +ok/);
+  assert.match(text, /bad_unchecked_lookup \(opt\) +raw_tp\/sys_enter +FAIL +- +rejected by the verifier/);
+  assert.match(text, /default set: loads; attached emit_sys_enter/);
+  lines.length = 0;
+  assert.equal(await main(['probe', '--object', '/nonexistent.bpf.o'], io), 1, 'an unreadable object fails the probe');
+  assert.match(lines.join('\n'), /cannot open/);
+});
+
 test('backpressure: a slow consumer stops the drain, the BPF side counts reserve failures, memory stays bounded', async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const gen = spawnLoadgen(0.4, 0);
@@ -232,7 +254,7 @@ test('close stops running readers and detaches; idempotent', async (t) => {
   assert.throws(() => o.mapLookup('stats', 0), (e: Error & { code?: string }) => e.code === 'BPF_CLOSED');
 });
 
-test('process exit with a running reader is clean (exit, exit inside the callback, uncaught throw)', async (t) => {
+test('process exit with a running reader is clean (exit, exit inside the callback, uncaught throw, unref)', async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const dir = mkdtempSync(join(tmpdir(), 'kscope-exit-'));
   const script = join(dir, 'exit.mts');
@@ -243,12 +265,17 @@ o.setGlobal('targ_tgid', process.pid);
 o.load(); o.attachAll();
 let n = 0;
 const mode = process.argv[2];
-o.openRingBuffer('events', (_b, _l, c) => { n += c; if (mode === 'in-callback' && n > 100) process.exit(3); });
-setInterval(() => { for (let i = 0; i < 1000; i++) process.ppid; }, 1);
-setTimeout(() => { if (mode === 'exit') process.exit(4); if (mode === 'throw') throw new Error('boom'); }, 300);
+const r = o.openRingBuffer('events', (_b, _l, c) => { n += c; if (mode === 'in-callback' && n > 100) process.exit(3); });
+if (mode === 'unref') r.unref();
+const iv = setInterval(() => { for (let i = 0; i < 1000; i++) process.ppid; }, 1);
+setTimeout(() => {
+  if (mode === 'exit') process.exit(4);
+  if (mode === 'throw') throw new Error('boom');
+  if (mode === 'unref') { clearInterval(iv); process.exitCode = n > 0 ? 0 : 5; }
+}, 300);
 `);
   try {
-    for (const [mode, want] of [['exit', 4], ['in-callback', 3], ['throw', 1]] as const) {
+    for (const [mode, want] of [['exit', 4], ['in-callback', 3], ['throw', 1], ['unref', 0]] as const) {
       const r = spawnSync(process.execPath, ['--import', 'tsx', script, mode], { encoding: 'utf8', timeout: 20_000 });
       assert.equal(r.signal, null, `${mode}: no crash signal (stderr: ${r.stderr})`);
       assert.equal(r.status, want, `${mode}: exit code (stderr: ${r.stderr})`);

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasBpf, requires } from '../lib/env.ts';
@@ -13,6 +13,7 @@ import { record } from '../../agent/src/sources/recorder.ts';
 import { ReplaySource } from '../../agent/src/sources/replay.ts';
 import { FixtureFormatError, FixtureReader } from '../../agent/src/sources/fixture.ts';
 import { knownProbes } from '../../agent/src/sources/probes.ts';
+import { cgroup2Root } from '../../agent/src/sources/host.ts';
 import { main } from '../../agent/src/cli/index.ts';
 
 const ready = (): boolean => hasBpf() && nativeAvailable();
@@ -26,6 +27,11 @@ test('record → replay round trip keeps every batch byte for byte', async (t) =
   const dir = mkdtempSync(join(tmpdir(), 'kscope-rr-'));
   const out = join(dir, 'selftest.kfx');
   const gen = spawnLoadgen(0.4, 25_000);
+  // a cgroup of our own, to find in the fixture's cgroup table under its inode (= cgroup id)
+  const cgRoot = cgroup2Root();
+  const cgName = `kscope-rr-${process.pid}`;
+  const cgDir = cgRoot ? join(cgRoot, cgName) : undefined;
+  if (cgDir) mkdirSync(cgDir);
   try {
     const live: string[] = [];
     const summary = await record({
@@ -63,6 +69,11 @@ test('record → replay round trip keeps every batch byte for byte', async (t) =
     assert.match(proc.exe, /loadgen$/);
     assert.equal(proc.ppid, process.pid);
     assert.ok(h.cgroups.length >= 1 && h.cgroups.some((c) => c.path === '/'), 'cgroup table has the root');
+    if (cgDir) {
+      const ino = statSync(cgDir, { bigint: true }).ino.toString();
+      assert.deepEqual(h.cgroups.find((c) => c.path === `/${cgName}`), { id: ino, path: `/${cgName}` });
+      assert.equal(h.cgroupRoot, cgRoot);
+    }
 
     // replay: the same record shape, every record from the generator, wall-clock convertible
     let replayed = 0, bad = 0;
@@ -91,6 +102,7 @@ test('record → replay round trip keeps every batch byte for byte', async (t) =
     assert.deepEqual(replayedDigests, live, 'replayed batches are the live batches, byte for byte');
   } finally {
     gen.kill();
+    if (cgDir) rmdirSync(cgDir);
     rmSync(dir, { recursive: true, force: true });
   }
 });

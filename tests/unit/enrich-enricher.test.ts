@@ -290,6 +290,57 @@ test('process cache: exited processes resolve for the TTL, then go', async () =>
   await e.shutdown();
 });
 
+/** A fake host /proc with only <pid>/cgroup files. */
+function fakeProc(entries: Record<number, string>): string {
+  const root = mkdtempSync(join(tmpdir(), 'proc-'));
+  roots.push(root);
+  for (const [pid, text] of Object.entries(entries)) {
+    mkdirSync(join(root, pid));
+    writeFileSync(join(root, pid, 'cgroup'), text);
+  }
+  return root;
+}
+
+test('v1-only host (no cgroup2): containers resolved from /proc/PID/cgroup, per pid', async () => {
+  const cgroupRoot = mkdtempSync(join(tmpdir(), 'cg1-')); // no cgroup.controllers anywhere
+  roots.push(cgroupRoot);
+  const procRoot = fakeProc({
+    4001: `5:pids:/kubepods/burstable/pod${uid(20)}/${hex(20)}\n4:memory:/kubepods/burstable/pod${uid(20)}/${hex(20)}\n`,
+    4002: `5:pids:/kubepods/burstable/pod${uid(20)}/${hex(20)}\n`,
+    4003: `5:pids:/docker/${hex(21)}\n`,
+  });
+  const pods = new PodStore();
+  pods.upsert(meta(20));
+  const e = new Enricher(cfg(cgroupRoot, { procRoot }), { pods });
+  await e.start();
+  assert.equal(e.index.layout, 'legacy');
+  // On v1 the BPF cgroup id carries nothing (it is the same for every task): the pid decides.
+  const a = e.resolve(1, 4001);
+  assert.equal(attr(a, 'k8s.pod.name'), 'web20-6f7d-x20');
+  assert.equal(attr(a, 'k8s.container.name'), 'app');
+  assert.equal(e.resolve(1, 4001), a, 'interned');
+  assert.equal(attr(e.resolve(1, 4002), 'k8s.pod.uid'), uid(20));
+  const d = e.resolve(1, 4003);
+  assert.equal(attr(d, 'container.id'), hex(21));
+  assert.equal(attr(d, 'k8s.pod.name'), undefined);
+  await e.shutdown();
+});
+
+test('hybrid host, task in the cgroup2 root: the v1 lines name the container', async () => {
+  const root = tree();
+  const rootId = statSync(root).ino;
+  const procRoot = fakeProc({ 5001: `4:memory:/kubepods/besteffort/pod${uid(22)}/${hex(22)}\n0::/\n` });
+  const pods = new PodStore();
+  pods.upsert(meta(22));
+  const e = new Enricher(cfg(root, { procRoot }), { pods });
+  await e.start();
+  const r = e.resolve(rootId, 5001);
+  assert.equal(attr(r, 'k8s.pod.name'), 'web22-6f7d-x22');
+  assert.equal(attr(r, 'container.id'), hex(22));
+  assert.equal(e.resolve(rootId, 5001), r);
+  await e.shutdown();
+});
+
 test('validateEnricherConfig: defaults, field-named errors', () => {
   assert.equal(validateEnricherConfig(undefined).holdMs, 2000);
   assert.equal(validateEnricherConfig({ holdMs: 0, procRoot: '/procHost' }).procRoot, '/procHost');

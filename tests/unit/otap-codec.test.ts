@@ -78,7 +78,10 @@ function spansPayload(ps: ArrowPayload[]): ArrowPayload {
 function namedSpans(names: string[], seed: number): TracesData {
   const d = agentTraces(names.length, seed);
   let i = 0;
-  for (const rs of d.resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans) s.name = names[i++];
+  for (const rs of d.resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans) {
+    s.name = names[i++];
+    s.status = { code: 1, message: '' }; // same optional columns in every batch
+  }
   return d;
 }
 

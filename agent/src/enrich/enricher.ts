@@ -1,6 +1,7 @@
-// (cgroup id, tgid) → interned Resource. The hot path is a last-hit check plus two Map lookups
-// returning a shared, immutable Resource; everything else (path learning, pod lookup, /proc reads,
-// attribute building) runs once per new cgroup or pid and is cached until the pod changes.
+// (cgroup id, tgid) → interned Resource. The hot path is a last-hit check, then one Map lookup by
+// tgid and a cgroup-id compare, returning a shared, immutable Resource; everything else (path
+// learning, pod lookup, /proc reads, attribute building) runs once per new cgroup or pid and is
+// cached until the pod changes.
 //
 // Events from a cgroup that is not known yet (new cgroup not in the index, pod not yet seen by the
 // informer, container id not yet in the pod status) are held up to `holdMs` in a bounded queue,
@@ -96,6 +97,17 @@ export function validateEnricherConfig(raw: unknown, path = 'enrich'): EnricherC
  */
 export type ReleaseHandler<T> = (item: T, resource: Resource, timestampNs: bigint, resolved: boolean) => void;
 
+function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  let s = m.get(k);
+  if (!s) m.set(k, (s = new Set()));
+  s.add(v);
+}
+
+function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s && s.delete(v) && s.size === 0) m.delete(k);
+}
+
 const PENDING = 0;
 const READY = 1;
 const STALE = 2; // was ready, pod changed: rebuild on next use, never hold again
@@ -173,6 +185,8 @@ export class Enricher<T = unknown> {
   private readonly byPath = new Map<string, CgroupEntry>();
   private readonly pidEntry = new Map<number, CgroupEntry>();
   private readonly byPodUid = new Map<string, Set<CgroupEntry>>();
+  /** Entries whose path names a container but no pod: a pod reporting that container id re-opens them. */
+  private readonly byContainer = new Map<string, Set<CgroupEntry>>();
   private readonly hot = new Map<number, HotSlot>();
   private resourceCount = 0;
   private lastCg = -1;
@@ -426,6 +440,7 @@ export class Enricher<T = unknown> {
         }
       } else if (info.containerId) {
         pod = this.pods.getByContainerId(info.containerId);
+        addTo(this.byContainer, info.containerId, e);
         if (pod) {
           container = containerById(pod, info.containerId);
           this.indexPod(pod.uid, e);
@@ -544,7 +559,10 @@ export class Enricher<T = unknown> {
     if (change === 'delete') return;
     const set = this.byPodUid.get(pod.uid);
     if (set) for (const e of set) this.invalidate(e);
-    // Entries resolved by container id (no pod uid in the path) are found through the pids.
+    for (const c of pod.containers) {
+      const byC = c.id ? this.byContainer.get(c.id) : undefined;
+      if (byC) for (const e of byC) if (e.pod?.uid !== pod.uid || !set?.has(e)) this.invalidate(e);
+    }
     if (this.held.length > 0) setImmediate(() => this.processHeld());
   }
 
@@ -579,9 +597,11 @@ export class Enricher<T = unknown> {
   }
 
   private indexPod(uid: string, e: CgroupEntry): void {
-    let s = this.byPodUid.get(uid);
-    if (!s) this.byPodUid.set(uid, (s = new Set()));
-    s.add(e);
+    addTo(this.byPodUid, uid, e);
+  }
+
+  private unindexPod(uid: string, e: CgroupEntry): void {
+    removeFrom(this.byPodUid, uid, e);
   }
 
   private insertEntry(cg: number, e: CgroupEntry): void {
@@ -600,8 +620,9 @@ export class Enricher<T = unknown> {
         }
         this.cgroups.delete(id);
         this.clearResources(e);
-        if (e.info?.podUid) this.byPodUid.get(e.info.podUid)?.delete(e);
-        if (e.pod && e.pod.uid !== e.info?.podUid) this.byPodUid.get(e.pod.uid)?.delete(e);
+        if (e.info?.podUid) this.unindexPod(e.info.podUid, e);
+        if (e.info?.containerId) removeFrom(this.byContainer, e.info.containerId, e);
+        if (e.pod && e.pod.uid !== e.info?.podUid) this.unindexPod(e.pod.uid, e);
         this.counters.evictedCgroups++;
         return;
       }

@@ -41,7 +41,7 @@ export class PermanentError extends PipelineError {
 /** A configuration error; `field` is the dotted path of the offending field. */
 export class ConfigError extends PipelineError {
   constructor(readonly field: string, message: string) {
-    super('CONFIG', `${field}: ${message}`);
+    super('CONFIG', field ? `${field}: ${message}` : message);
   }
 }
 

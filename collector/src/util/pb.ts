@@ -1,5 +1,5 @@
-// A minimal protobuf writer for the few small messages the collector encodes itself
-// (google.rpc.Status with RetryInfo, Prometheus remote-write). Grows one buffer; nested messages
+// A minimal protobuf writer/reader for the one wire format the collector encodes itself:
+// Prometheus remote-write (the reader serves tests that check what was sent). Grows one buffer; nested messages
 // are written into a child writer and copied once (they are small here).
 export class PbWriter {
   buf: Buffer;
@@ -81,65 +81,6 @@ export class PbWriter {
   finish(): Buffer {
     return this.buf.subarray(0, this.pos);
   }
-}
-
-/** google.rpc.Status{code, message, details:[Any(google.rpc.RetryInfo{retry_delay})]} */
-export function encodeStatusWithRetryInfo(code: number, message: string, retryAfterMs?: number): Buffer {
-  const w = new PbWriter();
-  w.uint(1, code).string(2, message);
-  if (retryAfterMs !== undefined) {
-    w.message(3, (any) => {
-      any.string(1, 'type.googleapis.com/google.rpc.RetryInfo');
-      any.message(2, (ri) =>
-        ri.message(1, (d) => {
-          const s = Math.floor(retryAfterMs / 1000);
-          const nanos = Math.round((retryAfterMs - s * 1000) * 1e6);
-          if (s) d.uint(1, s);
-          if (nanos) d.uint(2, nanos);
-        }),
-      );
-    });
-  }
-  return w.finish();
-}
-
-/** Reads RetryInfo's delay (ms) out of a google.rpc.Status, if present. */
-export function retryDelayFromStatus(b: Uint8Array): number | undefined {
-  const r = new PbReader(b);
-  while (r.more()) {
-    const [f, wt] = r.tag();
-    if (f === 3 && wt === 2) {
-      const any = new PbReader(r.lenBytes());
-      let type = '';
-      let value: Uint8Array | undefined;
-      while (any.more()) {
-        const [af, awt] = any.tag();
-        if (af === 1 && awt === 2) type = Buffer.from(any.lenBytes()).toString();
-        else if (af === 2 && awt === 2) value = any.lenBytes();
-        else any.skip(awt);
-      }
-      if (type.endsWith('google.rpc.RetryInfo') && value) {
-        const ri = new PbReader(value);
-        while (ri.more()) {
-          const [rf, rwt] = ri.tag();
-          if (rf === 1 && rwt === 2) {
-            const d = new PbReader(ri.lenBytes());
-            let s = 0;
-            let n = 0;
-            while (d.more()) {
-              const [df, dwt] = d.tag();
-              if (df === 1) s = d.varint();
-              else if (df === 2) n = d.varint();
-              else d.skip(dwt);
-            }
-            return s * 1000 + n / 1e6;
-          }
-          ri.skip(rwt);
-        }
-      }
-    } else r.skip(wt);
-  }
-  return undefined;
 }
 
 export class PbReader {

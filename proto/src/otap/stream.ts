@@ -141,7 +141,7 @@ export class OtapConsumer {
       tables.set(p.type, r.batch);
     }
     let result: DecodedSignal;
-    {
+    try {
       if (signal === 'traces') {
         const data = decodeTraces(tables);
         result = { signal, data, items: tables.get(P.SPANS)!.length };
@@ -156,6 +156,10 @@ export class OtapConsumer {
         }
         result = { signal, data, items };
       }
+    } catch (e) {
+      if (e instanceof OtapDecodeError) throw e;
+      // Tables that decode on their own but do not fit together (bad ids, odd types).
+      throw new OtapDecodeError(`malformed ${signal} batch: ${(e as Error).message}`);
     }
     return result;
   }

@@ -7,13 +7,13 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { encodeSignal } from '../../../../proto/src/otlp/index.ts';
-import { ConfigError, PermanentError, RetryableError, ThrottledError } from '../../component/errors.ts';
+import { ConfigError } from '../../component/errors.ts';
 import type { CreateSettings, ExporterFactory, Logger, RequestContext } from '../../component/index.ts';
 import { ConfigReader, type Raw } from '../../config/reader.ts';
 import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/index.ts';
 import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
-import { retryDelayFromStatus } from '../../util/pb.ts';
-import { OTLP_GRPC_PATHS } from '../../receivers/otlp/grpc.ts';
+import { grpcErrorToPipelineError } from '../../../../proto/src/grpc/common.ts';
+import { OTLP_SERVICE_PATHS as OTLP_GRPC_PATHS } from '../../../../proto/src/grpc/otlp-server.ts';
 
 export interface OtlpGrpcClientConfig {
   endpoint: string;
@@ -60,23 +60,13 @@ export function validateOtlpExporterConfig(raw: unknown, path: string): OtlpExpo
 }
 
 const identity = (b: Buffer) => b;
-const RETRYABLE = new Set([grpc.status.CANCELLED, grpc.status.DEADLINE_EXCEEDED, grpc.status.ABORTED, grpc.status.OUT_OF_RANGE, grpc.status.UNAVAILABLE, grpc.status.DATA_LOSS]);
+const identity = (b: Buffer) => b;
 
-/** Maps a gRPC client error to the pipeline error classes. */
+/** Maps a gRPC client error to the pipeline error classes (proto/src/grpc mapping), naming the target. */
 export function errorFromGrpc(err: grpc.ServiceError, what: string): Error {
-  let retryMs: number | undefined;
-  const det = err.metadata?.get('grpc-status-details-bin')?.[0];
-  if (det instanceof Buffer) {
-    try {
-      retryMs = retryDelayFromStatus(det);
-    } catch {
-      // malformed details: ignore the hint
-    }
-  }
-  const msg = `${what}: ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
-  if (err.code === grpc.status.RESOURCE_EXHAUSTED) return retryMs !== undefined ? new ThrottledError(msg, retryMs) : new PermanentError(msg);
-  if (RETRYABLE.has(err.code)) return new RetryableError(msg, retryMs);
-  return new PermanentError(msg);
+  const e = grpcErrorToPipelineError(err);
+  e.message = `${what}: ${e.message}`;
+  return e;
 }
 
 /** One gRPC connection exporting one signal; used by the otlp exporter and load balancing. */
