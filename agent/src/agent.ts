@@ -6,11 +6,9 @@ import type { Host } from '../../collector/src/component/index.ts';
 import type { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
 import type { SignalType } from '../../proto/src/model.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
-import { loadKubeConfig } from '../../lib/k8s/kubeconfig.ts';
-import { PodInformer, defaultPodInformerConfig } from '../../lib/k8s/informer.ts';
 import type { AgentConfig } from './config.ts';
 import type { KernelEvent } from './decode/decoder.ts';
-import { Enricher } from './enrich/enricher.ts';
+import { Enrichment } from './enrich/index.ts';
 import { AgentPipeline, type AgentExporters, type SignalExporter } from './pipeline.ts';
 import { LiveSource } from './sources/live.ts';
 import { knownProbes } from './sources/probes.ts';
@@ -34,8 +32,7 @@ export class Agent {
   readonly log: Logger;
   pipeline!: AgentPipeline;
   source!: BatchSource;
-  informer: PodInformer | undefined;
-  enricher!: Enricher<KernelEvent>;
+  enrichment!: Enrichment<KernelEvent>;
   /** 'live' or 'replay': what the source really is (live may fall back to replay). */
   mode: 'live' | 'replay' = 'live';
   private server: Server | undefined;
@@ -94,28 +91,14 @@ export class Agent {
 
   async start(): Promise<void> {
     const cfg = this.opts.config;
-    let pods = null;
-    if (cfg.kubernetes.enabled !== 'off') {
-      const access = loadKubeConfig({ kubeconfig: cfg.kubernetes.kubeconfig || undefined });
-      if (access) {
-        if (!cfg.nodeName) this.log.warn('NODE_NAME is not set: watching pods of every node');
-        const icfg = defaultPodInformerConfig();
-        this.informer = new PodInformer(access.kc, { ...icfg, nodeName: cfg.nodeName } as never, { logger: this.log.child({ component: 'k8s' }) });
-        pods = this.informer.store;
-      } else if (cfg.kubernetes.enabled === 'on') {
-        throw new Error('kubernetes.enabled is on but no kubeconfig or in-cluster credentials were found');
-      } else {
-        this.log.info('no Kubernetes configured: process and container metadata only');
-      }
-    }
-    this.enricher = new Enricher<KernelEvent>(cfg.enrich, { logger: this.log.child({ component: 'enrich' }), pods });
+    this.enrichment = new Enrichment<KernelEvent>(cfg.enrich, { logger: this.log });
     const exporters = this.createExporters();
     const { source, toUnixNano } = this.openSource();
     this.source = source;
     this.pipeline = new AgentPipeline({
       signals: cfg.signals,
       batch: cfg.batch,
-      enricher: this.enricher,
+      enricher: this.enrichment.enricher,
       exporters,
       toUnixNano,
       logger: this.log,
@@ -123,12 +106,9 @@ export class Agent {
     await this.startServer();
     const host: Host = { reportFatal: (err) => { this.log.error({ err: err.message }, 'fatal'); void this.stop(); } };
     await this.pipeline.start(host);
-    if (this.informer) {
-      await (this.informer as unknown as { start(): Promise<void> }).start();
-      const synced = await this.informer.waitForSync(10_000);
-      if (!synced) this.log.warn('pod informer not synced after 10s; events will wait for metadata as configured');
-    }
-    await this.enricher.start();
+    await this.enrichment.start();
+    if (this.enrichment.informer && !this.enrichment.informer.synced)
+      this.log.warn('pod informer not synced yet; events wait for metadata as configured (enrich.hold_ms)');
     this.sourceDone = source.start(this.pipeline.onBatch);
     if (source instanceof LiveSource) {
       for (const p of source.probes)
@@ -172,7 +152,7 @@ export class Agent {
       this.ready = false;
       await this.source?.stop();
       await this.pipeline?.shutdown();
-      await this.informer?.shutdown();
+      await this.enrichment?.shutdown();
       await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
       this.log.info('agent stopped');
     })();

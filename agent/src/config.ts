@@ -6,7 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../collector/src/component/errors.ts';
 import { ConfigReader, isObject, type Raw } from '../../collector/src/config/reader.ts';
 import { substituteEnv } from '../../collector/src/config/load.ts';
-import { type EnricherConfig, validateEnricherConfig } from './enrich/enricher.ts';
+import { type EnrichmentConfig, validateEnrichmentConfig } from './enrich/index.ts';
 import { type SignalsConfig, defaultSignalsConfig } from './signals/builder.ts';
 
 export interface ProbesConfig {
@@ -23,9 +23,8 @@ export interface ProbesConfig {
 export interface AgentConfig {
   nodeName: string;
   probes: ProbesConfig;
-  enrich: EnricherConfig;
-  /** Skip the Kubernetes API (plain hosts): process and container metadata only. */
-  kubernetes: { enabled: 'auto' | 'on' | 'off'; kubeconfig: string };
+  /** Enrichment, incl. `k8s` (pod informer: enabled auto|true|false, kubeconfig, ...). */
+  enrich: EnrichmentConfig;
   signals: SignalsConfig & { metricsIntervalMs: number };
   batch: { sendBatchSize: number; timeoutMs: number; maxBytes: number; maxPendingBatches: number };
   exporter: { type: 'otlp' | 'otap' | 'file' | 'none'; config: unknown };
@@ -35,6 +34,15 @@ export interface AgentConfig {
 
 const SNAKE = /_([a-z])/g;
 const camel = (k: string) => k.replace(SNAKE, (_, c: string) => c.toUpperCase());
+
+/** The enrich section's components take camelCase keys; the YAML uses snake_case like the rest. */
+function camelKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(camelKeys);
+  if (!isObject(v)) return v;
+  const o: Raw = {};
+  for (const [k, x] of Object.entries(v)) o[camel(k)] = camelKeys(x);
+  return o;
+}
 
 /** Applies KSCOPE_CFG__a__b=value overrides onto the raw document (values read as YAML scalars). */
 export function applyEnvOverrides(doc: Raw, env: NodeJS.ProcessEnv = process.env): Raw {
@@ -71,21 +79,14 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
   pr.done();
 
   const host = r.sub('host');
-  const enrichRaw: Raw = {};
   const er = r.skip('enrich');
-  if (er !== undefined) {
-    if (!isObject(er)) throw new ConfigError('enrich', 'expected a mapping');
-    for (const [k, v] of Object.entries(er)) enrichRaw[camel(k)] = v;
-  }
+  if (er !== undefined && er !== null && !isObject(er)) throw new ConfigError('enrich', 'expected a mapping');
+  const enrichRaw = (camelKeys(er ?? {}) as Raw);
   enrichRaw.procRoot ??= host.str('proc_path', '/proc');
   enrichRaw.cgroupRoot ??= host.str('cgroup_root', '/sys/fs/cgroup');
   host.done();
   if (nodeName) enrichRaw.nodeName ??= nodeName;
-  const enrich = validateEnricherConfig(enrichRaw, 'enrich');
-
-  const kr = r.sub('kubernetes');
-  const kubernetes = { enabled: kr.oneOf('enabled', ['auto', 'on', 'off'] as const, 'auto'), kubeconfig: kr.str('kubeconfig', '') };
-  kr.done();
+  const enrich = validateEnrichmentConfig(enrichRaw, 'enrich');
 
   const sr = r.sub('signals');
   const d = defaultSignalsConfig();
@@ -137,7 +138,7 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
   const log = { level: lg.oneOf('level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info') };
   lg.done();
   r.done();
-  return { nodeName, probes, enrich, kubernetes, signals, batch, exporter, server, log };
+  return { nodeName, probes, enrich, signals, batch, exporter, server, log };
 }
 
 export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {

@@ -222,6 +222,24 @@ test('a deleted pod still resolves (events in flight)', async () => {
   await e.shutdown();
 });
 
+test('a path with a container id but no pod uid resolves by container id, also when the pod comes later', async () => {
+  const root = tree();
+  const dir = join(root, 'k8s.io', hex(30));
+  mkdirSync(dir, { recursive: true });
+  const cg = statSync(dir).ino;
+  const pods = new PodStore();
+  const e = new Enricher(cfg(root), { pods });
+  await e.start();
+  const before = e.resolve(cg, process.pid);
+  assert.equal(attr(before, 'container.id'), hex(30));
+  assert.equal(attr(before, 'k8s.pod.name'), undefined);
+  pods.upsert(meta(30));
+  const r = e.resolve(cg, process.pid);
+  assert.equal(attr(r, 'k8s.pod.name'), 'web30-6f7d-x30');
+  assert.equal(attr(r, 'k8s.container.name'), 'app');
+  await e.shutdown();
+});
+
 test('without Kubernetes: container and process metadata only, nothing held', async () => {
   const root = tree();
   const cg = podCgroup(root, 7);

@@ -310,6 +310,20 @@ export class Enricher<T = unknown> {
     return this.slowEnrich(cgroupId, tgid, timestampNs, item);
   }
 
+  /**
+   * Replaces the item of the most recently held event that is `placeholder`: a caller passing a
+   * short-lived view to enrich() swaps in a copy only when the event really was held.
+   */
+  replaceHeld(placeholder: T, item: T): boolean {
+    for (let i = this.held.length - 1; i >= 0; i--) {
+      if (this.held[i].item === placeholder) {
+        this.held[i].item = item;
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Feed from exec events: refreshes the process and drops its interned resource. */
   onExec(tgid: number, facts?: ExecFacts): void {
     this.dropPid(tgid); // also when the cache never knew the pid (its resource lacks process facts)
@@ -561,7 +575,7 @@ export class Enricher<T = unknown> {
     if (set) for (const e of set) this.invalidate(e);
     for (const c of pod.containers) {
       const byC = c.id ? this.byContainer.get(c.id) : undefined;
-      if (byC) for (const e of byC) if (e.pod?.uid !== pod.uid || !set?.has(e)) this.invalidate(e);
+      if (byC) for (const e of byC) if (!set?.has(e)) this.invalidate(e);
     }
     if (this.held.length > 0) setImmediate(() => this.processHeld());
   }

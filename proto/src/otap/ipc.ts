@@ -148,6 +148,130 @@ export class IpcStreamWriter {
   }
 }
 
+
+// ------------------------------------------------------------------ metadata sanity check
+// apache-arrow decodes flatbuffer vectors with Array.from({ length }) before any bounds check, so a
+// corrupted length (2^31 fields, say) would allocate without limit. This walk checks every vector
+// length and offset the decoder will follow against the metadata size first.
+
+class FbCheck {
+  private visited = 0;
+  private readonly dv: DataView;
+  constructor(private readonly b: Uint8Array) {
+    this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
+  private fail(what: string): never {
+    throw new OtapDecodeError(`invalid IPC message metadata (${what})`);
+  }
+  private u32(pos: number): number {
+    if (pos < 0 || pos + 4 > this.b.length) this.fail('offset out of range');
+    return this.dv.getUint32(pos, true);
+  }
+  /** Position of field `i` of the table at `t`, or 0 when absent. */
+  private field(t: number, i: number): number {
+    const vt = t - this.dv.getInt32(this.checkPos(t, 4), true);
+    const vtSize = this.dv.getUint16(this.checkPos(vt, 4), true);
+    if (4 + 2 * i + 2 > vtSize) return 0;
+    const off = this.dv.getUint16(this.checkPos(vt + 4 + 2 * i, 2), true);
+    return off ? this.checkPos(t + off, 1) : 0;
+  }
+  private checkPos(pos: number, n: number): number {
+    if (pos < 0 || pos + n > this.b.length) this.fail('offset out of range');
+    return pos;
+  }
+  private table(fieldPos: number): number {
+    return this.checkPos(fieldPos + this.u32(fieldPos), 4);
+  }
+  /** Element count of the vector at field position, bounded by the bytes available. */
+  private vector(fieldPos: number, elemSize: number): [number, number] {
+    const v = this.checkPos(fieldPos + this.u32(fieldPos), 4);
+    const n = this.u32(v);
+    if (n * elemSize > this.b.length - v - 4) this.fail(`vector of ${n} elements`);
+    return [v + 4, n];
+  }
+  private tables(fieldPos: number, each: (t: number) => void): void {
+    if (!fieldPos) return;
+    const [start, n] = this.vector(fieldPos, 4);
+    for (let k = 0; k < n; k++) each(this.table(start + 4 * k));
+  }
+  private string(fieldPos: number): void {
+    if (fieldPos) this.vector(fieldPos, 1);
+  }
+  private keyValues(fieldPos: number): void {
+    this.tables(fieldPos, (kv) => {
+      this.string(this.field(kv, 0));
+      this.string(this.field(kv, 1));
+    });
+  }
+  private fieldTable(t: number, depth: number): void {
+    if (depth > 32) this.fail('fields nested too deeply');
+    if (++this.visited > 4096) this.fail('too many fields');
+    this.string(this.field(t, 0));
+    const typeType = this.field(t, 2), type = this.field(t, 3);
+    if (typeType && type && this.b[typeType] === 14 /* Union */) {
+      const ids = this.field(this.table(type), 1);
+      if (ids) this.vector(ids, 4);
+    }
+    const dict = this.field(t, 4);
+    if (dict) {
+      const d = this.table(dict);
+      const idx = this.field(d, 1);
+      if (idx) this.table(idx);
+    }
+    this.tables(this.field(t, 5), (c) => this.fieldTable(c, depth + 1));
+    this.keyValues(this.field(t, 6));
+  }
+  private recordBatch(t: number): void {
+    const nodes = this.field(t, 1);
+    if (nodes) this.vector(nodes, 16);
+    const bufs = this.field(t, 2);
+    if (bufs) this.vector(bufs, 16);
+    const comp = this.field(t, 3);
+    if (comp) this.table(comp);
+    const variadic = this.field(t, 4);
+    if (variadic) this.vector(variadic, 8);
+  }
+  message(): void {
+    const root = this.table(0);
+    const headerType = this.field(root, 1);
+    const header = this.field(root, 2);
+    this.keyValues(this.field(root, 4));
+    if (!header || !headerType) this.fail('no header');
+    const h = this.table(header);
+    switch (this.b[headerType]) {
+      case MessageHeader.Schema:
+        this.tables(this.field(h, 1), (f) => this.fieldTable(f, 0));
+        this.keyValues(this.field(h, 2));
+        if (this.field(h, 3)) this.vector(this.field(h, 3), 8);
+        break;
+      case MessageHeader.RecordBatch:
+        this.recordBatch(h);
+        break;
+      case MessageHeader.DictionaryBatch: {
+        const data = this.field(h, 1);
+        if (data) this.recordBatch(this.table(data));
+        break;
+      }
+      default:
+        this.fail(`message header type ${this.b[headerType]}`);
+    }
+  }
+}
+
+/** Decodes IPC message metadata after checking it cannot make the decoder allocate without bound. */
+function decodeMessage(meta: Uint8Array): Message {
+  try {
+    new FbCheck(meta).message();
+    const m = Message.decode(meta);
+    // Header decoding is lazy; force it here so failures surface as decode errors.
+    m.header();
+    return m;
+  } catch (e) {
+    if (e instanceof OtapDecodeError) throw e;
+    throw new OtapDecodeError(`invalid IPC message metadata: ${(e as Error).message}`);
+  }
+}
+
 // ------------------------------------------------------------------ reader
 
 /** Decoded values of one dictionary, appended to by delta batches. */
@@ -463,12 +587,7 @@ export class IpcStreamReader {
       }
       if (metaLen === 0) throw new OtapDecodeError('unexpected end-of-stream marker in payload');
       if (metaLen < 0 || pos + metaLen > bytes.byteLength) throw new OtapDecodeError('truncated IPC message metadata');
-      let message: Message;
-      try {
-        message = Message.decode(bytes.subarray(pos, pos + metaLen));
-      } catch (e) {
-        throw new OtapDecodeError(`invalid IPC message metadata: ${(e as Error).message}`);
-      }
+      const message = decodeMessage(bytes.subarray(pos, pos + metaLen));
       pos += metaLen;
       const bodyLength = Number(message.bodyLength);
       if (!(bodyLength >= 0) || pos + bodyLength > bytes.byteLength) throw new OtapDecodeError('truncated IPC message body');

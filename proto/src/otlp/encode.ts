@@ -78,7 +78,8 @@ function split64(v: bigint): void {
 }
 
 function i64size(v: bigint): number {
-  if (v >= 0n && v < 0x80000000n) return vsize(Number(v));
+  const n = Number(v); // exact whenever it lands in [0, 2^31)
+  if (n >= 0 && n < 0x80000000) return vsize(n);
   if (v < 0n) return 10;
   split64(v);
   return u64size(lo64, hi64);
@@ -125,7 +126,8 @@ function wi32(v: number): void {
 }
 
 function wi64(v: bigint): void {
-  if (v >= 0n && v < 0x80000000n) wv(Number(v));
+  const n = Number(v);
+  if (n >= 0 && n < 0x80000000) wv(n);
   else {
     split64(v);
     wv64(lo64, hi64);
@@ -135,14 +137,21 @@ function wi64(v: bigint): void {
 function wstr(s: string, len: number): void {
   if (len === s.length && len < 48) {
     // ASCII (UTF-8 length equals UTF-16 length only then): a byte loop beats the native call.
-    for (let i = 0; i < len; i++) buf[pos + i] = s.charCodeAt(i);
+    const out = buf;
+    const p = pos;
+    for (let i = 0; i < len; i++) out[p + i] = s.charCodeAt(i);
   } else buf.utf8Write(s, pos, len);
   pos += len;
 }
 
 function wbytes(b: Uint8Array): void {
-  buf.set(b, pos);
-  pos += b.length;
+  const n = b.length;
+  if (n <= 32) {
+    const out = buf; // ids: a local loop is cheaper than a native set() call
+    const p = pos;
+    for (let i = 0; i < n; i++) out[p + i] = b[i];
+  } else buf.set(b, pos);
+  pos += n;
 }
 
 function wfixed64(v: bigint): void {
@@ -332,8 +341,48 @@ function wAny(v: AnyValue): void {
   }
 }
 
+// Attribute keys repeat in every span, so their UTF-8 bytes are cached (bounded, never evicted):
+// pass 1 skips the length scan and pass 2 copies bytes instead of re-encoding characters. Pass 1
+// records -(index + 1) of the cache entry in the sizes array so pass 2 needs no second lookup.
+const KEY_CACHE_MAX = 4096;
+const keyIndex = new Map<string, number>();
+const keyBytes: Uint8Array[] = [];
+
+function sKey(k: string): number {
+  if (k.length === 0) return 0;
+  let i = keyIndex.get(k);
+  if (i === undefined) {
+    if (k.length > 64 || keyBytes.length >= KEY_CACHE_MAX) return sStr(k);
+    i = keyBytes.length;
+    keyBytes.push(new Uint8Array(Buffer.from(k, 'utf8')));
+    keyIndex.set(k, i);
+  }
+  const r = reserve();
+  sizes[r] = -(i + 1);
+  const n = keyBytes[i].length;
+  return 1 + vsize(n) + n;
+}
+
+function wKey(k: string): void {
+  if (k.length === 0) return;
+  buf[pos++] = 0x0a;
+  const l = sizes[rp++];
+  if (l >= 0) {
+    wv(l);
+    wstr(k, l);
+    return;
+  }
+  const e = keyBytes[-l - 1];
+  const n = e.length;
+  wv(n);
+  const out = buf;
+  const p = pos;
+  for (let i = 0; i < n; i++) out[p + i] = e[i];
+  pos = p + n;
+}
+
 function sKV(kv: KeyValue): number {
-  let n = sStr(kv.key);
+  let n = sKey(kv.key);
   const v = kv.value;
   if (v !== null) {
     const slot = reserve();
@@ -345,7 +394,7 @@ function sKV(kv: KeyValue): number {
 }
 
 function wKV(kv: KeyValue): void {
-  wStr(0x0a, kv.key);
+  wKey(kv.key);
   const v = kv.value;
   if (v !== null) {
     buf[pos++] = 0x12;

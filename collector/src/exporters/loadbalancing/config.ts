@@ -20,7 +20,7 @@ export interface LoadBalancingConfig {
   maxReroutes: number;
   /** Per-backend queue / retry / timeout. */
   helper: ExporterHelperConfig;
-  /** Opaque settings of the per-backend protocol client (e.g. otlp: {tls, compression, headers}). */
+  /** The `protocol.otlp` section, handed to the per-backend client (tls, compression, headers...). */
   protocol: Raw;
   resolver: ResolverConfig;
 }
@@ -57,8 +57,11 @@ export function validateConfig(raw: unknown, path: string): LoadBalancingConfig 
   c.helper = readExporterHelperConfig(r, c.helper);
   if (r.has('protocol')) {
     const p = r.sub('protocol');
-    c.protocol = p.raw;
-    for (const k of Object.keys(p.raw)) p.skip(k);
+    const o = p.sub('otlp');
+    c.protocol = o.raw;
+    for (const k of Object.keys(o.raw)) o.skip(k);
+    if ('endpoint' in o.raw) throw new ConfigError(o.field('endpoint'), 'is set per backend by the resolver; remove it');
+    p.done();
   }
   const rr = r.sub('resolver');
   const kinds = ['static', 'dns', 'k8s'].filter((k) => rr.has(k));

@@ -76,6 +76,9 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
     if (this.state !== 'new') return;
     this.state = 'running';
     this.host = host;
+    // Dry run of the per-backend client so a bad protocol section fails start-up, not the first
+    // membership change (clients connect lazily, so this opens nothing).
+    await this.senderFactory('127.0.0.1:4317', this.signal, this.cfg.protocol, this.logger).close();
     const tel = this.settings.telemetry;
     if (tel) this.unregisterTelemetry = tel.registry.onCollect(() => this.exportTelemetry());
     await this.resolver.start((eps) => this.onMembership(eps));
@@ -105,8 +108,13 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
     const added: Backend<S>[] = [];
     for (const ep of next) {
       if (this.backends.has(ep)) continue;
-      const b = this.createBackend(ep);
-      added.push(b);
+      try {
+        added.push(this.createBackend(ep));
+      } catch (err) {
+        // One unusable address must not keep the others out of the ring.
+        this.logger.error({ err, endpoint: ep }, 'loadbalancing: cannot create a client for this backend; left out of the ring');
+        next.delete(ep);
+      }
     }
     await Promise.all(added.map((b) => b.exporter.start(this.host)));
     for (const b of added) this.backends.set(b.endpoint, b);

@@ -60,7 +60,6 @@ export function validateOtlpExporterConfig(raw: unknown, path: string): OtlpExpo
 }
 
 const identity = (b: Buffer) => b;
-const identity = (b: Buffer) => b;
 
 /** Maps a gRPC client error to the pipeline error classes (proto/src/grpc mapping), naming the target. */
 export function errorFromGrpc(err: grpc.ServiceError, what: string): Error {

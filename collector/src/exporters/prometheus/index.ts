@@ -7,6 +7,7 @@ import type { Component, Consumer, CreateSettings, ExporterFactory, RequestConte
 import { ConfigReader } from '../../config/reader.ts';
 import { parseEndpoint, type Endpoint } from '../../receivers/otlp/config.ts';
 import { TemporalityConverter } from '../../processors/histogram_to_exponential/temporality.ts';
+import { cloneSignal } from '../../pipeline/clone.ts';
 import { translate, seriesKey, type PromType } from '../prometheus_common/translate.ts';
 
 export interface PrometheusExporterConfig {
@@ -84,7 +85,8 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
   }
 
   consume(batch: SignalData[S], _ctx: RequestContext): Promise<void> {
-    const d = batch as MetricsData;
+    // Accumulation rewrites points: work on a copy, other exporters may share this batch.
+    const d = cloneSignal('metrics', batch as MetricsData);
     this.temporality.convert(d.resourceMetrics);
     const now = Date.now();
     for (const f of translate(d, { targetInfo: this.cfg.targetInfo, resourceToLabels: this.cfg.resourceToLabels }).values()) {
