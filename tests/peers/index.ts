@@ -566,8 +566,10 @@ export async function startJaeger(opts: { readyTimeoutMs?: number; maxTraces?: n
           telemetry: { metrics: { level: 'none' } },
         },
         extensions: {
+          // enable_tracing defaults to true in v2 and exports Jaeger's own spans to localhost:4317,
+          // which is not listening: shutdown then waits for that export to time out.
           jaeger_storage: { backends: { mem: { memory: { max_traces: opts.maxTraces ?? 100_000 } } } },
-          jaeger_query: { storage: { traces: 'mem' }, http: { endpoint: `127.0.0.1:${query}` }, grpc: { endpoint: `127.0.0.1:${queryGrpc}` } },
+          jaeger_query: { enable_tracing: false, storage: { traces: 'mem' }, http: { endpoint: `127.0.0.1:${query}` }, grpc: { endpoint: `127.0.0.1:${queryGrpc}` } },
         },
         receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpc}` }, http: { endpoint: `127.0.0.1:${http}` } } } },
         processors: { batch: { timeout: '200ms' } },

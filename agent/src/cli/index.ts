@@ -1,10 +1,12 @@
 // CLI dispatcher: `agent <command> [options]`. Commands register in `commands`.
 import { probeCommand } from './probe.ts';
+import { runCommand } from './run.ts';
+import { upCommand } from './up.ts';
 import { recordCommand } from './record.ts';
 import { replayCommand } from './replay.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
 
-export const commands: Command[] = [probeCommand, recordCommand, replayCommand];
+export const commands: Command[] = [runCommand, upCommand, probeCommand, recordCommand, replayCommand];
 
 export function topUsage(list: Command[] = commands): string {
   const w = Math.max(...list.map((c) => c.name.length));

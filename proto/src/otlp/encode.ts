@@ -111,6 +111,24 @@ function wv(v: number): void {
   buf[pos++] = v;
 }
 
+/** Varint at p into out, returning the new position (hot paths keep buf/pos in locals). */
+function wvp(out: FastBuffer, p: number, v: number): number {
+  while (v > 127) {
+    out[p++] = (v & 127) | 128;
+    v >>>= 7;
+  }
+  out[p] = v;
+  return p + 1;
+}
+
+/** String of UTF-8 length len at p (see wstr). */
+function wstrp(out: FastBuffer, p: number, s: string, len: number): number {
+  if (len === s.length && len < 48) {
+    for (let i = 0; i < len; i++) out[p + i] = s.charCodeAt(i);
+  } else out.utf8Write(s, p, len);
+  return p + len;
+}
+
 function wv64(lo: number, hi: number): void {
   while (hi !== 0) {
     buf[pos++] = (lo & 127) | 128;
@@ -180,10 +198,12 @@ function sStr(s: string): number {
 
 function wStr(tag: number, s: string): void {
   if (s.length === 0) return;
-  buf[pos++] = tag;
+  const out = buf;
+  let p = pos;
+  out[p++] = tag;
   const l = sizes[rp++];
-  wv(l);
-  wstr(s, l);
+  p = wvp(out, p, l);
+  pos = wstrp(out, p, s, l);
 }
 
 function sBytes(b: Uint8Array): number {
@@ -192,10 +212,16 @@ function sBytes(b: Uint8Array): number {
 }
 
 function wBytes(tag: number, b: Uint8Array): void {
-  if (b.length === 0) return;
-  buf[pos++] = tag;
-  wv(b.length);
-  wbytes(b);
+  const n = b.length;
+  if (n === 0) return;
+  const out = buf;
+  let p = pos;
+  out[p++] = tag;
+  p = wvp(out, p, n);
+  if (n <= 32) {
+    for (let i = 0; i < n; i++) out[p + i] = b[i]; // ids: cheaper than a native set() call
+  } else out.set(b, p);
+  pos = p + n;
 }
 
 function sU32(v: number): number {
@@ -204,8 +230,9 @@ function sU32(v: number): number {
 
 function wU32(tag: number, v: number): void {
   if (v === 0) return;
-  buf[pos++] = tag;
-  wv(v >>> 0);
+  const out = buf;
+  out[pos] = tag;
+  pos = wvp(out, pos + 1, v >>> 0);
 }
 
 function sEnum(v: number): number {
@@ -224,8 +251,9 @@ function sF64(v: bigint): number {
 
 function wF64(tag: number, v: bigint): void {
   if (v === 0n) return;
-  buf[pos++] = tag;
-  wfixed64(v);
+  buf[pos] = tag;
+  view.setBigUint64(pos + 1, v, true);
+  pos += 9;
 }
 
 /** proto3 non-optional double: omitted when +0 (−0 is kept so it survives the round trip). */
@@ -298,24 +326,31 @@ function sAny(v: AnyValue): number {
 function wAny(v: AnyValue): void {
   switch (typeof v) {
     case 'string': {
-      buf[pos++] = 0x0a;
+      const out = buf;
       const l = sizes[rp++];
-      wv(l);
-      wstr(v, l);
+      out[pos] = 0x0a;
+      pos = wstrp(out, wvp(out, pos + 1, l), v, l);
       return;
     }
     case 'boolean':
-      buf[pos++] = 0x10;
-      buf[pos++] = v ? 1 : 0;
+      buf[pos] = 0x10;
+      buf[pos + 1] = v ? 1 : 0;
+      pos += 2;
       return;
     case 'number':
       buf[pos++] = 0x21;
       wdouble(v);
       return;
-    case 'bigint':
-      buf[pos++] = 0x18;
-      wi64(v);
+    case 'bigint': {
+      buf[pos] = 0x18;
+      const n = Number(v);
+      if (n >= 0 && n < 0x80000000) pos = wvp(buf, pos + 1, n);
+      else {
+        pos++;
+        wi64(v);
+      }
       return;
+    }
     default: {
       if (v === null) return;
       if (v instanceof Uint8Array) {
@@ -343,7 +378,7 @@ function wAny(v: AnyValue): void {
 
 // Attribute keys repeat in every span, so their UTF-8 bytes are cached (bounded, never evicted):
 // pass 1 skips the length scan and pass 2 copies bytes instead of re-encoding characters. Pass 1
-// records -(index + 1) of the cache entry in the sizes array so pass 2 needs no second lookup.
+// records -(index + 1) of the cache entry in the sizes array so pass 2 (wAttrs) needs no second lookup.
 const KEY_CACHE_MAX = 4096;
 const keyIndex = new Map<string, number>();
 const keyBytes: Uint8Array[] = [];
@@ -363,24 +398,6 @@ function sKey(k: string): number {
   return 1 + vsize(n) + n;
 }
 
-function wKey(k: string): void {
-  if (k.length === 0) return;
-  buf[pos++] = 0x0a;
-  const l = sizes[rp++];
-  if (l >= 0) {
-    wv(l);
-    wstr(k, l);
-    return;
-  }
-  const e = keyBytes[-l - 1];
-  const n = e.length;
-  wv(n);
-  const out = buf;
-  const p = pos;
-  for (let i = 0; i < n; i++) out[p + i] = e[i];
-  pos = p + n;
-}
-
 function sKV(kv: KeyValue): number {
   let n = sKey(kv.key);
   const v = kv.value;
@@ -391,16 +408,6 @@ function sKV(kv: KeyValue): number {
     n += 1 + vsize(b) + b;
   }
   return n;
-}
-
-function wKV(kv: KeyValue): void {
-  wKey(kv.key);
-  const v = kv.value;
-  if (v !== null) {
-    buf[pos++] = 0x12;
-    wv(sizes[rp++]);
-    wAny(v);
-  }
 }
 
 /** Size of a repeated KeyValue field including tags (all attribute field numbers are ≤ 15). */
@@ -417,9 +424,30 @@ function sAttrs(attrs: KeyValue[]): number {
 
 function wAttrs(tag: number, attrs: KeyValue[]): void {
   for (let i = 0; i < attrs.length; i++) {
-    buf[pos++] = tag;
-    wv(sizes[rp++]);
-    wKV(attrs[i]);
+    const kv = attrs[i];
+    const out = buf;
+    let p = pos;
+    out[p++] = tag;
+    p = wvp(out, p, sizes[rp++]);
+    const k = kv.key;
+    if (k.length !== 0) {
+      out[p++] = 0x0a;
+      const l = sizes[rp++];
+      if (l >= 0) p = wstrp(out, wvp(out, p, l), k, l);
+      else {
+        const e = keyBytes[-l - 1];
+        const n = e.length;
+        p = wvp(out, p, n);
+        for (let j = 0; j < n; j++) out[p + j] = e[j];
+        p += n;
+      }
+    }
+    const v = kv.value;
+    if (v !== null) {
+      out[p++] = 0x12;
+      pos = wvp(out, p, sizes[rp++]);
+      wAny(v);
+    } else pos = p;
   }
 }
 
