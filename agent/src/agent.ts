@@ -67,6 +67,7 @@ export class Agent {
     try {
       const source = new LiveSource(specs, {
         ringBytes: cfg.probes.ringBufferBytes,
+        ring: { pollTimeoutMs: cfg.probes.pollIntervalMs },
         onError: (err, probe) => this.log.error({ err: String(err), probe: probe.name }, 'ring buffer batch handler failed'),
       });
       const offset = monotonicToUnixOffset();

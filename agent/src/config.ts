@@ -14,6 +14,8 @@ export interface ProbesConfig {
   proc: boolean;
   /** Ring buffer size per probe object, bytes (power of two, multiple of the page size). */
   ringBufferBytes: number;
+  /** Longest a record waits in the kernel ring before the reader hands it over (ms). */
+  pollIntervalMs: number;
   /** Only trace this process (0 = all); mostly for tests and demos. */
   targetTgid: number;
   /** Fall back to replaying this fixture when live eBPF is not possible (said loudly). */
@@ -44,6 +46,21 @@ function camelKeys(v: unknown): unknown {
   return o;
 }
 
+/**
+ * The enrich components validate camelCase keys (camelKeys above); their errors must still name
+ * the field as written in the YAML (enrich.hold_ms, not enrich.holdMs).
+ */
+function snakeFieldErrors<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (!(err instanceof ConfigError) || !/[A-Z]/.test(err.field)) throw err;
+    const field = err.field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    const message = err.message.startsWith(`${err.field}: `) ? err.message.slice(err.field.length + 2) : err.message;
+    throw new ConfigError(field, message);
+  }
+}
+
 /** Applies KSCOPE_CFG__a__b=value overrides onto the raw document (values read as YAML scalars). */
 export function applyEnvOverrides(doc: Raw, env: NodeJS.ProcessEnv = process.env): Raw {
   for (const [name, value] of Object.entries(env)) {
@@ -71,9 +88,13 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
     tcp: pr.bool('tcp', true),
     proc: pr.bool('proc', true),
     ringBufferBytes: pr.size('ring_buffer_size', 8 * 1024 * 1024),
+    // 50 ms keeps an idle-ish node under 1% of a core (10 ms costs ~1.3% at 10k events/s, see
+    // tests/bench/ringbuf.bench.ts); bursts still wake the reader early (BPF wakeup_bytes).
+    pollIntervalMs: pr.duration('poll_interval', 50),
     targetTgid: pr.num('target_tgid', 0, { min: 0, integer: true }),
     fallbackFixture: pr.str('fallback_fixture', ''),
   };
+  if (probes.pollIntervalMs < 1 || probes.pollIntervalMs > 1000) throw new ConfigError(pr.field('poll_interval'), 'must be between 1ms and 1s');
   if (probes.ringBufferBytes < 4096 || (probes.ringBufferBytes & (probes.ringBufferBytes - 1)) !== 0)
     throw new ConfigError(pr.field('ring_buffer_size'), 'must be a power of two of at least 4096 bytes');
   pr.done();
@@ -86,7 +107,7 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
   enrichRaw.cgroupRoot ??= host.str('cgroup_root', '/sys/fs/cgroup');
   host.done();
   if (nodeName) enrichRaw.nodeName ??= nodeName;
-  const enrich = validateEnrichmentConfig(enrichRaw, 'enrich');
+  const enrich = snakeFieldErrors(() => validateEnrichmentConfig(enrichRaw, 'enrich'));
 
   const sr = r.sub('signals');
   const d = defaultSignalsConfig();

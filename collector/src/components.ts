@@ -13,10 +13,12 @@ import { routingFactory } from './processors/routing/index.ts';
 import { k8sAttributesFactory } from './processors/k8s_attributes/index.ts';
 import { histogramToExponentialFactory } from './processors/histogram_to_exponential/index.ts';
 import { otlpReceiverFactory } from './receivers/otlp/index.ts';
+import { otelArrowReceiverFactory } from './receivers/otelarrow/index.ts';
 
 export function defaultRegistry(): FactoryRegistry {
   return new FactoryRegistry().register(
     otlpReceiverFactory,
+    otelArrowReceiverFactory,
     memoryLimiterFactory,
     rateLimitFactory,
     routingFactory,

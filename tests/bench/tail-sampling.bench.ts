@@ -46,8 +46,10 @@ function makeBatch(b: number, gap: number): TracesData {
   return decodeTraces(encodeTraces({ resourceSpans: [resourceSpans(spans, { 'service.name': 'orders', 'k8s.namespace.name': 'shop' })] }));
 }
 
-function throughput(live: number, measureSpans: number): { spansPerSec: number; wallPerSec: number; liveAvg: number; sampled: number } {
-  const cfg = validateConfig({ decision_wait: '1s', num_traces: live * 2, max_buffered_bytes: '8GiB', policies }, 'bench');
+type Storage = 'objects' | 'encoded';
+
+function throughput(storage: Storage, live: number, measureSpans: number): { spansPerSec: number; wallPerSec: number; liveAvg: number; sampled: number } {
+  const cfg = validateConfig({ decision_wait: '1s', num_traces: live * 2, max_buffered_bytes: '8GiB', span_storage: storage, policies }, 'bench');
   let now = 0;
   const p = new TailSamplingProcessor(cfg, sink, undefined, { now: () => now, autoTick: false });
   const dt = (TRACES_PER_BATCH / live) * 1000; // ms of virtual time per batch: `live` new traces per second
@@ -81,8 +83,8 @@ function throughput(live: number, measureSpans: number): { spansPerSec: number; 
   return { spansPerSec: spans / (spent / 1000), wallPerSec: spans / (wall / 1000), liveAvg: liveSum / liveN, sampled };
 }
 
-function memory(nTraces: number): { heapPerSpan: number; wirePerSpan: number; accountedPerSpan: number; accountedWirePerSpan: number } {
-  const cfg = validateConfig({ decision_wait: '1h', num_traces: nTraces * 2, max_buffered_bytes: '8GiB', policies }, 'bench');
+function memory(storage: Storage, nTraces: number): { heapPerSpan: number; wirePerSpan: number; accountedPerSpan: number; accountedWirePerSpan: number } {
+  const cfg = validateConfig({ decision_wait: '1h', num_traces: nTraces * 2, max_buffered_bytes: '8GiB', span_storage: storage, policies }, 'bench');
   const p = new TailSamplingProcessor(cfg, sink, undefined, { now: () => 0, autoTick: false });
   let wire = 0, n = 0;
   const batches: Uint8Array[] = [];
@@ -111,15 +113,19 @@ function memory(nTraces: number): { heapPerSpan: number; wirePerSpan: number; ac
 
 const runs = quick ? 1 : 3;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-for (const live of [10_000, 100_000]) {
-  const rs: number[] = [], ws: number[] = [];
-  let last!: ReturnType<typeof throughput>;
-  for (let r = 0; r < runs; r++) { last = throughput(live, quick ? 200_000 : 400_000); rs.push(last.spansPerSec); ws.push(last.wallPerSec); gc(); }
-  const v = median(rs);
-  console.log(`tail_sampling ${live / 1000}k live traces (avg ${Math.round(last.liveAvg)}): ${Math.round(v).toLocaleString('en')} spans/s/core ` +
-    `(median of ${runs}: ${rs.map((x) => Math.round(x / 1000) + 'k').join(', ')}) — ${(v / GOAL).toFixed(2)}× goal ${GOAL / 1000}k, ${(v / ANCHOR).toFixed(1)}× anchor ${ANCHOR / 1000}k; ` +
-    `sampled ${last.sampled} traces; wall-clock ${Math.round(median(ws) / 1000)}k spans/s (load ${os.loadavg()[0].toFixed(1)})`);
+const storageArg = process.argv.find((a) => a.startsWith('--storage='))?.slice(10);
+const storages: Storage[] = storageArg === 'objects' || storageArg === 'encoded' ? [storageArg] : ['objects', 'encoded'];
+for (const storage of storages) {
+  for (const live of [10_000, 100_000]) {
+    const rs: number[] = [], ws: number[] = [];
+    let last!: ReturnType<typeof throughput>;
+    for (let r = 0; r < runs; r++) { last = throughput(storage, live, quick ? 200_000 : 300_000); rs.push(last.spansPerSec); ws.push(last.wallPerSec); gc(); }
+    const v = median(rs);
+    console.log(`tail_sampling [${storage}] ${live / 1000}k live traces (avg ${Math.round(last.liveAvg)}): ${Math.round(v).toLocaleString('en')} spans/s per core (CPU time; ` +
+      `runs ${rs.map((x) => Math.round(x / 1000) + 'k').join(', ')}) — ${(v / GOAL).toFixed(2)}× goal ${GOAL / 1000}k, ${(v / ANCHOR).toFixed(1)}× anchor ${ANCHOR / 1000}k; ` +
+      `sampled ${last.sampled} traces; wall-clock ${Math.round(median(ws) / 1000)}k spans/s (load ${os.loadavg()[0].toFixed(1)})`);
+  }
+  const mem = memory(storage, quick ? 10_000 : 20_000);
+  console.log(`tail_sampling [${storage}] memory per buffered span: ${Math.round(mem.heapPerSpan)} B held (heap + ArrayBuffers, measured) vs ${Math.round(mem.wirePerSpan)} B OTLP wire → ` +
+    `${(mem.heapPerSpan / mem.wirePerSpan).toFixed(2)}× wire (goal ≤ 2×); accounted ${Math.round(mem.accountedPerSpan)} B (${(mem.accountedPerSpan / mem.heapPerSpan).toFixed(2)}× measured)`);
 }
-const mem = memory(quick ? 10_000 : 20_000);
-console.log(`memory per buffered span: ${Math.round(mem.heapPerSpan)} B heap (measured) vs ${Math.round(mem.wirePerSpan)} B OTLP wire → ${(mem.heapPerSpan / mem.wirePerSpan).toFixed(2)}× wire (goal ≤ 2×); ` +
-  `accounted estimate ${Math.round(mem.accountedPerSpan)} B heap (${(mem.accountedPerSpan / mem.heapPerSpan).toFixed(2)}× measured), ${Math.round(mem.accountedWirePerSpan)} B wire estimate`);

@@ -2,7 +2,8 @@
 // The Go-built servers have their own files: peers-otelcol, peers-kube, peers-jaeger.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, mkdirSync, existsSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
@@ -83,4 +84,44 @@ test('ensurePeer: reuses a built peer and reports an unknown one', async () => {
   await assert.rejects(ensurePeer('nope' as never), /unknown peer/);
   const [a, b] = await freePorts(2);
   assert.notEqual(a, b);
+});
+
+const buildScript = join(import.meta.dirname, '..', 'peers', 'build.sh');
+function runBuild(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', [buildScript, ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d; });
+    child.stderr.on('data', (d: Buffer) => { stderr += d; });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('build.sh: concurrent builds of one peer build it once; a failed build names its log and leaves nothing', BUILD_TIMEOUT, async (t) => {
+  const peer = await tryEnsurePeer('kustomize'); // warms Go's caches so the rebuild below is a relink
+  if (!requires(t, peer.ok, `kustomize peer (${peer.error})`)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-peers-build-'));
+  try {
+    const [a, b] = await Promise.all([runBuild(['kustomize'], { KSCOPE_PEERS_DIR: dir }), runBuild(['kustomize'], { KSCOPE_PEERS_DIR: dir })]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(a.stdout.trim(), b.stdout.trim());
+    assert.ok(a.stdout.trim().startsWith(dir));
+    const builds = (a.stderr + b.stderr).match(/build\.sh: building kustomize/g) ?? [];
+    assert.equal(builds.length, 1, 'the second caller waits on the lock and reuses the result');
+    assert.equal(execFileSync(a.stdout.trim(), ['version'], { encoding: 'utf8' }).includes('v5.'), true);
+
+    // No module source reachable: the build fails, says where its log is, installs nothing.
+    const failDir = join(dir, 'fail');
+    const bad = await runBuild(['telemetrygen'], { KSCOPE_PEERS_DIR: failDir, GOPROXY: 'off', GOMODCACHE: join(dir, 'emptymod'), GOFLAGS: '' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /building telemetrygen-v[\d.]+ failed \(exit \d+\); last lines of .*telemetrygen-v[\d.]+\.build\.log/);
+    assert.equal(existsSync(bad.stdout.trim() || join(failDir, 'none')), false);
+    const unknown = await runBuild(['nope'], {});
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /unknown peer 'nope'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

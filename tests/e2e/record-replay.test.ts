@@ -11,6 +11,7 @@ import { nativeAvailable } from '../../agent/src/bpf/native.ts';
 import { SELFTEST_EVENT as E, SYS_getppid, selftestObjectPath, spawnLoadgen } from '../../agent/src/bpf/selftest.ts';
 import { record } from '../../agent/src/sources/recorder.ts';
 import { ReplaySource } from '../../agent/src/sources/replay.ts';
+import { LiveSource } from '../../agent/src/sources/live.ts';
 import { FixtureFormatError, FixtureReader } from '../../agent/src/sources/fixture.ts';
 import { knownProbes } from '../../agent/src/sources/probes.ts';
 import { cgroup2Root } from '../../agent/src/sources/host.ts';
@@ -199,4 +200,39 @@ test('corrupt or truncated fixtures are refused with FixtureFormatError', (t) =>
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('live source: globals and ring size applied, batches carry their probe, stop drains and closes', async (t) => {
+  if (!requires(t, ready(), 'root, BPF and the native addon')) return;
+  const gen = spawnLoadgen(0.3, 10_000);
+  const src = new LiveSource([knownProbes.selftest!], {
+    ringBytes: 1 << 20,
+    globals: { selftest: { targ_tgid: gen.pid, targ_syscall: SYS_getppid } },
+  });
+  try {
+    const p = src.probes[0]!;
+    assert.equal(p.object.maps().find((m) => m.name === 'events')!.maxEntries, 1 << 20);
+    assert.equal(p.object.getGlobal('targ_tgid').readUInt32LE(), gen.pid);
+    assert.deepEqual(p.layout, { struct: 'selftest_event', size: 64, pidOffset: E.tgid });
+    let records = 0;
+    const names = new Set<string>();
+    await src.start((_buf, _len, count, probe) => { records += count; names.add(probe.name); });
+    assert.deepEqual(src.probes[0]!.attach, [{ program: 'emit_sys_enter', ok: true }]);
+    gen.go();
+    const { calls } = await gen.result;
+    await src.stop();
+    assert.ok(records >= calls, `${records} records for ${calls} calls`);
+    assert.deepEqual([...names], ['selftest']);
+    assert.equal(p.object.closed, true);
+    await src.stop();
+  } finally {
+    gen.kill();
+    await src.stop();
+  }
+});
+
+test('live source: a probe the verifier rejects fails construction with BpfLoadError naming the program', (t) => {
+  if (!requires(t, ready(), 'root, BPF and the native addon')) return;
+  assert.throws(() => new LiveSource([{ ...knownProbes.selftest!, enable: ['bad_unchecked_lookup'] }]),
+    (e: Error & { code?: string; program?: string }) => e.code === 'BPF_LOAD' && e.program === 'bad_unchecked_lookup');
 });

@@ -46,9 +46,10 @@ path_of() {
   esac
 }
 
-# Go settings common to every build. GOFLAGS=-mod=mod lets a wrapper's go.sum be filled on demand.
+# Go settings common to every build (wrapper modules live outside any workspace).
 go_env() {
   export GOFLAGS="-buildvcs=false"
+  export GOWORK=off
   export CGO_ENABLED=0
   export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
   command -v go >/dev/null || { echo "build.sh: go not found on PATH" >&2; return 1; }
@@ -118,10 +119,10 @@ import (
 EOF
   (
     cd "$work"
-    GOTOOLCHAIN=local go mod tidy -e >/dev/null 2>&1 || true
     GOTOOLCHAIN=local go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
-    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#v1.}"
-    ld="${ld%.*}"
+    local minor ld
+    minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+    ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
     GOTOOLCHAIN=local go build -ldflags "$ld" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
     GOTOOLCHAIN=local go build -ldflags "$ld" -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl
   )
@@ -168,8 +169,9 @@ EOF
 # Builds one unit under a lock; a second caller waits, then finds it done.
 ensure() {
   local name="$1" unit bin
-  unit=$(unit_of "$name")
-  bin=$(path_of "$name")
+  # Explicit returns: errexit is off here (ensure runs under `||`).
+  unit=$(unit_of "$name") || return 2
+  bin=$(path_of "$name") || return 2
   if [ "$unit" = debian ]; then
     [ -x "$bin" ] || { echo "build.sh: $bin missing; install the Debian package (scripts/install.sh)" >&2; return 1; }
     echo "$bin"; return 0

@@ -39,8 +39,10 @@ function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?:
     const child = execFile(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, timeout: opts.timeoutMs ?? 0, maxBuffer: 64 << 20 },
       (err, stdout, stderr) => {
         if (err && typeof (err as NodeJS.ErrnoException).code === 'string') { reject(err); return; }
-        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof code === 'number' ? code : 1, stdout: String(stdout), stderr: String(stderr) });
+        const e = err as (Error & { code?: number | null; killed?: boolean; signal?: string | null }) | null;
+        const code = e ? (typeof e.code === 'number' ? e.code : 1) : 0;
+        const note = e?.killed ? `\n(killed with ${e.signal} after ${opts.timeoutMs} ms)` : '';
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) + note });
       });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
@@ -514,7 +516,7 @@ export async function startKubeApiserver(opts: KubeApiserverOptions = {}): Promi
       async restart() {
         if (stopped) throw new PeerError('PEER_STOPPED', 'kube-apiserver was stopped');
         await api!.stop();
-        // Same port: clients keep their URL. Retry briefly in case the port is still in TIME_WAIT.
+        // Same port, so clients keep their URL (Go listeners set SO_REUSEADDR: no TIME_WAIT wait).
         api = await launch();
       },
       async stop() {
@@ -566,9 +568,9 @@ export async function startJaeger(opts: { readyTimeoutMs?: number; maxTraces?: n
           telemetry: { metrics: { level: 'none' } },
         },
         extensions: {
+          jaeger_storage: { backends: { mem: { memory: { max_traces: opts.maxTraces ?? 100_000 } } } },
           // enable_tracing defaults to true in v2 and exports Jaeger's own spans to localhost:4317,
           // which is not listening: shutdown then waits for that export to time out.
-          jaeger_storage: { backends: { mem: { memory: { max_traces: opts.maxTraces ?? 100_000 } } } },
           jaeger_query: { enable_tracing: false, storage: { traces: 'mem' }, http: { endpoint: `127.0.0.1:${query}` }, grpc: { endpoint: `127.0.0.1:${queryGrpc}` } },
         },
         receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpc}` }, http: { endpoint: `127.0.0.1:${http}` } } } },

@@ -63,3 +63,34 @@ exporters: { debug: { verbosity: loud } }
 service: { pipelines: { traces: { receivers: [nopr], exporters: [debug] } } }`);
   expectField(() => validateConfig(c1, reg), 'receivers.nopr', /unknown receiver type/);
 });
+
+test('the example config collector/testdata/collector.yaml validates with every factory; errors there name the field', async () => {
+  const { loadConfigFile } = await import('../../collector/src/config/load.ts');
+  const { fullRegistry } = await import('../../collector/src/registry-full.ts');
+  const file = new URL('../../collector/testdata/collector.yaml', import.meta.url).pathname;
+  const c = loadConfigFile(file, {});
+  validateConfig(c, fullRegistry());
+  assert.deepEqual(c.pipelines.map((p) => p.id), ['traces', 'metrics', 'logs']);
+  const { readFileSync, writeFileSync, mkdtempSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const bad = join(mkdtempSync(join(tmpdir(), 'kscope-cfg-')), 'bad.yaml');
+  writeFileSync(bad, readFileSync(file, 'utf8').replace('max_size: 160', 'max_size: 1'));
+  expectField(() => validateConfig(loadConfigFile(bad, {}), fullRegistry()), 'processors.histogram_to_exponential.max_size', />= 2/);
+});
+
+test('collector binary: validate exits 0 on the example and 2 naming the field on a bad config', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { writeFileSync, mkdtempSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const root = new URL('../../', import.meta.url).pathname;
+  const ok = spawnSync(process.execPath, ['--import', 'tsx', 'collector/bin/collector.ts', 'validate', '--config', 'collector/testdata/collector.yaml'], { cwd: root, encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /configuration OK: 3 pipeline/);
+  const bad = join(mkdtempSync(join(tmpdir(), 'kscope-cfg-')), 'bad.yaml');
+  writeFileSync(bad, 'receivers: { otlp: { protocols: { http: { endpoint: "nohost" } } } }\nexporters: { debug: {} }\nservice: { pipelines: { traces: { receivers: [otlp], exporters: [debug] } } }\n');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'collector/bin/collector.ts', 'validate', '--config', bad], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /receivers\.otlp\.protocols\.http\.endpoint: expected host:port/);
+});

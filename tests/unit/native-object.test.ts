@@ -142,3 +142,40 @@ test('close is idempotent and later calls fail cleanly', (t) => {
 function __filename_or(url: string): string {
   return new URL(url).pathname;
 }
+
+test('every native function survives junk arguments (throws or returns, never crashes)', (t) => {
+  if (!requires(t, nativeAvailable(), 'the native addon')) return;
+  const n = native() as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const h = native().open(selftestObjectPath);
+  // as root the junk may load this object: keep every program out of the kernel
+  native().setAutoload(h, 'emit_sys_enter', false);
+  const closed = native().open(selftestObjectPath);
+  native().close(closed);
+  const junk: unknown[] = [undefined, null, 0, -1, 2 ** 53, NaN, Infinity, 1.5, '', 'events', 'x'.repeat(5000), {}, [],
+    Buffer.alloc(0), Buffer.alloc(4), new Uint16Array(2), new ArrayBuffer(8), () => {}, Symbol('s'), 10n, true, h, closed];
+  const fns = Object.keys(n).filter((k) => typeof n[k] === 'function' && k !== 'close');
+  let calls = 0;
+  try {
+    for (const name of fns) {
+      for (const a of junk) {
+        for (const b of [undefined, 'events', 'emit_sys_enter', 'targ_tgid', 'selftest_event', a]) {
+          for (const c of [undefined, a, Buffer.alloc(4), 4096]) {
+            calls++;
+            try {
+              n[name]!(a, b, c, 4, 10, 10);
+            } catch (e) {
+              assert.ok(e instanceof Error, `${name} threw a non-Error`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    native().close(h);
+  }
+  assert.ok(calls > 1000);
+  // still healthy afterwards
+  const o = BpfObject.open(selftestObjectPath);
+  assert.equal(o.programs().length, 5);
+  o.close();
+});

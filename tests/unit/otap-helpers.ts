@@ -221,14 +221,28 @@ function sortKey(x: unknown): string {
  * JSON-able canonical form: bigint → "123n", bytes → hex, -0 and NaN spelled out, attribute lists
  * (and events/links, which OTAP regroups by name/trace id) sorted; KeyValueList values keep order.
  */
-export function canon(x: unknown, parentKey = ''): unknown {
+const GROUP_KEYS = new Set([
+  'resourceSpans', 'scopeSpans', 'spans', 'resourceLogs', 'scopeLogs', 'logRecords', 'resourceMetrics', 'scopeMetrics', 'metrics', 'dataPoints',
+]);
+
+/** canon() that also ignores the order of resources, scopes, items (the Go encoder sorts them) and kvlist entries. */
+export function canonUnordered(x: unknown): unknown {
+  return canon(x, '', true);
+}
+
+export function canon(x: unknown, parentKey = '', unordered = false): unknown {
   if (typeof x === 'bigint') return `${x}n`;
   if (typeof x === 'number') return Object.is(x, -0) ? '-0' : Number.isNaN(x) ? 'NaN' : !Number.isFinite(x) ? String(x) : x;
   if (x instanceof Uint8Array) return `0x${Buffer.from(x).toString('hex')}`;
-  if (x instanceof KeyValueList) return { kvlist: x.values.map((kv) => ({ key: kv.key, value: canon(kv.value) })) };
+  if (x instanceof KeyValueList) {
+    const kvs = x.values.map((kv) => ({ key: kv.key, value: canon(kv.value, '', unordered) }));
+    // Go decodes CBOR maps into Go maps, so map order does not survive the reference collector.
+    if (unordered) kvs.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
+    return { kvlist: kvs };
+  }
   if (Array.isArray(x)) {
-    const items = x.map((v) => canon(v));
-    if (parentKey === 'attributes' || parentKey === 'filteredAttributes' || parentKey === 'metadata' || parentKey === 'events' || parentKey === 'links') {
+    const items = x.map((v) => canon(v, '', unordered));
+    if ((unordered && GROUP_KEYS.has(parentKey)) || parentKey === 'attributes' || parentKey === 'filteredAttributes' || parentKey === 'metadata' || parentKey === 'events' || parentKey === 'links') {
       items.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
     }
     return items;
@@ -238,7 +252,7 @@ export function canon(x: unknown, parentKey = ''): unknown {
     for (const k of Object.keys(x).sort()) {
       const v = (x as Record<string, unknown>)[k];
       if (v === undefined) continue;
-      o[k] = canon(v, k);
+      o[k] = canon(v, k, unordered);
     }
     return o;
   }

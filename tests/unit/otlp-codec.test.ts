@@ -187,3 +187,20 @@ test('export response partial_success round-trips; empty means full success', ()
   const o = T.toObject(T.decode(encodeExportResponse({ rejected: 7n, errorMessage: 'x' })), { longs: String });
   assert.deepStrictEqual(o, { partialSuccess: { rejectedSpans: '7', errorMessage: 'x' } });
 });
+
+test('strings: ASCII, 2/3/4-byte UTF-8, long, and lone surrogates (written as U+FFFD)', () => {
+  const long = 'ü'.repeat(100) + '🙂'.repeat(50) + 'x'.repeat(300);
+  const values = ['plain', 'é', '€uro', '🙂', long, 'k'.repeat(47), 'k'.repeat(48), 'ключ'.repeat(20)];
+  const d = agentTraces(1);
+  const span = d.resourceSpans[0].scopeSpans[0].spans[0];
+  span.attributes = values.map((v, i) => ({ key: `${v.slice(0, 70)}#${i}`, value: v }));
+  span.name = long;
+  assert.deepStrictEqual(decodeTraces(encodeTraces(d)), d);
+  // Same bytes as Node's own UTF-8 encoder, including the replacement of lone surrogates.
+  span.attributes = [{ key: 'lone', value: 'a\ud800b\udc00c' }];
+  span.name = '\ud83d';
+  const out = decodeTraces(encodeTraces(d)).resourceSpans[0].scopeSpans[0].spans[0];
+  assert.equal(out.attributes[0].value, Buffer.from('a\ud800b\udc00c', 'utf8').toString('utf8'));
+  assert.equal(out.attributes[0].value, 'a\ufffdb\ufffdc');
+  assert.equal(out.name, '\ufffd');
+});

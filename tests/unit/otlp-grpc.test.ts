@@ -183,4 +183,21 @@ test('status details helpers: RetryInfo encodes as google.rpc.Status and decodes
   assert.ok(back instanceof ThrottledError && back.retryAfterMs === 60_000);
   assert.equal(peerHost('[::1]:5000'), '::1');
   assert.equal(peerHost('ipv4:10.0.0.1:443'), '10.0.0.1');
+  assert.equal(peerHost('::1:5000'), '::1'); // grpc-js joins IPv6 address and port without brackets
+  assert.equal(peerHost('::ffff:10.1.2.3:5000'), '::ffff:10.1.2.3');
+  assert.equal(peerHost('10.0.0.9:80'), '10.0.0.9');
+});
+
+test('a server restricted to some signals answers UNIMPLEMENTED for the others', async () => {
+  const only = new OtlpGrpcServer({ handler: async () => undefined, signals: ['traces'] });
+  const p = await only.listen('127.0.0.1:0');
+  const c = new OtlpGrpcClient({ address: `127.0.0.1:${p}` });
+  try {
+    assert.equal(await c.export('traces', agentTraces(1)), undefined);
+    await assert.rejects(c.export('metrics', metrics), (e: unknown) => e instanceof PermanentError && ((e as Error).cause as grpc.ServiceError).code === grpc.status.UNIMPLEMENTED);
+  } finally {
+    c.close();
+    await only.shutdown(1000);
+    await only.shutdown(1000); // idempotent
+  }
 });

@@ -243,7 +243,8 @@ static int get_u32(napi_env env, napi_value v, uint32_t *out, const char *what)
 	char msg[128];
 
 	if (napi_typeof(env, v, &t) != napi_ok || t != napi_number ||
-	    napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0 || d != (double)(uint32_t)d) {
+	    napi_get_value_double(env, v, &d) != napi_ok || d != d /* NaN */ || d < 0 || d > 4294967295.0 ||
+	    d != (double)(uint32_t)d) {
 		snprintf(msg, sizeof(msg), "%s must be an integer in [0, 2^32)", what);
 		napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", msg);
 		return -1;
@@ -308,8 +309,11 @@ static int require_loaded(napi_env env, bridge_obj *o, int loaded)
 {
 	if (o->loaded == loaded)
 		return 0;
-	napi_throw_error(env, "BPF_STATE",
-			 loaded ? "BPF object is not loaded yet" : "BPF object is already loaded; configure before load()");
+	if (o->loaded < 0)
+		napi_throw_error(env, "BPF_STATE", "loading this BPF object failed; open it again to retry");
+	else
+		napi_throw_error(env, "BPF_STATE",
+				 loaded ? "BPF object is not loaded yet" : "BPF object is already loaded; configure before load()");
 	return -1;
 }
 

@@ -6,9 +6,11 @@
 // closing it detaches them.
 import { BpfError, BpfLoadError, failedProgram } from './errors.ts';
 import {
-  native, type NativeAttachResult, type NativeBtfStruct, type NativeGlobalInfo, type NativeMapInfo,
+  native, type NativeBtfStruct, type NativeGlobalInfo, type NativeMapInfo,
   type NativeProgramInfo, type NativeReaderStats, type ObjectHandle, type ReaderHandle,
 } from './native.ts';
+
+export { BpfError, BpfLoadError } from './errors.ts';
 
 export type ProgramInfo = NativeProgramInfo;
 export type MapInfo = NativeMapInfo;
@@ -174,8 +176,7 @@ export class BpfObject {
 
   /** Attaches one program; failures come back as `{ok: false, error, errno}`. */
   attach(program: string): AttachResult {
-    const r: NativeAttachResult = this.#call(() => native().attach(this.#h, program));
-    return r;
+    return this.#call(() => native().attach(this.#h, program));
   }
 
   /** Attaches every loaded program, in object order. */

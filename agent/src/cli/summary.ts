@@ -23,7 +23,9 @@ export function workloadOf(resource: Resource): string {
   if (pod) return `${getAttr(a, 'k8s.namespace.name') ?? ''}/${pod}`;
   const exe = getAttr(a, 'process.executable.name');
   const pid = getAttr(a, 'process.pid');
-  if (exe || pid !== undefined) return `${exe ?? '?'}[${pid ?? '?'}]`;
+  // Softirq-side events of sockets no task was seen owning (e.g. closed before accept()).
+  if (pid === undefined || pid === 0n || pid === 0) return exe ? String(exe) : '(owner unknown)';
+  return `${exe ?? '?'}[${pid}]`;
   return String(getAttr(a, 'service.name') ?? 'unknown');
 }
 

@@ -137,7 +137,9 @@ export class SignalBuilder {
         const status = exitCode === 0 ? 'ok' : 'error';
         this.metrics.add(resource, METRICS.processExits, status, exitAttrs[status], 1, now);
         if (this.cfg.logs.processExecExit)
-          this.pushLog(resource, now, exitCode === 0 ? SEV_INFO : SEV_WARN, `exit ${ev.comm} status ${exitCode}`, 'kscope.process.exit', [
+          // exitCode is the raw wait(2) status: say the exit code or the signal, not 768 for `exit 3`
+          this.pushLog(resource, now, exitCode === 0 ? SEV_INFO : SEV_WARN,
+            exitCode & 0x7f ? `exit ${ev.comm} signal ${exitCode & 0x7f}` : `exit ${ev.comm} status ${(exitCode >> 8) & 0xff}`, 'kscope.process.exit', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
             { key: 'process.exit.code', value: BigInt((exitCode >> 8) & 0xff) },
             { key: 'kscope.process.term_signal', value: BigInt(exitCode & 0x7f) },

@@ -11,7 +11,11 @@ export interface LiveProbe extends SourceProbe {
 }
 
 export interface LiveSourceOptions {
+  /** user-space reader options (batch size, pool, poll timeout) */
   ring?: Omit<RingBufferOptions, 'onError'>;
+  /** kernel ring buffer size in bytes for every probe (power of two, page multiple; libbpf rounds
+   * up); default: the object's own size */
+  ringBytes?: number;
   /** extra globals per probe name, applied after the spec's */
   globals?: Record<string, Record<string, number | bigint | boolean>>;
   /** called when a batch handler throws (the batch is dropped and counted by the reader) */
@@ -36,6 +40,7 @@ export class LiveSource implements BatchSource {
         const globals = { ...spec.globals, ...opts.globals?.[spec.name] };
         for (const [k, v] of Object.entries(globals)) object.setGlobal(k, v);
         probe.ringMap = ringMapOf(object, spec);
+        if (opts.ringBytes !== undefined) object.setMaxEntries(probe.ringMap, opts.ringBytes);
         probe.layout = layoutOf(object, spec);
         object.load();
       });

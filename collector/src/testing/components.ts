@@ -41,7 +41,7 @@ export const scriptedProcessorFactory: ProcessorFactory<object> = {
       if (f === 'retryable') return Promise.reject(new RetryableError('try later', 2000));
       if (f === 'throttled') return Promise.reject(new ThrottledError('slow down', 3000));
       if (f === 'permanent') return Promise.reject(new PermanentError('bad data'));
-      return next.consume(b, ctx);
+      return next.consume(b as never, ctx);
     },
   }),
 };

@@ -3,6 +3,7 @@
 // context from call metadata, and a grpc-js server with a larger HTTP/2 flow-control window.
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
+import { isIP } from 'node:net';
 import {
   PermanentError,
   PipelineError,
@@ -199,12 +200,12 @@ export { PermanentError, RetryableError, ThrottledError, ShutdownError };
 
 // ------------------------------------------------------------------ request context
 
-/** Peer "1.2.3.4:5678" / "[::1]:5678" / "ipv4:1.2.3.4:5678" → host part. */
+/** Peer "1.2.3.4:5678" / "[::1]:5678" / "::1:5678" (grpc-js) / "ipv4:1.2.3.4:5678" → host part. */
 export function peerHost(peer: string): string {
-  let p = peer.replace(/^ipv[46]:/, '');
+  const p = peer.replace(/^ipv[46]:/, '');
   if (p.startsWith('[')) return p.slice(1, p.indexOf(']'));
-  const i = p.lastIndexOf(':');
-  if (i > 0 && p.indexOf(':') === i) p = p.slice(0, i);
+  const m = /^(.*):(\d+)$/.exec(p);
+  if (m && isIP(m[1])) return m[1];
   return p;
 }
 

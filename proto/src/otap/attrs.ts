@@ -8,6 +8,7 @@ import { KeyValueList, type AnyValue, type KeyValue } from '../model.ts';
 import { BoolBuilder, DictBuilder, PrimBuilder, VarBuilder } from './columns.ts';
 import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
 import { cborDecode, cborEncode } from './cbor.ts';
+import { Type } from 'apache-arrow';
 import { Column, OtapDecodeError, type DecodedBatch } from './ipc.ts';
 import { colBig, colBool, colBytes, colF64, colStr, colUint, optColumn, reqColumn } from './read.ts';
 
@@ -61,6 +62,12 @@ export class AttrsEncoder {
   private valRank = new Uint32Array(256);
   private vals: AnyValue[] = [];
   private nextValRank = 0;
+  // per-attribute-position memo of the last key / string value and their dictionary indices;
+  // cleared every batch because a schema reset renumbers the dictionaries
+  private memoKey: (string | null)[] = new Array(64).fill(null);
+  private readonly memoKeyIdx = new Int32Array(64);
+  private memoVal: (string | null)[] = new Array(64).fill(null);
+  private readonly memoValIdx = new Int32Array(64);
 
   constructor(
     payloadType: number,
@@ -114,15 +121,37 @@ export class AttrsEncoder {
       this.stage();
       const j = this.n++;
       this.parent[j] = parentId;
-      this.keyRank[j] = this.keyCol.intern(kv.key);
+      // Consecutive parents mostly carry the same keys in the same order (and often the same
+      // string values): a per-position memo saves most dictionary (Map) lookups.
+      const key = kv.key;
+      let kr: number;
+      if (i < 64 && this.memoKey[i] === key) kr = this.memoKeyIdx[i];
+      else {
+        kr = this.keyCol.intern(key);
+        if (i < 64) {
+          this.memoKey[i] = key;
+          this.memoKeyIdx[i] = kr;
+        }
+      }
+      this.keyRank[j] = kr;
       const v = kv.value;
       const t = valueTypeOf(v);
       this.type[j] = t;
       this.vals[j] = v;
       switch (t) {
-        case ValueType.Str:
-          this.valRank[j] = this.strCol.intern(v as string);
+        case ValueType.Str: {
+          let vr: number;
+          if (i < 64 && this.memoVal[i] === v) vr = this.memoValIdx[i];
+          else {
+            vr = this.strCol.intern(v as string);
+            if (i < 64) {
+              this.memoVal[i] = v as string;
+              this.memoValIdx[i] = vr;
+            }
+          }
+          this.valRank[j] = vr;
           break;
+        }
         case ValueType.Bool:
           this.valRank[j] = v ? 1 : 0;
           break;
@@ -234,6 +263,8 @@ export class AttrsEncoder {
     this.n = 0;
     this.vals.length = 0;
     this.nextValRank = 0;
+    this.memoKey.fill(null);
+    this.memoVal.fill(null);
     this.table.reset();
   }
 }
@@ -287,16 +318,25 @@ export function decodeAttrs(batch: DecodedBatch, what: string): Map<number, KeyV
   const type = reqColumn(cols, 'type', what);
   const str = optColumn(cols, 'str'), int = optColumn(cols, 'int'), dbl = optColumn(cols, 'double');
   const bool = optColumn(cols, 'bool'), bytes = optColumn(cols, 'bytes'), ser = optColumn(cols, 'ser');
+  // Fast paths for the common layouts (dictionary keys and strings, plain u8 type, plain parent).
+  const keyDict = key.indices !== null && key.dict!.every((k) => typeof k === 'string' || k === null) ? key : null;
+  const strDict = str && str.indices !== null && str.dict!.every((k) => typeof k === 'string' || k === null) ? str : null;
+  const typeVals = type.indices === null && type.type.typeId === Type.Int && (type.type as any).bitWidth <= 32 ? (type.values as ArrayLike<number>) : null;
+  const parentVals = parent.indices === null && parent.type.typeId === Type.Int && (parent.type as any).bitWidth <= 32 ? (parent.values as ArrayLike<number>) : null;
   const out = new Map<number, KeyValue[]>();
   let prevKey: string | null = null;
   let prevType = -1;
   let prevVal: AnyValue = null;
   let prevParent = 0;
+  let lastId = -1;
+  let lastList: KeyValue[] | undefined;
   for (let i = 0; i < batch.length; i++) {
-    const k = colStr(key, i);
-    const t = colUint(type, i);
-    const v = anyValueAt(t, i, str, int, dbl, bool, bytes, ser, what);
-    const raw = colUint(parent, i);
+    const k = keyDict !== null ? ((keyDict.dict![keyDict.indices![i]] as string | null) ?? '') : colStr(key, i);
+    const t = typeVals !== null ? typeVals[i] : colUint(type, i);
+    let v: AnyValue;
+    if (t === ValueType.Str && strDict !== null) v = strDict.isValid(i) ? ((strDict.dict![strDict.indices![i]] as string | null) ?? '') : '';
+    else v = anyValueAt(t, i, str, int, dbl, bool, bytes, ser, what);
+    const raw = parentVals !== null ? parentVals[i] : colUint(parent, i);
     let id: number;
     if (prevKey === k && prevType === t && sameValue(t, prevVal, v)) {
       id = (prevParent + raw) >>> 0;
@@ -307,8 +347,10 @@ export function decodeAttrs(batch: DecodedBatch, what: string): Map<number, KeyV
       prevVal = v;
     }
     prevParent = id;
-    let list = out.get(id);
+    let list = id === lastId ? lastList : out.get(id);
     if (!list) out.set(id, (list = []));
+    lastId = id;
+    lastList = list;
     list.push({ key: k, value: v });
   }
   return out;

@@ -143,28 +143,13 @@ function primType(k: PrimKind): DataType {
   }
 }
 
-type NumArray = Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array;
-type BigArray = BigInt64Array | BigUint64Array;
-
-function makeNum(k: PrimKind, n: number): NumArray {
-  switch (k) {
-    case 'u8':
-      return new Uint8Array(n);
-    case 'u16':
-      return new Uint16Array(n);
-    case 'u32':
-      return new Uint32Array(n);
-    case 'i32':
-      return new Int32Array(n);
-    default:
-      return new Float64Array(n);
-  }
-}
-
 /** Numeric column; 64-bit integer kinds take bigint. */
+// Storage is monomorphic on purpose (Float64Array for 8–32-bit kinds and f64, BigInt64Array for
+// 64-bit kinds): one builder class serving several typed-array types made every store a
+// megamorphic keyed store. The Arrow layout is produced at emit time with one native conversion.
 export class PrimBuilder extends ColumnBuilder {
-  num: NumArray;
-  big: BigArray;
+  num = new Float64Array(0);
+  big = new BigInt64Array(0);
   readonly isBig: boolean;
   constructor(
     name: string,
@@ -173,41 +158,45 @@ export class PrimBuilder extends ColumnBuilder {
   ) {
     super(name, required);
     this.isBig = kind === 'i64' || kind === 'u64' || kind === 'ts' || kind === 'dur';
-    this.num = makeNum(kind, this.isBig ? 0 : 64);
-    this.big = kind === 'u64' ? new BigUint64Array(this.isBig ? 64 : 0) : new BigInt64Array(this.isBig ? 64 : 0);
+    if (this.isBig) this.big = new BigInt64Array(64);
+    else this.num = new Float64Array(64);
+  }
+  private growNum(): void {
+    const b = new Float64Array(this.num.length * 2);
+    b.set(this.num);
+    this.num = b;
+  }
+  private growBig(): void {
+    const b = new BigInt64Array(this.big.length * 2);
+    b.set(this.big);
+    this.big = b;
   }
   append(v: number): void {
-    if (this.n >= this.num.length) this.num = grow(this.num, this.n + 1, (k) => makeNum(this.kind, k));
+    if (this.n >= this.num.length) this.growNum();
     this.num[this.n] = v;
     this.markValid(true);
   }
   appendBig(v: bigint): void {
-    if (this.n >= this.big.length) {
-      const u = this.kind === 'u64';
-      this.big = grow(this.big, this.n + 1, (k) => (u ? new BigUint64Array(k) : new BigInt64Array(k))) as BigArray;
-    }
-    this.big[this.n] = v;
+    if (this.n >= this.big.length) this.growBig();
+    this.big[this.n] = v; // u64 above 2^63 wraps to the same bits
     this.markValid(true);
   }
   appendNull(): void {
     if (this.isBig) {
-      if (this.n >= this.big.length) {
-        const u = this.kind === 'u64';
-        this.big = grow(this.big, this.n + 1, (k) => (u ? new BigUint64Array(k) : new BigInt64Array(k))) as BigArray;
-      }
+      if (this.n >= this.big.length) this.growBig();
       this.big[this.n] = 0n;
     } else {
-      if (this.n >= this.num.length) this.num = grow(this.num, this.n + 1, (k) => makeNum(this.kind, k));
+      if (this.n >= this.num.length) this.growNum();
       this.num[this.n] = 0;
     }
     this.markValid(false);
   }
   bulk(n: number): void {
     if (this.isBig) {
-      if (n > this.big.length) this.big = this.kind === 'u64' ? new BigUint64Array(n) : new BigInt64Array(n);
+      if (n > this.big.length) this.big = new BigInt64Array(n);
       this.big.fill(0n, 0, n);
     } else {
-      if (n > this.num.length) this.num = makeNum(this.kind, n);
+      if (n > this.num.length) this.num = new Float64Array(n);
       this.num.fill(0, 0, n);
     }
     this.bulkRows(n);
@@ -227,8 +216,70 @@ export class PrimBuilder extends ColumnBuilder {
   }
   emit(out: ColumnParts): void {
     this.node(out);
-    const a = this.isBig ? this.big : this.num;
-    out.buffers.push(bytesOf(a, this.n * a.BYTES_PER_ELEMENT).slice());
+    const n = this.n;
+    if (this.isBig) {
+      out.buffers.push(bytesOf(this.big, n * 8).slice());
+      return;
+    }
+    const src = this.num.subarray(0, n);
+    let a: Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array;
+    switch (this.kind) {
+      case 'u8':
+        a = new Uint8Array(n);
+        break;
+      case 'u16':
+        a = new Uint16Array(n);
+        break;
+      case 'u32':
+        a = new Uint32Array(n);
+        break;
+      case 'i32':
+        a = new Int32Array(n);
+        break;
+      default:
+        a = new Float64Array(n);
+    }
+    a.set(src);
+    out.buffers.push(bytesOf(a, a.byteLength));
+  }
+}
+
+/**
+ * Duration column computed from start and end timestamps at emit time, with 64-bit subtraction on
+ * 32-bit halves: no BigInt arithmetic (an allocation each) per span.
+ */
+export class DurationBuilder extends ColumnBuilder {
+  private start = new BigInt64Array(64);
+  private end = new BigInt64Array(64);
+  append(start: bigint, end: bigint): void {
+    if (this.n >= this.start.length) {
+      const s = new BigInt64Array(this.start.length * 2);
+      s.set(this.start);
+      this.start = s;
+      const e = new BigInt64Array(this.end.length * 2);
+      e.set(this.end);
+      this.end = e;
+    }
+    this.start[this.n] = start;
+    this.end[this.n] = end;
+    this.markValid(true);
+  }
+  field(): Field {
+    return new Field(this.name, new DurationNanosecond(), !this.required);
+  }
+  emit(out: ColumnParts): void {
+    this.node(out);
+    const n = this.n;
+    const s = new Uint32Array(this.start.buffer, 0, n * 2);
+    const e = new Uint32Array(this.end.buffer, 0, n * 2);
+    const d = new Uint32Array(n * 2);
+    for (let i = 0; i < n * 2; i += 2) {
+      const lo = e[i] - s[i];
+      const borrow = lo < 0 ? 1 : 0;
+      d[i] = lo; // wraps mod 2^32 on store
+      d[i + 1] = e[i + 1] - s[i + 1] - borrow;
+    }
+    out.buffers.push(new Uint8Array(d.buffer));
   }
 }
 

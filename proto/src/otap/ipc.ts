@@ -16,6 +16,7 @@ import {
 } from 'apache-arrow/ipc/metadata/message';
 import { Schema, Field, DataType, Type, MessageHeader, CompressionType, Int32 } from 'apache-arrow';
 import { zstdCompressSync, zstdDecompressBounded } from './zstd-sync.ts';
+import { plainBytes } from './messages.ts';
 
 export class OtapDecodeError extends Error {
   constructor(message: string, readonly resourceExhausted = false) {
@@ -286,6 +287,8 @@ export class Column {
   values: ArrayLike<number> | ArrayLike<bigint> | null = null;
   offsets: Int32Array | null = null;
   data: Uint8Array | null = null;
+  /** A private copy of `data` that decoded byte values are views into (made on first use). */
+  owned: Uint8Array | null = null;
   width = 0;
   children: Column[] = [];
   childByName = new Map<string, Column>();
@@ -351,7 +354,7 @@ function typedView(t: DataType, bytes: Uint8Array, length: number): ArrayLike<nu
   const width = fixedWidthOf(t);
   if (bytes.byteLength < width * length) throw new OtapDecodeError(`buffer too short for ${length} values of ${t}`);
   // Copy when unaligned (decompressed buffers are fresh and aligned; raw bodies are 8-aligned).
-  const src = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+  const src = bytes.byteOffset % 8 === 0 ? bytes : new Uint8Array(bytes);
   const buf = src.buffer, off = src.byteOffset;
   switch (t.typeId) {
     case Type.Int: {
@@ -549,6 +552,7 @@ export class IpcStreamReader {
    * state (schema, dictionaries) is rolled back so the next payload of this stream still decodes.
    */
   readPayload(bytes: Uint8Array, budget = this.limits.maxPayloadBytes): { batch: DecodedBatch; used: number } {
+    bytes = plainBytes(bytes);
     const hadSchema = this.schema !== null;
     const undo: [number, DictValue[] | undefined, number][] = [];
     try {

@@ -8,9 +8,8 @@ import { ArrowPayloadType as P, type ArrowPayload } from './messages.ts';
 import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
 import { cborEncode } from './cbor.ts';
 import { OtapDecodeError, type DecodedBatch } from './ipc.ts';
-import { DeltaIds, colBig, colBytes, colStr, colUint } from './read.ts';
+import { DeltaIds, colBig, colStr, colUint, optId } from './read.ts';
 
-const EMPTY = new Uint8Array(0);
 
 export class LogsEncoder {
   private readonly rs: ResourceScopeColumns;
@@ -166,8 +165,8 @@ export function decodeLogs(tables: Map<number, DecodedBatch>): LogsData {
       attributes: (id >= 0 && logAttrs.get(id)) || [],
       droppedAttributesCount: dropped && dropped.isValid(i) ? colUint(dropped, i) : 0,
       flags: flags && flags.isValid(i) ? colUint(flags, i) : 0,
-      traceId: traceId && traceId.isValid(i) ? colBytes(traceId, i) : EMPTY,
-      spanId: spanId && spanId.isValid(i) ? colBytes(spanId, i) : EMPTY,
+      traceId: optId(traceId, i),
+      spanId: optId(spanId, i),
       eventName: eventName && eventName.isValid(i) ? colStr(eventName, i) : '',
     };
     curScope.logRecords.push(rec);

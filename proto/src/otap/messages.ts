@@ -255,8 +255,13 @@ function decodeArrowPayload(b: Uint8Array): ArrowPayload {
   return p;
 }
 
+/** A plain Uint8Array view: Buffer.slice() returns views, and payload bytes must slice as copies. */
+export function plainBytes(b: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(b) === Uint8Array.prototype ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
 export function decodeBatchArrowRecords(b: Uint8Array): BatchArrowRecords {
-  const r = new Reader(b);
+  const r = new Reader(plainBytes(b));
   const m: BatchArrowRecords = { batchId: 0n, arrowPayloads: [], headers: new Uint8Array(0) };
   while (r.pos < r.end) {
     const tag = r.varint();

@@ -22,9 +22,8 @@ import { ResourceScopeColumns, attrsOrEmpty, resourceScopeReader } from './commo
 import { ArrowPayloadType as P, type ArrowPayload } from './messages.ts';
 import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
 import { Column, OtapDecodeError, type DecodedBatch } from './ipc.ts';
-import { DeltaIds, colBig, colBool, colBytes, colF64, colStr, colU64, colUint, reqColumn } from './read.ts';
+import { DeltaIds, colBig, colBool, colF64, colStr, colU64, colUint, optId, reqColumn } from './read.ts';
 
-const EMPTY = new Uint8Array(0);
 
 const enum MetricType {
   Empty = 0,
@@ -464,8 +463,8 @@ function decodeExemplars(b: DecodedBatch | undefined, attrs: Map<number, KeyValu
       filteredAttributes: (id >= 0 && attrs.get(id)) || [],
       timeUnixNano: time && time.isValid(i) ? colBig(time, i) : 0n,
       value: value ?? 0,
-      spanId: sid && sid.isValid(i) ? colBytes(sid, i) : EMPTY,
-      traceId: tid && tid.isValid(i) ? colBytes(tid, i) : EMPTY,
+      spanId: optId(sid, i),
+      traceId: optId(tid, i),
     });
   }
   return out;

@@ -93,18 +93,24 @@ export function colBool(col: Column, i: number): boolean {
   return (col.data![i >> 3] & (1 << (i & 7))) !== 0;
 }
 
+/**
+ * Bytes of a binary / fixed-size-binary cell. The column's data is copied once and cells are
+ * views into that copy (one ArrayBuffer per column, not per id): decoded byte arrays may share
+ * memory and are to be treated as immutable, like the rest of the model.
+ */
 export function colBytes(col: Column, i: number): Uint8Array {
   if (col.indices !== null) {
     const v = dictCell(col, i);
-    if (v instanceof Uint8Array) return v.slice();
+    if (v instanceof Uint8Array) return v;
     if (v === null) return new Uint8Array(0);
     mismatch(col, 'binary');
   }
   const t = col.type.typeId;
-  if (t === Type.FixedSizeBinary) return col.data!.slice(i * col.width, (i + 1) * col.width);
+  const data = (col.owned ??= col.data!.slice());
+  if (t === Type.FixedSizeBinary) return data.subarray(i * col.width, (i + 1) * col.width);
   if (t !== Type.Binary) mismatch(col, 'binary');
   const o = col.offsets!;
-  return col.data!.slice(o[i], o[i + 1]);
+  return data.subarray(o[i], o[i + 1]);
 }
 
 /**
@@ -118,4 +124,14 @@ export class DeltaIds {
     this.last = (this.last + colUint(col, i)) >>> 0;
     return this.last;
   }
+}
+
+const EMPTY_ID = new Uint8Array(0);
+
+/** Optional id column cell: null or all-zero (pdata's "unset") → empty. */
+export function optId(col: Column | undefined, i: number): Uint8Array {
+  if (!col || !col.isValid(i)) return EMPTY_ID;
+  const b = colBytes(col, i);
+  for (let k = 0; k < b.length; k++) if (b[k] !== 0) return b;
+  return EMPTY_ID;
 }

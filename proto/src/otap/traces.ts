@@ -3,13 +3,13 @@
 // implementation (go/pkg/otel/traces/arrow); zero/empty optional values are sent as nulls so
 // all-default columns drop out of the schema.
 import type { ResourceSpans, ScopeSpans, Span, SpanEvent, SpanLink, TracesData } from '../model.ts';
-import { DictBuilder, FsbBuilder, PrimBuilder, StructBuilder } from './columns.ts';
+import { DictBuilder, DurationBuilder, FsbBuilder, PrimBuilder, StructBuilder } from './columns.ts';
 import { AttrsEncoder, decodeAttrs } from './attrs.ts';
 import { ResourceScopeColumns, attrsOrEmpty, resourceScopeReader } from './common.ts';
 import { ArrowPayloadType as P, type ArrowPayload } from './messages.ts';
 import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
 import { OtapDecodeError, type DecodedBatch } from './ipc.ts';
-import { DeltaIds, colBig, colBytes, colStr, colUint, reqColumn } from './read.ts';
+import { DeltaIds, colBig, colBytes, colStr, colUint, optId, reqColumn } from './read.ts';
 
 function latin1(b: Uint8Array): string {
   let s = '';
@@ -23,7 +23,7 @@ export class TracesEncoder {
   private readonly rs: ResourceScopeColumns;
   private readonly id = new PrimBuilder('id', 'u16');
   private readonly start = new PrimBuilder('start_time_unix_nano', 'ts', true);
-  private readonly duration = new PrimBuilder('duration_time_unix_nano', 'dur', true);
+  private readonly duration = new DurationBuilder('duration_time_unix_nano', true);
   private readonly traceId = new FsbBuilder('trace_id', 16, true);
   private readonly spanId = new FsbBuilder('span_id', 8, true);
   private readonly traceState = new DictBuilder<string>('trace_state', 'utf8');
@@ -126,7 +126,7 @@ export class TracesEncoder {
     this.id.append(row === 0 ? 0 : 1);
     this.rs.appendRow();
     this.start.appendBig(s.startTimeUnixNano);
-    this.duration.appendBig(s.endTimeUnixNano - s.startTimeUnixNano);
+    this.duration.append(s.startTimeUnixNano, s.endTimeUnixNano);
     this.traceId.append(s.traceId);
     this.spanId.append(s.spanId);
     if (s.traceState) this.traceState.appendString(s.traceState);
@@ -292,7 +292,7 @@ export function decodeTraces(tables: Map<number, DecodedBatch>): TracesData {
       traceId: tid,
       spanId: sid,
       traceState: traceState && traceState.isValid(i) ? colStr(traceState, i) : '',
-      parentSpanId: parent && parent.isValid(i) ? colBytes(parent, i) : EMPTY,
+      parentSpanId: optId(parent, i),
       flags: flags && flags.isValid(i) ? colUint(flags, i) : 0,
       name: colStr(name, i),
       kind: kind && kind.isValid(i) ? colUint(kind, i) : 0,

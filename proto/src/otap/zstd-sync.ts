@@ -12,11 +12,15 @@ const binding = require('zstd-napi/binding.js') as {
 let cctx: InstanceType<typeof binding.CCtx> | null = null;
 let dctx: InstanceType<typeof binding.DCtx> | null = null;
 
+let scratch = new Uint8Array(1 << 16);
+
+/** Compresses into a reused scratch buffer and returns a right-sized copy. */
 export function zstdCompressSync(src: Uint8Array, level = 3): Uint8Array {
   cctx ??= new binding.CCtx();
-  const dst = new Uint8Array(binding.compressBound(src.byteLength));
-  const n = cctx.compress(dst, src, level);
-  return dst.subarray(0, n);
+  const bound = binding.compressBound(src.byteLength);
+  if (bound > scratch.length) scratch = new Uint8Array(Math.max(bound, scratch.length * 2));
+  const n = cctx.compress(scratch, src, level);
+  return scratch.slice(0, n);
 }
 
 /**

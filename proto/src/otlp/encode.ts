@@ -1,7 +1,10 @@
-// Hand-written OTLP protobuf encoder: model → bytes in two passes over the data.
-// Pass 1 (size*) computes every nested message length and every string's UTF-8 length and records
-// them, in the order pass 2 needs them, in one Int32Array. Pass 2 (write*) then writes straight
-// into a single buffer of the exact final size: no intermediate buffers, no copying of sub-messages.
+// Hand-written OTLP protobuf encoder: model → bytes.
+// Each item (span, metric, log record, resource, scope) is encoded in two passes while its objects
+// are still in cache: pass 1 (size*) computes every nested message length and every string's UTF-8
+// length and records them, in the order pass 2 needs them, in one Int32Array; pass 2 (write*) then
+// writes the item straight into a reusable scratch buffer. The lengths of the enclosing ResourceX /
+// ScopeX messages are back-filled once their items are written (moving the body left by the few
+// bytes a shorter varint saves), and the result is copied out once into an exact-size Buffer.
 // Fields are written in field-number order, defaults (0, "", empty) omitted as proto3 does; oneof
 // members (AnyValue, data point values) are always written because their presence is the value.
 import {
@@ -36,9 +39,69 @@ interface FastBuffer extends Buffer {
 let sizes = new Int32Array(4096);
 let sp = 0; // pass-1 push index
 let rp = 0; // pass-2 read index
-let buf: FastBuffer;
-let view: DataView;
+const SCRATCH_INITIAL = 64 * 1024;
+const SCRATCH_KEEP_MAX = 32 * 1024 * 1024; // a larger scratch is dropped after use
+let buf = Buffer.allocUnsafeSlow(SCRATCH_INITIAL) as FastBuffer;
+let view = new DataView(buf.buffer, buf.byteOffset, buf.length);
 let pos = 0;
+
+function ensure(n: number): void {
+  if (pos + n > buf.length) {
+    const next = Buffer.allocUnsafeSlow(Math.max(pos + n, buf.length * 2)) as FastBuffer;
+    buf.copy(next, 0, 0, pos);
+    buf = next;
+    view = new DataView(next.buffer, next.byteOffset, next.length);
+  }
+}
+
+/** Opens a length-delimited field whose length is not known yet: tag + 5 reserved bytes. */
+function open(tag: number): number {
+  ensure(6);
+  buf[pos++] = tag;
+  const at = pos;
+  pos += 5;
+  return at;
+}
+
+/** Back-fills the length opened at `at`, closing the gap a shorter varint leaves. */
+function close(at: number): void {
+  const len = pos - at - 5;
+  const k = vsize(len);
+  if (k < 5) {
+    buf.copyWithin(at + k, at + 5, pos);
+    pos -= 5 - k;
+  }
+  wvp(buf, at, len);
+}
+
+/** Sizes then writes one item; sizes/rp/sp are per item so the sizes array stays small. */
+function item<T>(tag: number, x: T, size: (x: T) => number, write: (x: T) => void): void {
+  sp = 0;
+  rp = 0;
+  const n = size(x);
+  ensure(6 + n);
+  buf[pos] = tag;
+  pos = wvp(buf, pos + 1, n);
+  const start = pos;
+  write(x);
+  if (pos - start !== n || rp !== sp) throw new Error(`OTLP encode: size mismatch (${pos - start}/${n}, ${rp}/${sp})`);
+}
+
+/** A message-typed field sized by a size* function that already counts its own tag and slot. */
+function field<T>(x: T, size: (x: T) => number, write: (tag: number, x: T) => void, tag: number): void {
+  sp = 0;
+  rp = 0;
+  const n = size(x);
+  ensure(n);
+  write(tag, x);
+}
+
+function strField(tag: number, s: string): void {
+  sp = 0;
+  rp = 0;
+  ensure(sStr(s));
+  wStr(tag, s);
+}
 
 function reserve(): number {
   if (sp === sizes.length) {
@@ -121,6 +184,15 @@ function wvp(out: FastBuffer, p: number, v: number): number {
   return p + 1;
 }
 
+function wv64p(out: FastBuffer, p: number, lo: number, hi: number): number {
+  while (hi !== 0) {
+    out[p++] = (lo & 127) | 128;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  return wvp(out, p, lo);
+}
+
 /** String of UTF-8 length len at p (see wstr). */
 function wstrp(out: FastBuffer, p: number, s: string, len: number): number {
   if (len === s.length && len < 48) {
@@ -152,15 +224,6 @@ function wi64(v: bigint): void {
   }
 }
 
-function wstr(s: string, len: number): void {
-  if (len === s.length && len < 48) {
-    // ASCII (UTF-8 length equals UTF-16 length only then): a byte loop beats the native call.
-    const out = buf;
-    const p = pos;
-    for (let i = 0; i < len; i++) out[p + i] = s.charCodeAt(i);
-  } else buf.utf8Write(s, pos, len);
-  pos += len;
-}
 
 function wbytes(b: Uint8Array): void {
   const n = b.length;
@@ -438,7 +501,8 @@ function wAttrs(tag: number, attrs: KeyValue[]): void {
         const e = keyBytes[-l - 1];
         const n = e.length;
         p = wvp(out, p, n);
-        for (let j = 0; j < n; j++) out[p + j] = e[j];
+        if (n < 16) for (let j = 0; j < n; j++) out[p + j] = e[j];
+        else out.set(e, p);
         p += n;
       }
     }
@@ -574,50 +638,20 @@ function wSpan(s: Span): void {
   }
 }
 
-function sTraces(d: TracesData): number {
-  let total = 0;
-  for (const rs of d.resourceSpans) {
-    const rslot = reserve();
-    let rn = sResource(rs.resource);
-    for (const ss of rs.scopeSpans) {
-      const sslot = reserve();
-      let sn = sScope(ss.scope);
-      const spans = ss.spans;
-      for (let i = 0; i < spans.length; i++) {
-        const slot = reserve();
-        const b = sSpan(spans[i]);
-        sizes[slot] = b;
-        sn += sMsgBody(b);
-      }
-      sn += sStr(ss.schemaUrl);
-      sizes[sslot] = sn;
-      rn += sMsgBody(sn);
-    }
-    rn += sStr(rs.schemaUrl);
-    sizes[rslot] = rn;
-    total += sMsgBody(rn);
-  }
-  return total;
-}
-
 function wTraces(d: TracesData): void {
   for (const rs of d.resourceSpans) {
-    buf[pos++] = 0x0a;
-    wv(sizes[rp++]);
-    wResource(0x0a, rs.resource);
+    const ra = open(0x0a);
+    field(rs.resource, sResource, wResource, 0x0a);
     for (const ss of rs.scopeSpans) {
-      buf[pos++] = 0x12;
-      wv(sizes[rp++]);
-      wScope(0x0a, ss.scope);
+      const sa = open(0x12);
+      field(ss.scope, sScope, wScope, 0x0a);
       const spans = ss.spans;
-      for (let i = 0; i < spans.length; i++) {
-        buf[pos++] = 0x12;
-        wv(sizes[rp++]);
-        wSpan(spans[i]);
-      }
-      wStr(0x1a, ss.schemaUrl);
+      for (let i = 0; i < spans.length; i++) item(0x12, spans[i], sSpan, wSpan);
+      strField(0x1a, ss.schemaUrl);
+      close(sa);
     }
-    wStr(0x1a, rs.schemaUrl);
+    strField(0x1a, rs.schemaUrl);
+    close(ra);
   }
 }
 
@@ -892,48 +926,19 @@ function wMetric(m: Metric): void {
   wAttrs(0x62, m.metadata);
 }
 
-function sMetrics(d: MetricsData): number {
-  let total = 0;
-  for (const rm of d.resourceMetrics) {
-    const rslot = reserve();
-    let rn = sResource(rm.resource);
-    for (const sm of rm.scopeMetrics) {
-      const sslot = reserve();
-      let sn = sScope(sm.scope);
-      for (const m of sm.metrics) {
-        const slot = reserve();
-        const b = sMetric(m);
-        sizes[slot] = b;
-        sn += sMsgBody(b);
-      }
-      sn += sStr(sm.schemaUrl);
-      sizes[sslot] = sn;
-      rn += sMsgBody(sn);
-    }
-    rn += sStr(rm.schemaUrl);
-    sizes[rslot] = rn;
-    total += sMsgBody(rn);
-  }
-  return total;
-}
-
 function wMetrics(d: MetricsData): void {
   for (const rm of d.resourceMetrics) {
-    buf[pos++] = 0x0a;
-    wv(sizes[rp++]);
-    wResource(0x0a, rm.resource);
+    const ra = open(0x0a);
+    field(rm.resource, sResource, wResource, 0x0a);
     for (const sm of rm.scopeMetrics) {
-      buf[pos++] = 0x12;
-      wv(sizes[rp++]);
-      wScope(0x0a, sm.scope);
-      for (const m of sm.metrics) {
-        buf[pos++] = 0x12;
-        wv(sizes[rp++]);
-        wMetric(m);
-      }
-      wStr(0x1a, sm.schemaUrl);
+      const sa = open(0x12);
+      field(sm.scope, sScope, wScope, 0x0a);
+      for (const m of sm.metrics) item(0x12, m, sMetric, wMetric);
+      strField(0x1a, sm.schemaUrl);
+      close(sa);
     }
-    wStr(0x1a, rm.schemaUrl);
+    strField(0x1a, rm.schemaUrl);
+    close(ra);
   }
 }
 
@@ -973,84 +978,55 @@ function wLog(r: LogRecord): void {
   wStr(0x62, r.eventName);
 }
 
-function sLogs(d: LogsData): number {
-  let total = 0;
-  for (const rl of d.resourceLogs) {
-    const rslot = reserve();
-    let rn = sResource(rl.resource);
-    for (const sl of rl.scopeLogs) {
-      const sslot = reserve();
-      let sn = sScope(sl.scope);
-      const recs = sl.logRecords;
-      for (let i = 0; i < recs.length; i++) {
-        const slot = reserve();
-        const b = sLog(recs[i]);
-        sizes[slot] = b;
-        sn += sMsgBody(b);
-      }
-      sn += sStr(sl.schemaUrl);
-      sizes[sslot] = sn;
-      rn += sMsgBody(sn);
-    }
-    rn += sStr(rl.schemaUrl);
-    sizes[rslot] = rn;
-    total += sMsgBody(rn);
-  }
-  return total;
-}
-
 function wLogs(d: LogsData): void {
   for (const rl of d.resourceLogs) {
-    buf[pos++] = 0x0a;
-    wv(sizes[rp++]);
-    wResource(0x0a, rl.resource);
+    const ra = open(0x0a);
+    field(rl.resource, sResource, wResource, 0x0a);
     for (const sl of rl.scopeLogs) {
-      buf[pos++] = 0x12;
-      wv(sizes[rp++]);
-      wScope(0x0a, sl.scope);
+      const sa = open(0x12);
+      field(sl.scope, sScope, wScope, 0x0a);
       const recs = sl.logRecords;
-      for (let i = 0; i < recs.length; i++) {
-        buf[pos++] = 0x12;
-        wv(sizes[rp++]);
-        wLog(recs[i]);
-      }
-      wStr(0x1a, sl.schemaUrl);
+      for (let i = 0; i < recs.length; i++) item(0x12, recs[i], sLog, wLog);
+      strField(0x1a, sl.schemaUrl);
+      close(sa);
     }
-    wStr(0x1a, rl.schemaUrl);
+    strField(0x1a, rl.schemaUrl);
+    close(ra);
   }
 }
 
 // ------------------------------------------------------------------ entry points
 
-function run<T>(data: T, size: (d: T) => number, write: (d: T) => void): Buffer {
-  sp = 0;
-  rp = 0;
-  const total = size(data);
-  // allocUnsafeSlow: a buffer of its own (not a pool slice), so callers may keep or transfer it.
-  buf = Buffer.allocUnsafeSlow(total) as FastBuffer;
-  view = new DataView(buf.buffer, buf.byteOffset, total);
+function run<T>(data: T, write: (d: T) => void): Buffer {
   pos = 0;
-  write(data);
-  if (pos !== total || rp !== sp) throw new Error(`OTLP encode: size mismatch (${pos}/${total}, ${rp}/${sp})`);
-  const out = buf;
-  buf = undefined as unknown as FastBuffer; // don't keep the last payload alive
-  view = undefined as unknown as DataView;
-  return out;
+  try {
+    write(data);
+    // An own, exact-size buffer (not a pool slice), so callers may keep or transfer it.
+    const out = Buffer.allocUnsafeSlow(pos);
+    buf.copy(out, 0, 0, pos);
+    return out;
+  } finally {
+    if (buf.length > SCRATCH_KEEP_MAX) {
+      buf = Buffer.allocUnsafeSlow(SCRATCH_INITIAL) as FastBuffer;
+      view = new DataView(buf.buffer, buf.byteOffset, buf.length);
+    }
+    pos = 0;
+  }
 }
 
 /** TracesData / ExportTraceServiceRequest (same layout) → protobuf bytes. */
 export function encodeTraces(d: TracesData): Buffer {
-  return run(d, sTraces, wTraces);
+  return run(d, wTraces);
 }
 
 /** MetricsData / ExportMetricsServiceRequest → protobuf bytes. */
 export function encodeMetrics(d: MetricsData): Buffer {
-  return run(d, sMetrics, wMetrics);
+  return run(d, wMetrics);
 }
 
 /** LogsData / ExportLogsServiceRequest → protobuf bytes. */
 export function encodeLogs(d: LogsData): Buffer {
-  return run(d, sLogs, wLogs);
+  return run(d, wLogs);
 }
 
 export function encodeSignal<S extends SignalType>(signal: S, d: SignalData[S]): Buffer {
@@ -1073,22 +1049,21 @@ export interface ExportPartialSuccess {
 export function encodeExportResponse(ps?: ExportPartialSuccess): Buffer {
   if (!ps || (ps.rejected === 0n && ps.errorMessage === '')) return Buffer.alloc(0);
   const msg = Buffer.from(ps.errorMessage, 'utf8');
-  const inner = (ps.rejected === 0n ? 0 : 1 + i64size(ps.rejected)) + (msg.length ? 1 + vsize(msg.length) + msg.length : 0);
-  const total = 1 + vsize(inner) + inner;
-  buf = Buffer.allocUnsafeSlow(total) as FastBuffer;
-  pos = 0;
-  buf[pos++] = 0x0a;
-  wv(inner);
+  split64(ps.rejected);
+  const lo = lo64;
+  const hi = hi64;
+  const inner = (ps.rejected === 0n ? 0 : 1 + u64size(lo, hi)) + (msg.length ? 1 + vsize(msg.length) + msg.length : 0);
+  const out = Buffer.allocUnsafeSlow(1 + vsize(inner) + inner) as FastBuffer;
+  out[0] = 0x0a;
+  let p = wvp(out, 1, inner);
   if (ps.rejected !== 0n) {
-    buf[pos++] = 0x08;
-    wi64(ps.rejected);
+    out[p++] = 0x08;
+    p = wv64p(out, p, lo, hi);
   }
   if (msg.length) {
-    buf[pos++] = 0x12;
-    wv(msg.length);
-    wbytes(msg);
+    out[p++] = 0x12;
+    p = wvp(out, p, msg.length);
+    msg.copy(out, p);
   }
-  const out = buf;
-  buf = undefined as unknown as FastBuffer;
   return out;
 }

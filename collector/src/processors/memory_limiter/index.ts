@@ -23,6 +23,9 @@ export interface MemoryLimiterConfig {
   refuseWith: 'unavailable' | 'resource_exhausted';
   retryAfterMs: number;
   minGcIntervalMs: number;
+  minGcIntervalSoftMs: number;
+  /** rss (what the OOM killer counts) or heap (V8 heap used + external buffers). */
+  measure: 'rss' | 'heap';
   /** Where the limit came from, for the startup log. */
   limitSource: string;
 }
@@ -50,7 +53,14 @@ export class MemoryLimiter<S extends SignalType> implements Component, Consumer<
   refusals = 0;
 
   constructor(private readonly settings: CreateSettings, readonly cfg: MemoryLimiterConfig, private readonly next: Consumer<S>, deps: MemoryLimiterDeps = {}) {
-    this.readMemory = deps.readMemory ?? (() => process.memoryUsage.rss());
+    this.readMemory =
+      deps.readMemory ??
+      (cfg.measure === 'rss'
+        ? () => process.memoryUsage.rss()
+        : () => {
+            const m = process.memoryUsage();
+            return m.heapUsed + m.external;
+          });
     this.gc = deps.gc ?? (typeof (globalThis as { gc?: () => void }).gc === 'function' ? (globalThis as unknown as { gc: () => void }).gc : undefined);
     this.now = deps.now ?? Date.now;
     const reg = settings.telemetry?.registry;
@@ -84,7 +94,10 @@ export class MemoryLimiter<S extends SignalType> implements Component, Consumer<
     const t = this.now();
     this.lastCheck = t;
     this.usedBytes = this.readMemory();
-    if (this.usedBytes >= this.cfg.hardLimitBytes && this.gc && t - this.lastGc >= this.cfg.minGcIntervalMs) {
+    // Above the soft limit a full GC may free what the queues just released; above the hard limit it
+    // is the last resort. Both are rate-limited: a full GC stalls the event loop.
+    const gcInterval = this.usedBytes >= this.cfg.hardLimitBytes ? this.cfg.minGcIntervalMs : this.cfg.minGcIntervalSoftMs;
+    if (this.usedBytes >= this.cfg.softLimitBytes && this.gc && t - this.lastGc >= gcInterval) {
       this.lastGc = t;
       this.gc();
       this.usedBytes = this.readMemory();
@@ -122,6 +135,8 @@ export function validateMemoryLimiterConfig(raw: unknown, path: string, cgroup =
   const refuseWith = r.oneOf('refuse_with', ['unavailable', 'resource_exhausted'] as const, 'unavailable');
   const retryAfterMs = r.duration('retry_after', 1000);
   const minGcIntervalMs = r.duration('min_gc_interval', 10_000);
+  const minGcIntervalSoftMs = r.duration('min_gc_interval_when_soft_limited', 30_000);
+  const measure = r.oneOf('measure', ['rss', 'heap'] as const, 'rss');
   r.done();
   let hard: number;
   let spike: number;
@@ -140,7 +155,7 @@ export function validateMemoryLimiterConfig(raw: unknown, path: string, cgroup =
     throw new ConfigError(r.field('limit_mib'), 'one of limit_mib or limit_percentage is required');
   }
   if (spike >= hard) throw new ConfigError(r.field(limitMib !== undefined ? 'spike_limit_mib' : 'spike_limit_percentage'), 'must be below the limit');
-  return { checkIntervalMs, hardLimitBytes: hard, softLimitBytes: hard - spike, refuseWith, retryAfterMs, minGcIntervalMs, limitSource };
+  return { checkIntervalMs, hardLimitBytes: hard, softLimitBytes: hard - spike, refuseWith, retryAfterMs, minGcIntervalMs, minGcIntervalSoftMs, measure, limitSource };
 }
 
 export const memoryLimiterFactory: ProcessorFactory<MemoryLimiterConfig> = {

@@ -48,6 +48,12 @@ export interface TailSamplingConfig {
   maxBufferedBytes: number;
   dropPendingTracesOnShutdown: boolean;
   sampleOnFirstMatch: boolean;
+  /**
+   * How buffered spans are held: `objects` keeps the decoded model objects (fast, ≈3× wire size);
+   * `encoded` keeps each span as OTLP bytes in shared slabs and decodes a trace at its decision
+   * (≈1.1× wire size, more CPU). See README "Memory".
+   */
+  spanStorage: 'objects' | 'encoded';
   decisionCache: { sampledCacheSize: number; nonSampledCacheSize: number };
   /** The default policy set (used when no tier/tenant mapping applies). */
   policies: PolicyConfig[];
@@ -73,6 +79,7 @@ export function defaultConfig(): TailSamplingConfig {
     maxBufferedBytes: 512 * 1024 * 1024,
     dropPendingTracesOnShutdown: false,
     sampleOnFirstMatch: false,
+    spanStorage: 'objects',
     decisionCache: { sampledCacheSize: 100_000, nonSampledCacheSize: 100_000 },
     policies: [],
     policySets: {},
@@ -341,7 +348,7 @@ function nameMap(v: unknown, path: string, sets: Set<string>): Record<string, st
 const TOP_KEYS = [
   'decision_wait', 'tick_interval', 'num_traces', 'expected_new_traces_per_sec', 'max_spans_per_trace',
   'maximum_trace_size_bytes', 'on_oversize', 'max_buffered_bytes', 'drop_pending_traces_on_shutdown',
-  'sample_on_first_match', 'decision_cache', 'policies', 'policy_sets', 'tiers', 'tenants',
+  'sample_on_first_match', 'span_storage', 'decision_cache', 'policies', 'policy_sets', 'tiers', 'tenants',
 ] as const;
 
 export function validateConfig(raw: unknown, path: string): TailSamplingConfig {
@@ -367,6 +374,11 @@ export function validateConfig(raw: unknown, path: string): TailSamplingConfig {
   if (raw.drop_pending_traces_on_shutdown !== undefined)
     c.dropPendingTracesOnShutdown = bool(raw.drop_pending_traces_on_shutdown, `${path}.drop_pending_traces_on_shutdown`);
   if (raw.sample_on_first_match !== undefined) c.sampleOnFirstMatch = bool(raw.sample_on_first_match, `${path}.sample_on_first_match`);
+  if (raw.span_storage !== undefined) {
+    const v = str(raw.span_storage, `${path}.span_storage`);
+    if (v !== 'objects' && v !== 'encoded') throw new ConfigError(`${path}.span_storage`, 'expected objects or encoded');
+    c.spanStorage = v;
+  }
   if (raw.decision_cache !== undefined) {
     const dp = `${path}.decision_cache`;
     if (!isObj(raw.decision_cache)) throw new ConfigError(dp, 'expected a mapping');

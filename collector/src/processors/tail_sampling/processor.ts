@@ -9,6 +9,8 @@ import { DEFAULT_POLICY_SET, type TailSamplingConfig } from './config.ts';
 import { LruSet } from './lru.ts';
 import { PolicySet, type TraceView } from './policies.ts';
 import { spanHeapBytes, spanWireBytes, traceKey, TracesBuilder } from './traces.ts';
+import { encodeTraces } from '../../../../proto/src/otlp/encode.ts';
+import { decodeTraces } from '../../../../proto/src/otlp/decode.ts';
 
 interface TraceEntry extends TraceView {
   key: string;
@@ -20,7 +22,16 @@ interface TraceEntry extends TraceView {
   tier: string | undefined;
   /** The ScopeSpans each span came in (parallel to spans). */
   scopes: ScopeSpans[];
+  /** span_storage: encoded — slab of each span's OTLP bytes, and (offset, length) pairs. */
+  encSlabs?: Uint8Array[];
+  encPos?: number[];
 }
+
+// Encoded spans are copied into shared slabs: one ArrayBuffer per 256 KiB of spans instead of one
+// per span. Spans arrive and are decided in time order, so a slab's spans are released together.
+const SLAB_BYTES = 256 * 1024;
+const EMPTY_RESOURCE = { attributes: [], droppedAttributesCount: 0 };
+const EMPTY_SCOPE = { name: '', version: '', attributes: [], droppedAttributesCount: 0 };
 
 export interface TailSamplingMetrics {
   liveTraces: number;
@@ -43,6 +54,8 @@ export interface TailSamplingMetrics {
   shutdown: { tracesDropped: number; spansDropped: number; tracesFlushed: number };
   invalidSpans: number;
   forwardErrors: number;
+  /** span_storage: encoded — buffered traces that failed to decode (dropped). */
+  decodeErrors: number;
   decisionCache: { sampled: number; notSampled: number };
 }
 
@@ -81,7 +94,15 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     lateSampled: 0, lateNotSampled: 0,
     oversizeDropped: 0, earlyDecisions: 0,
     shutdownTracesDropped: 0, shutdownSpansDropped: 0, shutdownFlushed: 0,
-    invalidSpans: 0, forwardErrors: 0,
+    invalidSpans: 0, forwardErrors: 0, decodeErrors: 0,
+  };
+  private readonly encoded: boolean;
+  private slab = new Uint8Array(0);
+  private slabPos = 0;
+  /** One reusable single-span request: each buffered span is encoded through it. */
+  private readonly encSpan: Span[] = [];
+  private readonly encReq: TracesData = {
+    resourceSpans: [{ resource: EMPTY_RESOURCE, schemaUrl: '', scopeSpans: [{ scope: EMPTY_SCOPE, schemaUrl: '', spans: this.encSpan }] }],
   };
   readonly counters: ComponentCounters = { accepted: 0, refused: 0, dropped: 0 };
 
@@ -93,6 +114,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   ) {
     this.now = opts.now ?? (() => performance.now());
     this.autoTick = opts.autoTick ?? true;
+    this.encoded = cfg.spanStorage === 'encoded';
     this.telemetry = opts.telemetry;
     this.id = opts.id ?? 'tail_sampling';
     this.sampledCache = new LruSet(cfg.decisionCache.sampledCacheSize);
@@ -153,9 +175,11 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
             if (this.pending.size >= cfg.numTraces) this.evictOldest();
             set ??= this.policySetFor(ctx);
             e = {
-              key, traceId: span.traceId, spans: [], resources: [], scopes: [], spanCount: 0,
+              // Encoded storage must not keep the decoder's id slab alive through a view: own copy.
+              key, traceId: this.encoded ? span.traceId.slice() : span.traceId, spans: [], resources: [], scopes: [], spanCount: 0,
               wireBytes: 0, heapBytes: 0, deadline: now + cfg.decisionWaitMs, set, tenant: ctx.tenant, tier: ctx.tier,
             };
+            if (this.encoded) { e.encSlabs = []; e.encPos = []; }
             this.pending.set(key, e);
           }
           const wire = spanWireBytes(span);
@@ -193,6 +217,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   }
 
   private appendSpan(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans, span: Span, wire: number): void {
+    if (e.encSlabs) return this.appendEncoded(e, rs, ss, span);
     let heap = spanHeapBytes(span) + 12; // + three array slots
     // Spans of a trace share one trace id view instead of holding one each.
     if (span.traceId !== e.traceId) { span.traceId = e.traceId; heap -= 100; }
@@ -205,6 +230,67 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     this.bufferedSpans++;
     this.bufferedWire += wire;
     this.bufferedHeap += heap;
+  }
+
+  private appendEncoded(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans, span: Span): void {
+    this.encSpan[0] = span;
+    const bytes = encodeTraces(this.encReq);
+    this.encSpan.length = 0;
+    const len = bytes.length;
+    let slab: Uint8Array, off: number;
+    if (len > SLAB_BYTES / 8) {
+      slab = bytes; // large span: its own buffer
+      off = 0;
+    } else {
+      if (this.slabPos + len > this.slab.length) {
+        this.slab = new Uint8Array(SLAB_BYTES);
+        this.slabPos = 0;
+      }
+      slab = this.slab;
+      off = this.slabPos;
+      slab.set(bytes, off);
+      this.slabPos += len;
+    }
+    e.encSlabs!.push(slab);
+    e.encPos!.push(off, len);
+    e.resources.push(rs);
+    e.scopes.push(ss);
+    // bytes + slab ref + two small ints + two array slots
+    const heap = len + 4 + 8 + 8;
+    e.spanCount++;
+    e.wireBytes += len;
+    e.heapBytes += heap;
+    this.bufferedSpans++;
+    this.bufferedWire += len;
+    this.bufferedHeap += heap;
+  }
+
+  /** span_storage: encoded — decodes the trace's spans for evaluation (one decode per trace). */
+  private materialise(e: TraceEntry): boolean {
+    const slabs = e.encSlabs!, pos = e.encPos!;
+    let total = 0;
+    for (let i = 1; i < pos.length; i += 2) total += pos[i];
+    const buf = Buffer.allocUnsafe(total);
+    let o = 0;
+    for (let i = 0; i < slabs.length; i++) {
+      buf.set(slabs[i].subarray(pos[2 * i], pos[2 * i] + pos[2 * i + 1]), o);
+      o += pos[2 * i + 1];
+    }
+    e.encSlabs = undefined;
+    e.encPos = undefined;
+    try {
+      // Concatenated TracesData messages decode as one whose resourceSpans are the spans in order.
+      const d = decodeTraces(buf);
+      const spans: Span[] = new Array(d.resourceSpans.length);
+      for (let i = 0; i < spans.length; i++) spans[i] = d.resourceSpans[i].scopeSpans[0].spans[0];
+      if (spans.length !== e.spanCount) throw new Error(`decoded ${spans.length} spans, expected ${e.spanCount}`);
+      e.spans = spans;
+      return true;
+    } catch (err) {
+      this.m.decodeErrors++;
+      this.logger?.error({ err }, 'tail_sampling: buffered trace failed to decode; dropped');
+      return false;
+    }
   }
 
   private release(e: TraceEntry): void {
@@ -233,6 +319,11 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
 
   private decideOne(e: TraceEntry, now: number, outs: Map<string, { b: TracesBuilder; ctx: RequestContext }>): void {
     this.release(e);
+    if (e.encSlabs && !this.materialise(e)) {
+      this.notSampledCache.add(e.key);
+      this.counters.dropped += e.spanCount;
+      return;
+    }
     if (e.set.decide(e, now)) {
       this.sampledCache.add(e.key);
       const gk = e.tenant === undefined && e.tier === undefined ? '' : `${e.tenant ?? ''}\u0000${e.tier ?? ''}`;
@@ -372,6 +463,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
       shutdown: { tracesDropped: this.m.shutdownTracesDropped, spansDropped: this.m.shutdownSpansDropped, tracesFlushed: this.m.shutdownFlushed },
       invalidSpans: this.m.invalidSpans,
       forwardErrors: this.m.forwardErrors,
+      decodeErrors: this.m.decodeErrors,
       decisionCache: { sampled: this.sampledCache.size, notSampled: this.notSampledCache.size },
     };
   }

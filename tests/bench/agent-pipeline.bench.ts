@@ -1,0 +1,302 @@
+// The agent's whole data path after the ring buffer: decode → enrich → signal builders (spans,
+// aggregated metrics, logs) → OTLP protobuf encode → zstd compress, driven from recorded kernel
+// events (tests/fixtures/tcp-burst.kscope, re-framed with frameRecords) through AgentPipeline with
+// an exporter that encodes and compresses instead of sending.
+//   1. throughput: events/s per core (CPU time of the process), side by side with the anchor,
+//      decode-only throughput (EventDecoder over the same batches, visitor reads type and pid);
+//   2. paced: a child process feeds 10k events/s for 10 s (100-record batches every 10 ms, like
+//      ring-buffer wake-ups) through the default-configured pipeline with its real timers, and
+//      reports the CPU share of one core and the RSS; the same child first measures the generator
+//      alone (decode-only at the same pace) as its baseline.
+// Goals: ≥ 500k events/s per core; ≤ 1% of a core and ≤ 100 MB RSS at 10k events/s.
+// Run: npx tsx tests/bench/agent-pipeline.bench.ts [--quick]
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AgentPipeline, AgentExporters, SignalExporter } from '../../agent/src/pipeline.ts';
+import type { KernelEvent } from '../../agent/src/decode/index.ts';
+import type { Enricher } from '../../agent/src/enrich/enricher.ts';
+import type { SignalData, SignalType } from '../../proto/src/model.ts';
+
+// Modules load dynamically so the paced child can tell the RSS of node + tsx, of the Kubernetes
+// client (imported by the enricher even with Kubernetes off) and of the rest apart.
+const rssAt = { start: process.memoryUsage.rss(), k8s: 0, agent: 0 };
+await import('@kubernetes/client-node');
+rssAt.k8s = process.memoryUsage.rss();
+const { AgentPipeline: Pipeline } = await import('../../agent/src/pipeline.ts');
+const { parseAgentConfig } = await import('../../agent/src/config.ts');
+const { EventDecoder, frameRecords } = await import('../../agent/src/decode/index.ts');
+const { EVENT_HEADER } = await import('../../agent/src/decode/layouts.ts');
+const { Enricher: EnricherClass, defaultEnricherConfig } = await import('../../agent/src/enrich/enricher.ts');
+const { FixtureReader } = await import('../../agent/src/sources/fixture.ts');
+const { encodeLogs, encodeMetrics, encodeTraces } = await import('../../proto/src/otlp/index.ts');
+const { zstdCompressSync } = await import('../../proto/src/zstd.ts');
+const { silentLogger } = await import('../../lib/log.ts');
+rssAt.agent = process.memoryUsage.rss();
+
+const quick = process.argv.includes('--quick');
+const paced = process.argv.includes('--paced');
+const FIXTURE = fileURLToPath(new URL('../fixtures/tcp-burst.kscope', import.meta.url));
+const GOAL_EPS = 500_000;
+const GOAL_CPU = 0.01;
+const GOAL_RSS_MB = 100;
+
+// ---------------------------------------------------------------- recorded records → fake host
+
+/** Every record of the fixture, copied out of its batches. */
+function loadRecords(): Uint8Array[] {
+  const r = new FixtureReader(FIXTURE);
+  const out: Uint8Array[] = [];
+  try {
+    for (let f = r.next(); f; f = r.next()) {
+      const dv = new DataView(f.buf, 0, f.byteLength);
+      let off = 0;
+      for (let i = 0; i < f.count; i++) {
+        const len = dv.getUint32(off, true);
+        out.push(new Uint8Array(f.buf.slice(off + 8, off + 8 + len)));
+        off += 8 + ((len + 7) & ~7);
+      }
+    }
+  } finally {
+    r.close();
+  }
+  return out;
+}
+
+/**
+ * A cgroup2 tree in a temp dir with one pod-like scope per recorded cgroup id; the records'
+ * cgroup ids are rewritten to those directories' inodes so enrichment takes its normal cached
+ * path (the recording host's cgroups don't exist here). /proc lookups go to an empty dir.
+ */
+function fakeHost(records: Uint8Array[]): { root: string; enricher: Enricher<KernelEvent> } {
+  const root = mkdtempSync(join(tmpdir(), 'kscope-agent-bench-'));
+  writeFileSync(join(root, 'cgroup.controllers'), '');
+  mkdirSync(join(root, 'noproc'));
+  const remap = new Map<bigint, bigint>();
+  const off = EVENT_HEADER.fields.cgroup_id.offset;
+  for (const rec of records) {
+    const dv = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+    const id = dv.getBigUint64(off, true);
+    let to = remap.get(id);
+    if (to === undefined) {
+      const n = remap.size;
+      const uid = `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+      const dir = join(root, 'kubepods.slice', 'kubepods-burstable.slice', `kubepods-burstable-pod${uid.replaceAll('-', '_')}.slice`,
+        `cri-containerd-${n.toString(16).padStart(64, '0')}.scope`);
+      mkdirSync(dir, { recursive: true });
+      to = BigInt(statSync(dir).ino);
+      remap.set(id, to);
+    }
+    dv.setBigUint64(off, to, true);
+  }
+  const enricher = new Enricher<KernelEvent>({ ...defaultEnricherConfig(), cgroupRoot: root, procRoot: join(root, 'noproc'), nodeName: 'bench-node', rescanIntervalMs: 0 }, { pods: null });
+  return { root, enricher };
+}
+
+function batchesOf(records: Uint8Array[], size: number): { buf: ArrayBuffer; count: number }[] {
+  const out: { buf: ArrayBuffer; count: number }[] = [];
+  for (let i = 0; i < records.length; i += size) {
+    const slice = records.slice(i, i + size);
+    out.push({ buf: frameRecords(slice), count: slice.length });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- encode+compress exporter
+
+interface Totals { calls: number; items: number; rawBytes: number; zstdBytes: number }
+
+function encodingExporter<S extends SignalType>(signal: S, totals: Totals): SignalExporter<S> {
+  const encode = (signal === 'traces' ? encodeTraces : signal === 'metrics' ? encodeMetrics : encodeLogs) as (d: SignalData[S]) => Buffer;
+  return {
+    async start() {},
+    async shutdown() {},
+    async consume(batch: SignalData[S]) {
+      const raw = encode(batch);
+      const z = zstdCompressSync(raw);
+      totals.calls++;
+      totals.rawBytes += raw.length;
+      totals.zstdBytes += z.length;
+    },
+  };
+}
+
+function makePipeline(enricher: Enricher<KernelEvent>, totals: Totals): AgentPipeline {
+  // the agent's defaults (batch 1000 spans / 5 s, metrics every 10 s, delta)
+  const cfg = parseAgentConfig({}, {});
+  const exporters: AgentExporters = {
+    traces: encodingExporter('traces', totals),
+    metrics: encodingExporter('metrics', totals),
+    logs: encodingExporter('logs', totals),
+  };
+  const offset = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  return new AgentPipeline({ signals: cfg.signals, batch: cfg.batch, enricher, exporters, toUnixNano: (m) => m + offset, logger: silentLogger() });
+}
+
+const host = { reportFatal: (err: Error) => { throw err; } };
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const cpuNs = () => { const u = process.cpuUsage(); return (u.user + u.system) * 1000; };
+
+// ---------------------------------------------------------------- 1. throughput
+
+async function throughput(): Promise<void> {
+  const records = loadRecords();
+  const { root, enricher } = fakeHost(records);
+  try {
+    await enricher.start();
+    const batches = batchesOf(records, 256);
+    const perPass = records.length;
+    const passes = quick ? 40 : 120;
+    const rounds = quick ? 3 : 5;
+    const totals: Totals = { calls: 0, items: 0, rawBytes: 0, zstdBytes: 0 };
+    const pipeline = makePipeline(enricher, totals);
+    // no timers: flushes happen by size, metrics are collected once per pass (as an interval would)
+    await pipeline.start(host);
+    // @ts-expect-error the timers are private; the throughput loop drives flushing itself
+    clearInterval(pipeline.flushTimer); clearInterval(pipeline.metricsTimer);
+
+    async function runFull(): Promise<{ wall: number; cpu: number }> {
+      const c0 = cpuNs();
+      const t0 = process.hrtime.bigint();
+      for (let p = 0; p < passes; p++) {
+        for (let b = 0; b < batches.length; b++) {
+          const x = batches[b]!;
+          pipeline.onBatch(x.buf, x.buf.byteLength, x.count);
+          // the ring-buffer callback returns to the event loop between batches: let exports settle
+          if ((b & 7) === 7) await pipeline.settle();
+        }
+        pipeline.flush();
+        pipeline.exportMetrics();
+        await pipeline.settle();
+      }
+      return { wall: Number(process.hrtime.bigint() - t0), cpu: cpuNs() - c0 };
+    }
+
+    let sink = 0;
+    const decoder = new EventDecoder({
+      tcp: (v) => { sink += v.typeCode + v.tgid; },
+      proc: (v) => { sink += v.typeCode + v.tgid; },
+      exec: (v) => { sink += v.typeCode + v.tgid; },
+    });
+    async function runDecode(): Promise<{ wall: number; cpu: number }> {
+      const c0 = cpuNs();
+      const t0 = process.hrtime.bigint();
+      for (let p = 0; p < passes; p++) {
+        for (let b = 0; b < batches.length; b++) {
+          const x = batches[b]!;
+          decoder.decodeBatch(x.buf, x.buf.byteLength, x.count);
+          if ((b & 7) === 7) await Promise.resolve();
+        }
+      }
+      return { wall: Number(process.hrtime.bigint() - t0), cpu: cpuNs() - c0 };
+    }
+
+    const events = passes * perPass;
+    console.log(`agent pipeline bench: ${perPass} recorded events (tcp-burst.kscope) × ${passes} passes = ${events} events/round, ${batches.length} batches of ≤256, ${rounds} rounds (median)`);
+    await runFull(); await runDecode(); // JIT warm-up
+    const full: number[] = [], fullWall: number[] = [], dec: number[] = [];
+    const t0 = { ...totals };
+    for (let r = 0; r < rounds; r++) {
+      const f = await runFull();
+      const d = await runDecode();
+      full.push(events / (f.cpu / 1e9));
+      fullWall.push(events / (f.wall / 1e9));
+      dec.push(events / (d.cpu / 1e9));
+    }
+    if (sink === 0) throw new Error('unreachable');
+    const c = pipeline.counters;
+    if (c.droppedBatches || c.exportFailures) throw new Error(`pipeline dropped ${c.droppedBatches} batches, ${c.exportFailures} export failures`);
+    const fe = median(full), de = median(dec), fw = median(fullWall);
+    const evTotal = rounds * events;
+    const raw = totals.rawBytes - t0.rawBytes, z = totals.zstdBytes - t0.zstdBytes;
+    console.log(`  anchor  decode only          ${(de / 1e6).toFixed(2)} M events/s per core`);
+    console.log(`  full    decode→…→zstd        ${(fe / 1e3).toFixed(0)} k events/s per core (CPU time; wall ${(fw / 1e3).toFixed(0)} k/s), ${(1e9 / fe).toFixed(0)} ns/event`);
+    console.log(`          ratio full/anchor    ${(fe / de).toFixed(3)}  (anchor is ${(de / fe).toFixed(1)}× faster)`);
+    console.log(`          output               ${(raw / evTotal).toFixed(0)} B OTLP → ${(z / evTotal).toFixed(1)} B zstd per event (${(raw / z).toFixed(1)}×), ${c.spansExported} spans, ${c.pointsExported} points, ${c.logsExported} logs exported`);
+    console.log(`  goal ≥ ${GOAL_EPS / 1e3}k events/s per core: ${fe >= GOAL_EPS ? 'MET' : 'NOT MET'} (${(fe / GOAL_EPS).toFixed(2)}× the goal)`);
+    await pipeline.shutdown();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- 2. paced (child process)
+
+async function pacedRun(): Promise<void> {
+  const RATE = 10_000;
+  const TICK_MS = 10;
+  const PER_TICK = (RATE * TICK_MS) / 1000;
+  const WINDOW_MS = quick ? 5_000 : 10_000;
+  const records = loadRecords();
+  const { root, enricher } = fakeHost(records);
+  try {
+    await enricher.start();
+    const batches = batchesOf(records, PER_TICK);
+    const totals: Totals = { calls: 0, items: 0, rawBytes: 0, zstdBytes: 0 };
+
+    /** Feeds one batch per tick for the window; returns CPU fraction of one core and RSS peak. */
+    async function feed(onBatch: (buf: ArrayBuffer, len: number, count: number) => void, ms: number): Promise<{ cpu: number; events: number; rssPeak: number }> {
+      let i = 0, events = 0, rssPeak = 0;
+      const c0 = cpuNs();
+      const t0 = Date.now();
+      let ticks = 0;
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          // catch up when a tick came late, so the rate holds
+          const due = Math.floor((Date.now() - t0) / TICK_MS);
+          while (ticks < due) {
+            const b = batches[i++ % batches.length]!;
+            onBatch(b.buf, b.buf.byteLength, b.count);
+            events += b.count;
+            ticks++;
+          }
+          if ((ticks & 63) === 0) rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
+          if (Date.now() - t0 >= ms) { clearInterval(timer); resolve(); }
+        }, TICK_MS);
+      });
+      const wall = (Date.now() - t0) * 1e6;
+      rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
+      return { cpu: (cpuNs() - c0) / wall, events, rssPeak };
+    }
+
+    let sink = 0;
+    const decoder = new EventDecoder({ tcp: (v) => { sink += v.tgid; }, proc: (v) => { sink += v.tgid; }, exec: (v) => { sink += v.tgid; } });
+    const base = await feed((buf, len, count) => decoder.decodeBatch(buf, len, count), Math.min(WINDOW_MS, 5_000));
+    if (sink === 0) throw new Error('unreachable');
+
+    const pipeline = makePipeline(enricher, totals);
+    await pipeline.start(host);
+    await feed(pipeline.onBatch, 2_000); // warm-up (JIT, caches, first metrics series)
+    const rss0 = process.memoryUsage.rss();
+    const run = await feed(pipeline.onBatch, WINDOW_MS);
+    await pipeline.shutdown();
+    const m = process.memoryUsage();
+    const out = {
+      rate: run.events / (WINDOW_MS / 1000), windowMs: WINDOW_MS, cpu: run.cpu, baseCpu: base.cpu, rssPeakMb: run.rssPeak / 2 ** 20, rssStartMb: rss0 / 2 ** 20,
+      heapUsedMb: m.heapUsed / 2 ** 20, dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
+    };
+    process.stdout.write(`PACED ${JSON.stringify(out)}\n`);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+if (paced) {
+  await pacedRun();
+} else {
+  await throughput();
+  // a fresh process, so the RSS is the agent path's and not the throughput run's garbage
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8' });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('PACED '));
+  if (!line) throw new Error(`paced child failed (${r.status}): ${r.stderr}`);
+  const p = JSON.parse(line.slice(6)) as { rate: number; windowMs: number; cpu: number; baseCpu: number; rssPeakMb: number; rssStartMb: number; heapUsedMb: number; dropped: number; exported: number };
+  console.log(`paced: ${Math.round(p.rate)} events/s for ${p.windowMs / 1000} s in a fresh process (node + tsx), default agent config`);
+  console.log(`  anchor  generator + decode only  ${(p.baseCpu * 100).toFixed(2)} % of a core`);
+  console.log(`  full    pipeline                 ${(p.cpu * 100).toFixed(2)} % of a core (ratio to anchor ${(p.cpu / p.baseCpu).toFixed(2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
+  console.log(`          RSS                      peak ${p.rssPeakMb.toFixed(0)} MB (at window start ${p.rssStartMb.toFixed(0)} MB), heap used ${p.heapUsedMb.toFixed(0)} MB`);
+  console.log(`  goal ≤ ${GOAL_CPU * 100}% of a core: ${p.cpu <= GOAL_CPU ? 'MET' : 'NOT MET'} (${(p.cpu / GOAL_CPU).toFixed(2)}× the budget); ` +
+    `goal ≤ ${GOAL_RSS_MB} MB RSS: ${p.rssPeakMb <= GOAL_RSS_MB ? 'MET' : 'NOT MET'} (${(p.rssPeakMb / GOAL_RSS_MB).toFixed(2)}×)`);
+}

@@ -1,0 +1,98 @@
+// OTAP codec benchmark on agent-shaped traces (TCP connection spans, network.* span attributes,
+// k8s.* resource attributes, ~10 attributes per span), stream mode (one producer per batch size,
+// delta dictionaries across batches). Prints bytes per batch for OTLP, OTLP+zstd, OTAP and
+// OTAP+zstd (Arrow IPC body compression), the ratio against OTLP+zstd, and encode/decode spans
+// per CPU-second next to the OTLP protobuf codec (the anchor), measured side by side.
+//   npx tsx tests/bench/otap-codec.bench.ts [--quick]
+import { OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
+import { decodeBatchArrowRecords, encodeBatchArrowRecords } from '../../proto/src/otap/messages.ts';
+import { agentTraces } from '../../proto/src/otap/fixtures.ts';
+import { zstdCompressSync } from '../../proto/src/otap/zstd-sync.ts';
+import { decodeTraces, encodeTraces } from '../../proto/src/otlp/index.ts';
+import type { TracesData } from '../../proto/src/model.ts';
+
+const quick = process.argv.includes('--quick');
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+interface SizeRow {
+  batch: number;
+  otlp: number;
+  otlpZstd: number;
+  otap: number;
+  otapZstd: number;
+}
+
+function sizes(batch: number, batches: number): SizeRow {
+  const plain = new OtapProducer({ compression: 'none' });
+  const zstd = new OtapProducer({ compression: 'zstd' });
+  const row: SizeRow = { batch, otlp: 0, otlpZstd: 0, otap: 0, otapZstd: 0 };
+  for (let i = 0; i < batches; i++) {
+    const d = agentTraces(batch, 1000 + i, 1_700_000_000_000_000_000n + BigInt(i) * 10_000_000_000n);
+    const otlp = encodeTraces(d);
+    row.otlp += otlp.length;
+    row.otlpZstd += zstdCompressSync(otlp, 3).length;
+    row.otap += encodeBatchArrowRecords(plain.produce('traces', d)).length;
+    row.otapZstd += encodeBatchArrowRecords(zstd.produce('traces', d)).length;
+  }
+  for (const k of ['otlp', 'otlpZstd', 'otap', 'otapZstd'] as const) row[k] /= batches;
+  return row;
+}
+
+interface SpeedRow {
+  otapEncode: number;
+  otapDecode: number;
+  otlpEncode: number;
+  otlpDecode: number;
+}
+
+/** Spans per CPU-second; datasets made up front so generation is not timed. */
+function speed(batch: number, rounds: number): SpeedRow {
+  const data: TracesData[] = Array.from({ length: rounds }, (_, i) => agentTraces(batch, 2000 + i));
+  const producer = new OtapProducer({ compression: 'zstd' });
+  const consumer = new OtapConsumer('traces');
+  let encMs = 0, decMs = 0, oEncMs = 0, oDecMs = 0, counted = 0;
+  for (let i = 0; i < rounds; i++) {
+    const d = data[i];
+    const t0 = cpuMs();
+    const wire = encodeBatchArrowRecords(producer.produce('traces', d));
+    const t1 = cpuMs();
+    consumer.consume(decodeBatchArrowRecords(wire));
+    const t2 = cpuMs();
+    const otlp = encodeTraces(d);
+    const t3 = cpuMs();
+    decodeTraces(otlp);
+    const t4 = cpuMs();
+    if (i >= 2) {
+      // first rounds warm the JIT
+      encMs += t1 - t0;
+      decMs += t2 - t1;
+      oEncMs += t3 - t2;
+      oDecMs += t4 - t3;
+      counted += batch;
+    }
+  }
+  const rate = (ms: number) => (counted / ms) * 1000;
+  return { otapEncode: rate(encMs), otapDecode: rate(decMs), otlpEncode: rate(oEncMs), otlpDecode: rate(oDecMs) };
+}
+
+console.log(`# OTAP codec — agent traces (${quick ? 'quick' : 'full'} run), bytes per batch, stream mode`);
+console.log('batch | OTLP | OTLP+zstd | OTAP | OTAP+zstd | OTAP+zstd / OTLP+zstd | B/span OTAP+zstd');
+const plan: [number, number][] = quick ? [[100, 20], [1000, 8], [10000, 3]] : [[100, 60], [1000, 20], [10000, 5]];
+let ratio1000 = NaN;
+for (const [batch, n] of plan) {
+  const r = sizes(batch, n);
+  const ratio = r.otapZstd / r.otlpZstd;
+  if (batch === 1000) ratio1000 = ratio;
+  console.log(`${batch} | ${fmt(r.otlp)} | ${fmt(r.otlpZstd)} | ${fmt(r.otap)} | ${fmt(r.otapZstd)} | ${ratio.toFixed(3)} | ${(r.otapZstd / batch).toFixed(1)}`);
+}
+console.log(`goal: OTAP+zstd ≤ 0.45× OTLP+zstd at batch 1000 → measured ${ratio1000.toFixed(3)}× (${ratio1000 <= 0.45 ? 'met' : 'NOT met'})`);
+
+console.log('\n# spans per CPU-second (process CPU time, includes GC), batch 10000, OTAP with IPC zstd');
+const s = speed(10000, quick ? 5 : 10);
+console.log(`OTAP encode ${fmt(s.otapEncode)} /s  (anchor OTLP protobuf encode ${fmt(s.otlpEncode)} /s, ratio ${(s.otapEncode / s.otlpEncode).toFixed(2)}×)`);
+console.log(`OTAP decode ${fmt(s.otapDecode)} /s  (anchor OTLP protobuf decode ${fmt(s.otlpDecode)} /s, ratio ${(s.otapDecode / s.otlpDecode).toFixed(2)}×)`);
+console.log(`goal: ≥ 1,000,000 spans/s per core each way → encode ${s.otapEncode >= 1e6 ? 'met' : 'NOT met'}, decode ${s.otapDecode >= 1e6 ? 'met' : 'NOT met'}`);
