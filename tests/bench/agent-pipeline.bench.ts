@@ -70,7 +70,7 @@ function loadRecords(): Uint8Array[] {
  * cgroup ids are rewritten to those directories' inodes so enrichment takes its normal cached
  * path (the recording host's cgroups don't exist here). /proc lookups go to an empty dir.
  */
-function fakeHost(records: Uint8Array[]): { root: string; enricher: Enricher<KernelEvent> } {
+function fakeHost(records: Uint8Array[]): { root: string; newEnricher: () => Enricher<KernelEvent> } {
   const root = mkdtempSync(join(tmpdir(), 'kscope-agent-bench-'));
   writeFileSync(join(root, 'cgroup.controllers'), '');
   mkdirSync(join(root, 'noproc'));
@@ -91,8 +91,10 @@ function fakeHost(records: Uint8Array[]): { root: string; enricher: Enricher<Ker
     }
     dv.setBigUint64(off, to, true);
   }
-  const enricher = new Enricher<KernelEvent>({ ...defaultEnricherConfig(), cgroupRoot: root, procRoot: join(root, 'noproc'), nodeName: 'bench-node', rescanIntervalMs: 0 }, { pods: null });
-  return { root, enricher };
+  const newEnricher = () => new EnricherClass<KernelEvent>({
+    ...defaultEnricherConfig(), cgroupRoot: root, procRoot: join(root, 'noproc'), nodeName: 'bench-node', rescanIntervalMs: 0,
+  }, { pods: null });
+  return { root, newEnricher };
 }
 
 function batchesOf(records: Uint8Array[], size: number): { buf: ArrayBuffer; count: number }[] {
@@ -104,35 +106,37 @@ function batchesOf(records: Uint8Array[], size: number): { buf: ArrayBuffer; cou
   return out;
 }
 
-// ---------------------------------------------------------------- encode+compress exporter
+// ---------------------------------------------------------------- exporters that stop short of sending
 
-interface Totals { calls: number; items: number; rawBytes: number; zstdBytes: number }
+interface Totals { calls: number; rawBytes: number; zstdBytes: number }
+/** 'drop': the batch is discarded (decode+enrich+signals only); 'encode': OTLP protobuf; 'zstd': encode + compress. */
+type Stage = 'drop' | 'encode' | 'zstd';
 
-function encodingExporter<S extends SignalType>(signal: S, totals: Totals): SignalExporter<S> {
+function stageExporter<S extends SignalType>(signal: S, stage: Stage, totals: Totals): SignalExporter<S> {
   const encode = (signal === 'traces' ? encodeTraces : signal === 'metrics' ? encodeMetrics : encodeLogs) as (d: SignalData[S]) => Buffer;
   return {
     async start() {},
     async shutdown() {},
     async consume(batch: SignalData[S]) {
-      const raw = encode(batch);
-      const z = zstdCompressSync(raw);
       totals.calls++;
+      if (stage === 'drop') return;
+      const raw = encode(batch);
       totals.rawBytes += raw.length;
-      totals.zstdBytes += z.length;
+      if (stage === 'zstd') totals.zstdBytes += zstdCompressSync(raw).length;
     },
   };
 }
 
-function makePipeline(enricher: Enricher<KernelEvent>, totals: Totals): AgentPipeline {
+function makePipeline(enricher: Enricher<KernelEvent>, stage: Stage, totals: Totals): AgentPipeline {
   // the agent's defaults (batch 1000 spans / 5 s, metrics every 10 s, delta)
   const cfg = parseAgentConfig({}, {});
   const exporters: AgentExporters = {
-    traces: encodingExporter('traces', totals),
-    metrics: encodingExporter('metrics', totals),
-    logs: encodingExporter('logs', totals),
+    traces: stageExporter('traces', stage, totals),
+    metrics: stageExporter('metrics', stage, totals),
+    logs: stageExporter('logs', stage, totals),
   };
   const offset = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
-  return new AgentPipeline({ signals: cfg.signals, batch: cfg.batch, enricher, exporters, toUnixNano: (m) => m + offset, logger: silentLogger() });
+  return new Pipeline({ signals: cfg.signals, batch: cfg.batch, enricher, exporters, toUnixNano: (m) => m + offset, logger: silentLogger() });
 }
 
 const host = { reportFatal: (err: Error) => { throw err; } };
@@ -143,21 +147,30 @@ const cpuNs = () => { const u = process.cpuUsage(); return (u.user + u.system) *
 
 async function throughput(): Promise<void> {
   const records = loadRecords();
-  const { root, enricher } = fakeHost(records);
+  const { root, newEnricher } = fakeHost(records);
   try {
-    await enricher.start();
     const batches = batchesOf(records, 256);
     const perPass = records.length;
-    const passes = quick ? 40 : 120;
+    const passes = quick ? 20 : 60;
     const rounds = quick ? 3 : 5;
-    const totals: Totals = { calls: 0, items: 0, rawBytes: 0, zstdBytes: 0 };
-    const pipeline = makePipeline(enricher, totals);
-    // no timers: flushes happen by size, metrics are collected once per pass (as an interval would)
-    await pipeline.start(host);
-    // @ts-expect-error the timers are private; the throughput loop drives flushing itself
-    clearInterval(pipeline.flushTimer); clearInterval(pipeline.metricsTimer);
+    const events = passes * perPass;
 
-    async function runFull(): Promise<{ wall: number; cpu: number }> {
+    const stages: Stage[] = ['drop', 'encode', 'zstd'];
+    const lanes = [];
+    for (const stage of stages) {
+      const enricher = newEnricher();
+      await enricher.start();
+      const totals: Totals = { calls: 0, rawBytes: 0, zstdBytes: 0 };
+      const pipeline = makePipeline(enricher, stage, totals);
+      await pipeline.start(host);
+      // the loop below drives flushing and metric collection itself
+      const timers = pipeline as unknown as { flushTimer: NodeJS.Timeout; metricsTimer: NodeJS.Timeout };
+      clearInterval(timers.flushTimer);
+      clearInterval(timers.metricsTimer);
+      lanes.push({ stage, pipeline, totals, cpu: [] as number[], wall: [] as number[] });
+    }
+
+    async function runFull(pipeline: AgentPipeline): Promise<{ wall: number; cpu: number }> {
       const c0 = cpuNs();
       const t0 = process.hrtime.bigint();
       for (let p = 0; p < passes; p++) {
@@ -168,7 +181,7 @@ async function throughput(): Promise<void> {
           if ((b & 7) === 7) await pipeline.settle();
         }
         pipeline.flush();
-        pipeline.exportMetrics();
+        pipeline.exportMetrics(); // one metrics interval per pass
         await pipeline.settle();
       }
       return { wall: Number(process.hrtime.bigint() - t0), cpu: cpuNs() - c0 };
@@ -193,30 +206,40 @@ async function throughput(): Promise<void> {
       return { wall: Number(process.hrtime.bigint() - t0), cpu: cpuNs() - c0 };
     }
 
-    const events = passes * perPass;
-    console.log(`agent pipeline bench: ${perPass} recorded events (tcp-burst.kscope) × ${passes} passes = ${events} events/round, ${batches.length} batches of ≤256, ${rounds} rounds (median)`);
-    await runFull(); await runDecode(); // JIT warm-up
-    const full: number[] = [], fullWall: number[] = [], dec: number[] = [];
-    const t0 = { ...totals };
+    console.log(`agent pipeline bench: ${perPass} recorded events (tcp-burst.kscope) × ${passes} passes = ${events} events/round, ${batches.length} batches of ≤256, ${rounds} rounds, side by side (median); rates per core = events / CPU time of the process`);
+    for (const l of lanes) await runFull(l.pipeline); // JIT warm-up
+    await runDecode();
+    const dec: number[] = [];
+    const before = lanes.map((l) => ({ ...l.totals }));
     for (let r = 0; r < rounds; r++) {
-      const f = await runFull();
       const d = await runDecode();
-      full.push(events / (f.cpu / 1e9));
-      fullWall.push(events / (f.wall / 1e9));
       dec.push(events / (d.cpu / 1e9));
+      for (const l of lanes) {
+        const f = await runFull(l.pipeline);
+        l.cpu.push(events / (f.cpu / 1e9));
+        l.wall.push(events / (f.wall / 1e9));
+      }
     }
     if (sink === 0) throw new Error('unreachable');
-    const c = pipeline.counters;
-    if (c.droppedBatches || c.exportFailures) throw new Error(`pipeline dropped ${c.droppedBatches} batches, ${c.exportFailures} export failures`);
-    const fe = median(full), de = median(dec), fw = median(fullWall);
+    const de = median(dec);
     const evTotal = rounds * events;
-    const raw = totals.rawBytes - t0.rawBytes, z = totals.zstdBytes - t0.zstdBytes;
-    console.log(`  anchor  decode only          ${(de / 1e6).toFixed(2)} M events/s per core`);
-    console.log(`  full    decode→…→zstd        ${(fe / 1e3).toFixed(0)} k events/s per core (CPU time; wall ${(fw / 1e3).toFixed(0)} k/s), ${(1e9 / fe).toFixed(0)} ns/event`);
-    console.log(`          ratio full/anchor    ${(fe / de).toFixed(3)}  (anchor is ${(de / fe).toFixed(1)}× faster)`);
-    console.log(`          output               ${(raw / evTotal).toFixed(0)} B OTLP → ${(z / evTotal).toFixed(1)} B zstd per event (${(raw / z).toFixed(1)}×), ${c.spansExported} spans, ${c.pointsExported} points, ${c.logsExported} logs exported`);
-    console.log(`  goal ≥ ${GOAL_EPS / 1e3}k events/s per core: ${fe >= GOAL_EPS ? 'MET' : 'NOT MET'} (${(fe / GOAL_EPS).toFixed(2)}× the goal)`);
-    await pipeline.shutdown();
+    console.log(`  anchor  decode only                      ${(de / 1e6).toFixed(2)} M events/s per core (${(1e9 / de).toFixed(0)} ns/event)`);
+    const label: Record<Stage, string> = { drop: 'decode+enrich+signals', encode: '  + OTLP encode', zstd: '  + zstd (full path)' };
+    let full = 0;
+    for (const l of lanes) {
+      const c = l.pipeline.counters;
+      if (c.droppedBatches || c.exportFailures) throw new Error(`${l.stage}: pipeline dropped ${c.droppedBatches} batches, ${c.exportFailures} export failures`);
+      const fe = median(l.cpu);
+      if (l.stage === 'zstd') full = fe;
+      console.log(`  ${label[l.stage].padEnd(38)} ${(fe / 1e3).toFixed(0).padStart(5)} k events/s per core, ${(1e9 / fe).toFixed(0).padStart(5)} ns/event (wall ${(median(l.wall) / 1e3).toFixed(0)} k/s), ratio to anchor ${(fe / de).toFixed(4)}`);
+    }
+    const z = lanes.find((l) => l.stage === 'zstd')!;
+    const b0 = before[lanes.indexOf(z)]!;
+    const raw = z.totals.rawBytes - b0.rawBytes, zb = z.totals.zstdBytes - b0.zstdBytes;
+    const c = z.pipeline.counters;
+    console.log(`  output per event: ${(raw / evTotal).toFixed(0)} B OTLP → ${(zb / evTotal).toFixed(1)} B zstd (${(raw / zb).toFixed(1)}×); exported ${c.spansExported} spans, ${c.pointsExported} metric points, ${c.logsExported} logs`);
+    console.log(`  goal ≥ ${GOAL_EPS / 1e3}k events/s per core (full path): ${full >= GOAL_EPS ? 'MET' : 'NOT MET'} (${(full / GOAL_EPS).toFixed(2)}× the goal)`);
+    for (const l of lanes) await l.pipeline.shutdown();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -230,11 +253,12 @@ async function pacedRun(): Promise<void> {
   const PER_TICK = (RATE * TICK_MS) / 1000;
   const WINDOW_MS = quick ? 5_000 : 10_000;
   const records = loadRecords();
-  const { root, enricher } = fakeHost(records);
+  const { root, newEnricher } = fakeHost(records);
   try {
+    const enricher = newEnricher();
     await enricher.start();
     const batches = batchesOf(records, PER_TICK);
-    const totals: Totals = { calls: 0, items: 0, rawBytes: 0, zstdBytes: 0 };
+    const totals: Totals = { calls: 0, rawBytes: 0, zstdBytes: 0 };
 
     /** Feeds one batch per tick for the window; returns CPU fraction of one core and RSS peak. */
     async function feed(onBatch: (buf: ArrayBuffer, len: number, count: number) => void, ms: number): Promise<{ cpu: number; events: number; rssPeak: number }> {
@@ -266,16 +290,18 @@ async function pacedRun(): Promise<void> {
     const base = await feed((buf, len, count) => decoder.decodeBatch(buf, len, count), Math.min(WINDOW_MS, 5_000));
     if (sink === 0) throw new Error('unreachable');
 
-    const pipeline = makePipeline(enricher, totals);
+    const pipeline = makePipeline(enricher, 'zstd', totals);
     await pipeline.start(host);
     await feed(pipeline.onBatch, 2_000); // warm-up (JIT, caches, first metrics series)
     const rss0 = process.memoryUsage.rss();
     const run = await feed(pipeline.onBatch, WINDOW_MS);
     await pipeline.shutdown();
     const m = process.memoryUsage();
+    const mb = (x: number) => x / 2 ** 20;
     const out = {
-      rate: run.events / (WINDOW_MS / 1000), windowMs: WINDOW_MS, cpu: run.cpu, baseCpu: base.cpu, rssPeakMb: run.rssPeak / 2 ** 20, rssStartMb: rss0 / 2 ** 20,
-      heapUsedMb: m.heapUsed / 2 ** 20, dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
+      rate: run.events / (WINDOW_MS / 1000), windowMs: WINDOW_MS, cpu: run.cpu, baseCpu: base.cpu, rssPeakMb: mb(run.rssPeak), rssStartMb: mb(rss0),
+      rssNodeTsxMb: mb(rssAt.start), rssK8sClientMb: mb(rssAt.k8s - rssAt.start), rssAgentModulesMb: mb(rssAt.agent - rssAt.k8s),
+      heapUsedMb: mb(m.heapUsed), dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
     };
     process.stdout.write(`PACED ${JSON.stringify(out)}\n`);
   } finally {
@@ -292,11 +318,12 @@ if (paced) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('PACED '));
   if (!line) throw new Error(`paced child failed (${r.status}): ${r.stderr}`);
-  const p = JSON.parse(line.slice(6)) as { rate: number; windowMs: number; cpu: number; baseCpu: number; rssPeakMb: number; rssStartMb: number; heapUsedMb: number; dropped: number; exported: number };
-  console.log(`paced: ${Math.round(p.rate)} events/s for ${p.windowMs / 1000} s in a fresh process (node + tsx), default agent config`);
-  console.log(`  anchor  generator + decode only  ${(p.baseCpu * 100).toFixed(2)} % of a core`);
-  console.log(`  full    pipeline                 ${(p.cpu * 100).toFixed(2)} % of a core (ratio to anchor ${(p.cpu / p.baseCpu).toFixed(2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
-  console.log(`          RSS                      peak ${p.rssPeakMb.toFixed(0)} MB (at window start ${p.rssStartMb.toFixed(0)} MB), heap used ${p.heapUsedMb.toFixed(0)} MB`);
-  console.log(`  goal ≤ ${GOAL_CPU * 100}% of a core: ${p.cpu <= GOAL_CPU ? 'MET' : 'NOT MET'} (${(p.cpu / GOAL_CPU).toFixed(2)}× the budget); ` +
-    `goal ≤ ${GOAL_RSS_MB} MB RSS: ${p.rssPeakMb <= GOAL_RSS_MB ? 'MET' : 'NOT MET'} (${(p.rssPeakMb / GOAL_RSS_MB).toFixed(2)}×)`);
+  const p = JSON.parse(line.slice(6)) as Record<string, number>;
+  const f = (x: number, d = 0) => x.toFixed(d);
+  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (node + tsx), default agent config, full path (encode + zstd)`);
+  console.log(`  anchor  generator + decode only  ${f(p.baseCpu! * 100, 2)} % of a core`);
+  console.log(`  full    pipeline                 ${f(p.cpu! * 100, 2)} % of a core (ratio to anchor ${f(p.cpu! / p.baseCpu!, 2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
+  console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node+tsx ${f(p.rssNodeTsxMb!)} MB + @kubernetes/client-node ${f(p.rssK8sClientMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB + data; heap used ${f(p.heapUsedMb!)} MB`);
+  console.log(`  goal ≤ ${GOAL_CPU * 100}% of a core: ${p.cpu! <= GOAL_CPU ? 'MET' : 'NOT MET'} (${f(p.cpu! / GOAL_CPU, 2)}× the budget); ` +
+    `goal ≤ ${GOAL_RSS_MB} MB RSS: ${p.rssPeakMb! <= GOAL_RSS_MB ? 'MET' : 'NOT MET'} (${f(p.rssPeakMb! / GOAL_RSS_MB, 2)}×)`);
 }

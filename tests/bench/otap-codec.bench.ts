@@ -3,13 +3,17 @@
 // delta dictionaries across batches). Prints bytes per batch for OTLP, OTLP+zstd, OTAP and
 // OTAP+zstd (Arrow IPC body compression), the ratio against OTLP+zstd, and encode/decode spans
 // per CPU-second next to the OTLP protobuf codec (the anchor), measured side by side.
-//   npx tsx tests/bench/otap-codec.bench.ts [--quick]
+// With --go, the same batches also go through the reference collector's otelarrow exporter
+// (tests/peers, if built) into our server, giving the Go encoder's bytes per batch to compare.
+//   npx tsx tests/bench/otap-codec.bench.ts [--quick] [--go]
 import { OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
 import { decodeBatchArrowRecords, encodeBatchArrowRecords } from '../../proto/src/otap/messages.ts';
 import { agentTraces } from '../../proto/src/otap/fixtures.ts';
 import { zstdCompressSync } from '../../proto/src/otap/zstd-sync.ts';
 import { decodeTraces, encodeTraces } from '../../proto/src/otlp/index.ts';
 import type { TracesData } from '../../proto/src/model.ts';
+import { addOtapServices } from '../../proto/src/grpc/otap-server.ts';
+import { bindServer, createGrpcServer } from '../../proto/src/grpc/common.ts';
 
 const quick = process.argv.includes('--quick');
 const cpuMs = () => {
@@ -96,3 +100,61 @@ const s = speed(10000, quick ? 5 : 10);
 console.log(`OTAP encode ${fmt(s.otapEncode)} /s  (anchor OTLP protobuf encode ${fmt(s.otlpEncode)} /s, ratio ${(s.otapEncode / s.otlpEncode).toFixed(2)}×)`);
 console.log(`OTAP decode ${fmt(s.otapDecode)} /s  (anchor OTLP protobuf decode ${fmt(s.otlpDecode)} /s, ratio ${(s.otapDecode / s.otlpDecode).toFixed(2)}×)`);
 console.log(`goal: ≥ 1,000,000 spans/s per core each way → encode ${s.otapEncode >= 1e6 ? 'met' : 'NOT met'}, decode ${s.otapDecode >= 1e6 ? 'met' : 'NOT met'}`);
+
+if (process.argv.includes('--go')) {
+  const { peerBuilt, startOtelcol } = await import('../peers/index.ts');
+  if (!peerBuilt('otelcol')) {
+    console.log('\n(--go: the otelcol peer is not built; run bash tests/peers/build.sh otelcol)');
+  } else {
+    console.log('\n# Go reference encoder (otelarrow exporter, IPC zstd, gRPC compression none) vs ours, same batches');
+    const received: number[] = [];
+    const server = createGrpcServer();
+    addOtapServices(server, async (_s, _d, ctx) => {
+      received.push(ctx.bytes ?? 0);
+    });
+    const port = await bindServer(server, '127.0.0.1:0');
+    const col = await startOtelcol(
+      ({ ports }) => `
+receivers:
+  otlp:
+    protocols:
+      http: { endpoint: 127.0.0.1:${ports[0]} }
+exporters:
+  otelarrow:
+    endpoint: 127.0.0.1:${port}
+    tls: { insecure: true }
+    compression: none
+    sending_queue: { enabled: false }
+    arrow: { num_streams: 1 }
+service:
+  pipelines:
+    traces: { receivers: [otlp], exporters: [otelarrow] }
+`,
+      { ports: 1 },
+    );
+    try {
+      for (const [batch, n] of [[100, 20], [1000, 8]] as const) {
+        received.length = 0;
+        const ours = new OtapProducer({ compression: 'zstd' });
+        let oursBytes = 0;
+        for (let i = 0; i < n; i++) {
+          const d = agentTraces(batch, 3000 + i, 1_700_000_000_000_000_000n + BigInt(i) * 10_000_000_000n);
+          oursBytes += encodeBatchArrowRecords(ours.produce('traces', d)).length;
+          const res = await fetch(`http://127.0.0.1:${col.ports[0]}/v1/traces`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-protobuf' },
+            body: new Uint8Array(encodeTraces(d)),
+          });
+          if (res.status !== 200) throw new Error(`otelcol: ${res.status}`);
+        }
+        const end = Date.now() + 10_000;
+        while (received.length < n && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+        const go = received.reduce((a, b) => a + b, 0) / received.length;
+        console.log(`batch ${batch}: Go ${fmt(go)} B/batch, ours ${fmt(oursBytes / n)} B/batch → ours/Go ${(oursBytes / n / go).toFixed(3)} (${received.length} Go batches)`);
+      }
+    } finally {
+      await col.stop();
+      server.forceShutdown();
+    }
+  }
+}

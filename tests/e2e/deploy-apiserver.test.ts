@@ -18,6 +18,15 @@ async function apiserver(t: import('node:test').TestContext): Promise<KubeApiser
   return api;
 }
 
+/**
+ * Overlays share one API server; a StatefulSet's volumeClaimTemplates are immutable, so remove
+ * the previous overlay's StatefulSets first (no controllers run here, deletion is immediate).
+ */
+async function clearStatefulSets(k: KubeApiserverHandle): Promise<void> {
+  const r = await k.kubectl(['delete', 'statefulsets', '--all', '-n', 'kscope', '--ignore-not-found', '--wait=false']);
+  assert.equal(r.code, 0, r.stderr);
+}
+
 function yamlOf(objs: K8sObject[]): string {
   return objs.map((o) => stringify(o)).join('---\n');
 }
@@ -37,8 +46,9 @@ for (const dir of ['overlays/kind', 'overlays/minikube', 'overlays/production', 
     const ns = await k.kubectl(['apply', '--server-side', '--field-manager=kscope-test', '-f', '-'], { input: nsYaml });
     assert.equal(ns.code, 0, ns.stderr);
     const rest = yamlOf(objs.filter((o) => o.kind !== 'Namespace'));
+    await clearStatefulSets(k);
     const dry = await k.kubectl(['apply', '--server-side', '--dry-run=server', '--validate=strict', '--field-manager=kscope-test', '-f', '-'], { input: rest });
-    assert.equal(dry.code, 0, `dry run refused:\n${dry.stderr}`);
+    assert.equal(dry.code, 0, `dry run refused:\n${dry.stderr}\n${dry.stdout}`);
     const real = await k.kubectl(['apply', '--server-side', '--validate=strict', '--field-manager=kscope-test', '--force-conflicts', '-f', '-'], { input: rest });
     assert.equal(real.code, 0, `apply refused:\n${real.stderr}`);
     // Read one object back: the API defaulted and stored it.
@@ -52,6 +62,7 @@ test('the agent ServiceAccount can watch pods and nothing more (SubjectAccessRev
   const k = await apiserver(t);
   if (!k) return;
   const objs = ordered(await render('overlays/production'));
+  await clearStatefulSets(k);
   const res = await k.kubectl(['apply', '--server-side', '--field-manager=kscope-test', '--force-conflicts', '-f', '-'], { input: yamlOf(objs) });
   assert.equal(res.code, 0, res.stderr);
   const user = 'system:serviceaccount:kscope:kscope-agent';

@@ -115,7 +115,7 @@ for (const dir of OVERLAYS.filter((d) => d !== 'examples')) {
     assert.equal(agentCfg.nodeName, 'node-1');
     const agentPort = Number(agentCfg.server.address.split(':').pop());
     assert.equal(agent.ports.find((p: any) => p.name === 'http').containerPort, agentPort, 'agent probes hit the configured server port');
-    assert.equal(agentCfg.enrich.procRoot, '/host/proc', 'agent reads the mounted host /proc');
+    assert.equal(agentCfg.enrich.enricher.procRoot, '/host/proc', 'agent reads the mounted host /proc');
     for (const name of ['kscope-collector-lb', 'kscope-collector-sampling']) {
       const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === name)!;
       const cfg = parseConfig(parseYaml(cm.data['collector.yaml']), { POD_NAMESPACE: 'kscope' });

@@ -319,8 +319,8 @@ export function decodeAttrs(batch: DecodedBatch, what: string): Map<number, KeyV
   const str = optColumn(cols, 'str'), int = optColumn(cols, 'int'), dbl = optColumn(cols, 'double');
   const bool = optColumn(cols, 'bool'), bytes = optColumn(cols, 'bytes'), ser = optColumn(cols, 'ser');
   // Fast paths for the common layouts (dictionary keys and strings, plain u8 type, plain parent).
-  const keyDict = key.indices !== null && key.dict!.every((k) => typeof k === 'string' || k === null) ? key : null;
-  const strDict = str && str.indices !== null && str.dict!.every((k) => typeof k === 'string' || k === null) ? str : null;
+  const keyDict = key.indices !== null && key.valueType.typeId === Type.Utf8 ? key : null;
+  const strDict = str && str.indices !== null && str.valueType.typeId === Type.Utf8 ? str : null;
   const typeVals = type.indices === null && type.type.typeId === Type.Int && (type.type as any).bitWidth <= 32 ? (type.values as ArrayLike<number>) : null;
   const parentVals = parent.indices === null && parent.type.typeId === Type.Int && (parent.type as any).bitWidth <= 32 ? (parent.values as ArrayLike<number>) : null;
   const out = new Map<number, KeyValue[]>();
