@@ -14,6 +14,8 @@ import { LiveSource } from './sources/live.ts';
 import { knownProbes } from './sources/probes.ts';
 import { ReplaySource } from './sources/replay.ts';
 import type { BatchSource } from './sources/types.ts';
+import { SELF_SPANS, SelfTelemetry } from './telemetry.ts';
+import type { Span } from '@opentelemetry/api';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -39,9 +41,13 @@ export class Agent {
   private ready = false;
   private stopping: Promise<void> | undefined;
   private sourceDone: Promise<void> | undefined;
+  /** The agent's own spans (lifecycle, probes, export calls); no-ops unless self_telemetry is on. */
+  readonly selfTelemetry: SelfTelemetry;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.logger ?? createLogger({ name: 'agent', level: opts.config.log.level as 'info' });
+    const nodeName = opts.config.nodeName;
+    this.selfTelemetry = new SelfTelemetry(opts.config.selfTelemetry, { logger: this.log.child({ component: 'self-telemetry' }), resource: nodeName ? { 'k8s.node.name': nodeName } : {} });
   }
 
   private createExporters(): AgentExporters {
@@ -91,10 +97,24 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    const st = this.selfTelemetry;
+    await st.start();
+    await st.trace(SELF_SPANS.start, { 'kscope.exporter': this.opts.config.exporter.type }, undefined, (span) => this.startTraced(span));
+  }
+
+  private async startTraced(span: Span): Promise<void> {
     const cfg = this.opts.config;
+    const st = this.selfTelemetry;
     this.enrichment = new Enrichment<KernelEvent>(cfg.enrich, { logger: this.log });
-    const exporters = this.createExporters();
-    const { source, toUnixNano } = this.openSource();
+    const exporters = st.wrapExporters(this.createExporters(), cfg.exporter.type);
+    const loadStart = Date.now();
+    const { source, toUnixNano } = await st.trace(SELF_SPANS.sourceOpen, {}, span, (s) => {
+      const opened = this.openSource();
+      s.setAttribute('kscope.mode', this.mode);
+      if (this.mode === 'replay') s.setAttribute('kscope.fallback', !this.opts.replay);
+      return opened;
+    });
+    const loadEnd = Date.now();
     this.source = source;
     this.pipeline = new AgentPipeline({
       signals: cfg.signals,
@@ -104,19 +124,26 @@ export class Agent {
       toUnixNano,
       logger: this.log,
     });
+    st.registerMetrics(this.pipeline.telemetry);
     await this.startServer();
     const host: Host = { reportFatal: (err) => { this.log.error({ err: err.message }, 'fatal'); void this.stop(); } };
     await this.pipeline.start(host);
-    await this.enrichment.start();
+    await st.trace(SELF_SPANS.enrichStart, { 'kscope.k8s.source': this.enrichment.k8sSource }, span, async (s) => {
+      await this.enrichment.start();
+      if (this.enrichment.informer) s.setAttribute('kscope.k8s.synced', this.enrichment.informer.synced);
+    });
     if (this.enrichment.informer && !this.enrichment.informer.synced)
       this.log.warn('pod informer not synced yet; events wait for metadata as configured (enrich.hold_ms)');
+    const attachStart = Date.now();
     this.sourceDone = source.start(this.pipeline.onBatch);
     if (source instanceof LiveSource) {
+      st.recordProbes(span, source.probes, { start: loadStart, end: loadEnd }, { start: attachStart, end: Date.now() });
       for (const p of source.probes)
         for (const a of p.attach)
           if (!a.ok) this.log.warn({ probe: p.name, program: a.program, error: a.error }, 'program did not attach');
     }
     this.ready = true;
+    span.setAttribute('kscope.mode', this.mode);
     this.log.info({ mode: this.mode, server: cfg.server.address }, 'agent running');
   }
 
@@ -151,10 +178,16 @@ export class Agent {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.ready = false;
+      const span = this.selfTelemetry.span(SELF_SPANS.stop, { 'kscope.mode': this.mode });
       await this.source?.stop();
       await this.pipeline?.shutdown();
       await this.enrichment?.shutdown();
       await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+      const c = this.pipeline?.counters;
+      if (c) span.setAttributes({ 'kscope.spans_exported': c.spansExported, 'kscope.points_exported': c.pointsExported, 'kscope.logs_exported': c.logsExported, 'kscope.export_failures': c.exportFailures, 'kscope.dropped_items': c.droppedItems });
+      span.end();
+      // last: the stop span and the final export calls' spans leave with this flush
+      await this.selfTelemetry.shutdown();
       this.log.info('agent stopped');
     })();
     return this.stopping;

@@ -8,6 +8,7 @@ import { ConfigReader, isObject, type Raw } from '../../collector/src/config/rea
 import { substituteEnv } from '../../collector/src/config/load.ts';
 import { type EnrichmentConfig, validateEnrichmentConfig } from './enrich/index.ts';
 import { type SignalsConfig, defaultSignalsConfig } from './signals/builder.ts';
+import { readSelfTelemetryConfig, type SelfTelemetryConfig } from './telemetry.ts';
 
 export interface ProbesConfig {
   tcp: boolean;
@@ -29,9 +30,11 @@ export interface AgentConfig {
   enrich: EnrichmentConfig;
   signals: SignalsConfig & { metricsIntervalMs: number };
   batch: { sendBatchSize: number; timeoutMs: number; maxBytes: number; maxPendingBatches: number };
-  exporter: { type: 'otlp' | 'otap' | 'file' | 'none'; config: unknown };
+  exporter: { type: 'otelarrow' | 'otlp' | 'otlphttp' | 'file' | 'none'; config: unknown };
   server: { address: string };
   log: { level: string };
+  /** The agent's own traces over OTLP/gRPC (agent/src/telemetry.ts); metrics stay on /metrics. */
+  selfTelemetry: SelfTelemetryConfig;
 }
 
 const SNAKE = /_([a-z])/g;
@@ -145,7 +148,7 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
 
   const xr = r.sub('exporter');
   const exporter = {
-    type: xr.oneOf('type', ['otlp', 'otap', 'file', 'none'] as const, 'otlp'),
+    type: xr.oneOf('type', ['otelarrow', 'otlp', 'otlphttp', 'file', 'none'] as const, 'otelarrow'),
     config: xr.skip('config') ?? {},
   };
   xr.done();
@@ -158,8 +161,9 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
   const lg = r.sub('log');
   const log = { level: lg.oneOf('level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info') };
   lg.done();
+  const selfTelemetry = readSelfTelemetryConfig(r.sub('self_telemetry'), env);
   r.done();
-  return { nodeName, probes, enrich, signals, batch, exporter, server, log };
+  return { nodeName, probes, enrich, signals, batch, exporter, server, log, selfTelemetry };
 }
 
 export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {

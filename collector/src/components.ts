@@ -4,6 +4,7 @@ import { FactoryRegistry } from './pipeline/registry.ts';
 import { debugExporterFactory, nopExporterFactory } from './exporters/debug/index.ts';
 import { fileExporterFactory } from './exporters/file/index.ts';
 import { otlpExporterFactory } from './exporters/otlp/index.ts';
+import { otelArrowExporterFactory } from './exporters/otelarrow/index.ts';
 import { otlpHttpExporterFactory } from './exporters/otlphttp/index.ts';
 import { remoteWriteExporterFactory } from './exporters/prometheusremotewrite/index.ts';
 import { prometheusExporterFactory } from './exporters/prometheus/index.ts';
@@ -28,6 +29,7 @@ export function defaultRegistry(): FactoryRegistry {
     nopExporterFactory,
     fileExporterFactory,
     otlpExporterFactory,
+    otelArrowExporterFactory,
     otlpHttpExporterFactory,
     remoteWriteExporterFactory,
     prometheusExporterFactory,

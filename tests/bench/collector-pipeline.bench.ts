@@ -1,5 +1,5 @@
 // Collector pipeline throughput and added latency.
-//   npx tsx tests/bench/collector-pipeline.bench.ts [--seconds 8] [--no-otelcol]
+//   npx tsx tests/bench/collector-pipeline.bench.ts [--seconds 8] [--rounds 2] [--no-otelcol]
 //
 // A. in-process: entry of the pipeline memory_limiter → rate_limit → routing → nop, 512-span batches;
 //    CPU per span from process.cpuUsage, latency per batch (p50/p99) = time the pipeline adds.
@@ -20,13 +20,14 @@ import { Service } from '../../collector/src/pipeline/service.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
 import { makeTraces, testLogger } from '../../collector/src/testing/fixtures.ts';
 import { spawnCollector } from '../../collector/src/testing/process.ts';
-import { encodeSignal } from '../../proto/src/otlp/index.ts';
+import { encodeSignal, decodeSignal } from '../../proto/src/otlp/index.ts';
 import type { TracesData } from '../../proto/src/model.ts';
 import { OTLP_SERVICE_PATHS } from '../../proto/src/grpc/otlp-server.ts';
 import { freePorts, peerBuilt, startOtelcol } from '../peers/index.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '8' }, 'no-otelcol': { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '8' }, rounds: { type: 'string', default: '2' }, 'no-otelcol': { type: 'boolean', default: false } } });
 const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
 const BATCH = 512;
 const TENANTS = ['acme', 'beta', 'gamma', 'delta'];
 
@@ -68,7 +69,7 @@ const PROCESSORS = `
     default_exporters: [SINK]
 `;
 
-async function inProcess(): Promise<{ spansPerCpuSec: number; p50us: number; p99us: number }> {
+async function inProcess(): Promise<{ spansPerCpuSec: number; p50us: number; p99us: number; decodePlusPipelinePerCpuSec: number }> {
   const cfg = parseConfig(parseYaml(`
 receivers: { otlp: { protocols: { http: { endpoint: "127.0.0.1:0" } } } }
 processors:${PROCESSORS.replace(/SINK/g, 'nop')}
@@ -95,7 +96,21 @@ service:
     i++;
   }
   const cpu = process.cpuUsage(cpu0);
-  return { spansPerCpuSec: spans / ((cpu.user + cpu.system) / 1e6), p50us: pct(lat, 50) * 1000, p99us: pct(lat, 99) * 1000 };
+  // A2: the same with OTLP protobuf decoding of each request in front (what a receiver adds before
+  // the pipeline, without the gRPC transport).
+  const bodies = batches.slice(0, 4).map((b) => encodeSignal('traces', b));
+  const cpu1 = process.cpuUsage();
+  const t1 = performance.now();
+  let spans2 = 0;
+  for (let k = 0; performance.now() - t1 < SECONDS * 1000; k++) {
+    await entry.consume(decodeSignal('traces', bodies[k % 4]), { tenant: TENANTS[k % 4] });
+    spans2 += BATCH;
+  }
+  const cpu2 = process.cpuUsage(cpu1);
+  return {
+    spansPerCpuSec: spans / ((cpu.user + cpu.system) / 1e6), p50us: pct(lat, 50) * 1000, p99us: pct(lat, 99) * 1000,
+    decodePlusPipelinePerCpuSec: spans2 / ((cpu2.user + cpu2.system) / 1e6),
+  };
 }
 
 function cpuSeconds(pid: number): number {
@@ -188,13 +203,22 @@ async function main() {
   console.log(`collector pipeline bench: ${SECONDS}s per scenario, ${BATCH}-span batches, ${TENANTS.length} tenants; machine shared, figures are indicative`);
   const a = await inProcess();
   console.log(`A in-process pipeline (memory_limiter → rate_limit → routing → nop): ${fmt(a.spansPerCpuSec)} spans/s per core; added latency per ${BATCH}-span batch p50 ${a.p50us.toFixed(1)} µs, p99 ${a.p99us.toFixed(1)} µs (${(a.p99us / 1000).toFixed(3)} ms)`);
+  console.log(`A2 in-process OTLP protobuf decode + same pipeline: ${fmt(a.decodePlusPipelinePerCpuSec)} spans/s per core (10-attribute spans)`);
 
   const dir = mkdtempSync(join(tmpdir(), 'kscope-bench-'));
   try {
-    const base = await overWire(dir, 'bench-base', [], 'nop: {}');
+    // Alternate B0/B1 runs and keep each one's best, so a load burst from other processes on this
+    // shared machine does not decide the comparison.
+    let base = await overWire(dir, 'bench-base', [], 'nop: {}');
+    let full = await overWire(dir, 'bench-full', ['memory_limiter', 'rate_limit', 'routing'], 'nop: {}');
+    for (let round = 1; round < ROUNDS; round++) {
+      const f = await overWire(dir, 'bench-full', ['memory_limiter', 'rate_limit', 'routing'], 'nop: {}');
+      const b = await overWire(dir, 'bench-base', [], 'nop: {}');
+      if (f.spansPerCpuSec > full.spansPerCpuSec) full = f;
+      if (b.spansPerCpuSec > base.spansPerCpuSec) base = b;
+    }
     const fr = (r: WireResult) => `at ${r.fixedRate!.rps} req/s (${fmt(r.fixedRate!.rps * BATCH)} spans/s) RTT p50 ${r.fixedRate!.p50ms.toFixed(2)} ms p99 ${r.fixedRate!.p99ms.toFixed(2)} ms`;
     console.log(`B0 wire, OTLP/gRPC receiver → nop:                ${fmt(base.spansPerSec)} spans/s, ${fmt(base.spansPerCpuSec)} spans/s per core, saturated RTT p50 ${base.p50ms.toFixed(2)} ms p99 ${base.p99ms.toFixed(2)} ms, errors ${base.errors}; ${fr(base)}`);
-    const full = await overWire(dir, 'bench-full', ['memory_limiter', 'rate_limit', 'routing'], 'nop: {}');
     console.log(`B1 wire, receiver → limit → rate → route → nop:   ${fmt(full.spansPerSec)} spans/s, ${fmt(full.spansPerCpuSec)} spans/s per core, RTT p50 ${full.p50ms.toFixed(2)} ms p99 ${full.p99ms.toFixed(2)} ms, errors ${full.errors}; ${fr(full)}; added p99 vs B0 at fixed rate ${(full.fixedRate!.p99ms - base.fixedRate!.p99ms).toFixed(2)} ms`);
     // Real exporter: OTLP/gRPC to a second collector (null sink) in its own process.
     const [bPort, bTel] = await freePorts(2);

@@ -9,7 +9,7 @@ import { peerBuilt, startKubeApiserver } from '../peers/index.ts';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
-import { captureExporterFactory, captured } from '../../collector/src/testing/components.ts';
+import { captureExporterFactory, captured, sinkOf } from '../../collector/src/testing/components.ts';
 import { makeTraces, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtlpReceiver } from '../../collector/src/receivers/otlp/index.ts';
 import { encodeSignal } from '../../proto/src/otlp/index.ts';
@@ -49,7 +49,7 @@ service:
     const port = (col.service.components.find((c) => c.kind === 'receiver')!.component as OtlpReceiver).server.http!.port;
     const r = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: encodeSignal('traces', makeTraces(2, [{ key: 'k8s.pod.ip', value: '10.42.0.17' }])) as never });
     assert.equal(r.status, 200);
-    const attrs = captured.get('capture/k8s:traces')!.batches[0].batch.resourceSpans[0].resource.attributes;
+    const attrs = sinkOf('capture/k8s', 'traces').batches[0].batch.resourceSpans[0].resource.attributes;
     assert.equal(getAttr(attrs, 'k8s.namespace.name'), 'shop');
     assert.equal(getAttr(attrs, 'k8s.pod.name'), 'cart-0');
     assert.equal(getAttr(attrs, 'k8s.pod.uid'), created.json().metadata.uid);

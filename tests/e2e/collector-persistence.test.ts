@@ -13,7 +13,7 @@ import { spawnCollector, ToggleProxy } from '../../collector/src/testing/process
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
-import { captureExporterFactory, captured } from '../../collector/src/testing/components.ts';
+import { captureExporterFactory, captured, sinkOf } from '../../collector/src/testing/components.ts';
 import { testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtlpReceiver } from '../../collector/src/receivers/otlp/index.ts';
 import { encodeSignal } from '../../proto/src/otlp/index.ts';
@@ -55,7 +55,7 @@ service:
     grpcPort: port,
     async spanIds(service) {
       const ids = new Set<string>();
-      for (const { batch } of captured.get('capture/backend:traces')?.batches ?? [])
+      for (const { batch } of (captured.has('capture/backend:traces') ? sinkOf('capture/backend', 'traces').batches : []))
         for (const rs of batch.resourceSpans) {
           if (!rs.resource.attributes.some((a) => a.key === 'service.name' && a.value === service)) continue;
           for (const ss of rs.scopeSpans) for (const s of ss.spans) ids.add(Buffer.from(s.spanId).toString('hex'));

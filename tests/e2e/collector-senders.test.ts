@@ -14,7 +14,7 @@ import { peerBuilt, telemetrygen } from '../peers/index.ts';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
-import { captureExporterFactory, captured } from '../../collector/src/testing/components.ts';
+import { captureExporterFactory, captured, sinkOf } from '../../collector/src/testing/components.ts';
 import { makeTraces, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtlpReceiver } from '../../collector/src/receivers/otlp/index.ts';
 import { encodeSignal } from '../../proto/src/otlp/index.ts';
@@ -57,7 +57,7 @@ after(async () => {
   await col.shutdown();
 });
 
-const sink = () => captured.get('capture/senders:traces')!;
+const sink = () => sinkOf('capture/senders', 'traces');
 const spansOf = (service: string) => {
   let n = 0;
   for (const { batch } of sink().batches)

@@ -42,7 +42,7 @@ test('defaults: an empty document is a valid config', () => {
 test('snake_case YAML fields map onto the typed config', () => {
   const c = parseAgentConfig({
     node_name: 'node-a',
-    probes: { tcp: true, proc: false, target_tgid: 42, ring_buffer_size: '1MiB', fallback_fixture: '/x.kscope' },
+    probes: { tcp: true, proc: false, target_tgid: 42, ring_buffer_size: '1MiB', poll_interval: '20ms', fallback_fixture: '/x.kscope' },
     signals: { spans: false, metrics: { interval: '2s', temporality: 'cumulative', max_peers_per_resource: 7 }, logs: { oom_kills: false, process_exec_exit: true, tcp_resets: true } },
     batch: { send_batch_size: 10, timeout: '250ms', max_pending_batches: 3 },
     exporter: { type: 'file', config: { path: '/tmp/x.jsonl' } },
@@ -50,7 +50,7 @@ test('snake_case YAML fields map onto the typed config', () => {
     log: { level: 'debug' },
   }, {});
   assert.equal(c.nodeName, 'node-a');
-  assert.deepEqual(c.probes, { tcp: true, proc: false, targetTgid: 42, ringBufferBytes: 1 << 20, fallbackFixture: '/x.kscope' });
+  assert.deepEqual(c.probes, { tcp: true, proc: false, targetTgid: 42, ringBufferBytes: 1 << 20, pollIntervalMs: 20, fallbackFixture: '/x.kscope' });
   assert.equal(c.signals.spans, false);
   assert.equal(c.signals.metricsIntervalMs, 2000);
   assert.equal(c.signals.metrics.temporality, 'cumulative');
@@ -70,6 +70,7 @@ test('bad values: the error names the field', () => {
     [{ probes: { target_tgid: -1 } }, 'probes.target_tgid'],
     [{ probes: { target_tgid: 1.5 } }, 'probes.target_tgid'],
     [{ probes: { ring_buffer_size: 5000 } }, 'probes.ring_buffer_size'],
+    [{ probes: { poll_interval: '2s' } }, 'probes.poll_interval'],
     [{ probes: { kprobes: true } }, 'probes.kprobes'],
     [{ probes: 'all' }, 'probes'],
     [{ enrich: 5 }, 'enrich'],

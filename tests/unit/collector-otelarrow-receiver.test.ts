@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
-import { captureExporterFactory, scriptedProcessorFactory, captured } from '../../collector/src/testing/components.ts';
+import { captureExporterFactory, scriptedProcessorFactory, captured, sinkOf } from '../../collector/src/testing/components.ts';
 import { makeTraces, makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtelArrowReceiver } from '../../collector/src/receivers/otelarrow/index.ts';
 import { OtapClient } from '../../proto/src/grpc/otap-client.ts';
@@ -35,7 +35,7 @@ service:
   try {
     const client = new OtapClient(addr, 'traces', { headers: { 'x-scope-orgid': 'acme' } });
     for (let i = 0; i < 5; i++) await client.send(makeTraces(20));
-    const sink = captured.get('capture/otap:traces')!;
+    const sink = sinkOf('capture/otap', 'traces');
     assert.equal(sink.items, 100);
     assert.equal(sink.batches[0].ctx.tenant, 'acme');
     assert.equal(sink.batches[0].ctx.tier, 'high');
@@ -45,7 +45,7 @@ service:
 
     const logs = new OtapClient(addr, 'logs', { headers: { 'x-scope-orgid': 'acme' } });
     await logs.send(makeLogs(7));
-    assert.equal(captured.get('capture/otap:logs')!.items, 7);
+    assert.equal(sinkOf('capture/otap', 'logs').items, 7);
     await logs.close();
 
     const stranger = new OtapClient(addr, 'traces', { headers: { 'x-scope-orgid': 'mallory' } });

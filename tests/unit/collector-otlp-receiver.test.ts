@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
-import { captureExporterFactory, scriptedProcessorFactory, captured } from '../../collector/src/testing/components.ts';
+import { captureExporterFactory, scriptedProcessorFactory, captured, sinkOf } from '../../collector/src/testing/components.ts';
 import { makeTraces, makeGaugeMetrics, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtlpReceiver } from '../../collector/src/receivers/otlp/index.ts';
 import { encodeSignal, encodeJson } from '../../proto/src/otlp/index.ts';
@@ -53,7 +53,7 @@ after(async () => {
   await collector.shutdown();
 });
 
-const sink = () => captured.get('capture:traces')!;
+const sink = () => sinkOf('capture', 'traces');
 
 async function post(path: string, body: Uint8Array | string, headers: Record<string, string>) {
   const res = await fetch(`${httpUrl}${path}`, { method: 'POST', headers, body: body as never });

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
-import { captureExporterFactory, scriptedProcessorFactory, captured } from '../../collector/src/testing/components.ts';
+import { captureExporterFactory, scriptedProcessorFactory, captured, sinkOf } from '../../collector/src/testing/components.ts';
 import { makeTraces, makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtlpReceiver } from '../../collector/src/receivers/otlp/index.ts';
 import { createOtlpHttpExporter, validateOtlpHttpExporterConfig } from '../../collector/src/exporters/otlphttp/index.ts';
@@ -39,9 +39,9 @@ service:
     await json.consume(makeLogs(3), { tenant: 'acme' });
     await proto.shutdown();
     await json.shutdown();
-    assert.equal(captured.get('capture/ohttp:traces')!.items, 4);
-    assert.equal(captured.get('capture/ohttp:traces')!.batches[0].ctx.tenant, 'acme');
-    assert.equal(captured.get('capture/ohttp:logs')!.items, 3);
+    assert.equal(sinkOf('capture/ohttp', 'traces').items, 4);
+    assert.equal(sinkOf('capture/ohttp', 'traces').batches[0].ctx.tenant, 'acme');
+    assert.equal(sinkOf('capture/ohttp', 'logs').items, 3);
 
     const throttled = mk({ headers: { 'x-fail': 'throttled' }, retry_on_failure: { initial_interval: '10ms', max_elapsed_time: '2s' } });
     await throttled.start({ reportFatal() {} });

@@ -12,7 +12,7 @@ import { getAttr, type SignalType, type TracesData } from '../../proto/src/model
 
 const events: string[] = [];
 const receivers = new Map<string, Consumer>();
-const sinks = new Map<string, CaptureSink>();
+const sinks = new Map<string, CaptureSink<'traces'>>();
 
 const testReceiver: ReceiverFactory<object> = {
   type: 'test', kind: 'receiver', signals: ['traces', 'logs'],
@@ -48,7 +48,7 @@ const tagProcessor: ProcessorFactory<TagCfg> = {
       consume: async (b, ctx) => {
         for (const rs of (b as TracesData).resourceSpans) rs.resource.attributes.push({ key: c.key, value: c.value });
         if (ctx.metadata?.hold === '1') { held = { b: b as TracesData, ctx }; return; }
-        await next.consume(b, ctx);
+        await next.consume(b as never, ctx);
       },
     };
   },
@@ -60,7 +60,7 @@ const testExporter: ExporterFactory<object> = {
   validate: (raw, path) => { new ConfigReader(raw, path).done(); return {}; },
   create: (s, _c, signal) => {
     const sink = new CaptureSink(signal);
-    sinks.set(`${s.id}:${signal}`, sink as CaptureSink);
+    sinks.set(`${s.id}:${signal}`, sink as unknown as CaptureSink<'traces'>);
     return {
       start: async () => { events.push(`start e ${s.id}`); },
       shutdown: async () => { events.push(`stop e ${s.id}`); },

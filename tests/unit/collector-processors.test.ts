@@ -27,7 +27,7 @@ test('memory_limiter: refuses above soft limit (503-style or throttled), forces 
   let afterGc = 0;
   let gcs = 0;
   let t = 0;
-  const sink = new CaptureSink();
+  const sink = new CaptureSink('traces');
   const ml = new MemoryLimiter(settings(), cfg, sink, { readMemory: () => mem, gc: () => { gcs++; mem = afterGc; }, now: () => t });
   await ml.start(host);
   await ml.consume(makeTraces(1), {});
@@ -88,7 +88,7 @@ test('rate_limit: tenant A over its limit is throttled with a retry delay while 
     overrides: { b: { tier: 'high' } },
   }, 'processors.rate_limit');
   let t = 0;
-  const sink = new CaptureSink();
+  const sink = new CaptureSink('traces');
   const s = settings();
   const rl = new RateLimiter(s, cfg, 'traces', sink, () => t);
   await rl.consume(makeTraces(100), { tenant: 'a' });
@@ -128,9 +128,9 @@ test('rate_limit: ctx.tier picks the tier, bytes bucket, delay mode, bounded ten
 });
 
 test('routing: by tenant with tier, by metadata, by resource attribute with split, default route', async () => {
-  const a = new CaptureSink();
-  const b = new CaptureSink();
-  const d = new CaptureSink();
+  const a = new CaptureSink('traces');
+  const b = new CaptureSink('traces');
+  const d = new CaptureSink('traces');
   const fan = new FanOutConsumer('traces', [
     { id: 'otlp/a', consumer: a, mutates: false },
     { id: 'otlp/b', consumer: b, mutates: false },
@@ -182,7 +182,7 @@ test('k8s_attributes: associates by connection IP, pod uid, container id; extrac
   const cfg = validateK8sAttributesConfig({
     extract: { metadata: ['k8s.namespace.name', 'k8s.pod.name', 'k8s.deployment.name', 'k8s.statefulset.name', 'k8s.node.name', 'k8s.container.name'], labels: [{ key: 'app', tag_name: 'app' }] },
   }, 'processors.k8s_attributes');
-  const sink = new CaptureSink();
+  const sink = new CaptureSink('traces');
   const p = new K8sAttributesProcessor(settings(), cfg, 'traces', sink, store);
   await p.start(host);
   await p.consume(makeTraces(1, []), { peerAddress: '::ffff:10.1.0.5' });

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Message } from 'apache-arrow/ipc/metadata/message';
 import { MessageHeader } from 'apache-arrow';
-import { OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
+import { OtapConsumer, OtapProducer, splitBatch } from '../../proto/src/otap/stream.ts';
 import { ArrowPayloadType, decodeBatchArrowRecords, encodeBatchArrowRecords, type ArrowPayload } from '../../proto/src/otap/messages.ts';
 import { agentTraces } from '../../proto/src/otap/fixtures.ts';
-import type { SignalData, SignalType, TracesData } from '../../proto/src/model.ts';
+import { countSpans, type SignalData, type SignalType, type TracesData } from '../../proto/src/model.ts';
 import { canon, logs, metrics, traces } from './otap-helpers.ts';
 
 function roundTrip<S extends SignalType>(p: OtapProducer, c: OtapConsumer, signal: S, data: SignalData[S]): void {
@@ -162,4 +162,18 @@ test('more than 65536 spans in one batch is refused with a clear error', () => {
   const c = new OtapConsumer('traces');
   const d = agentTraces(10, 2);
   assert.deepStrictEqual(canon(c.consume(p.produce('traces', d)).data), canon(d));
+});
+
+test('splitBatch cuts oversized batches into OTAP-sized ones that keep resource/scope grouping', () => {
+  const d = agentTraces(70_000, 3);
+  const parts = splitBatch('traces', d);
+  assert.equal(parts.length, 2);
+  assert.ok(parts.every((p) => countSpans(p) <= 65_536));
+  assert.equal(parts.reduce((n, p) => n + countSpans(p), 0), 70_000);
+  const p = new OtapProducer();
+  const c = new OtapConsumer('traces');
+  const back = parts.map((x) => c.consume(p.produce('traces', x)).data as TracesData);
+  const spans = (t: TracesData) => t.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans.map((x) => [r.resource.attributes[1].value, x.spanId])));
+  assert.deepStrictEqual(canon(back.flatMap(spans)), canon(spans(d)));
+  assert.deepEqual(splitBatch('traces', agentTraces(10, 1)).length, 1);
 });

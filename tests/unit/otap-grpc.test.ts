@@ -213,3 +213,20 @@ test('a server without the Arrow service: the client gets a permanent UNIMPLEMEN
     await shutdownServer(server, 1000);
   }
 });
+
+test('streams are recycled after maxStreamLifetimeMs; each new stream starts fresh IPC state', async () => {
+  const got: unknown[] = [];
+  await withServer(
+    async (_s, data) => {
+      got.push(data);
+    },
+    async (addr) => {
+      const client = new OtapClient(addr, 'traces', { maxStreamLifetimeMs: 0 });
+      const sent = [agentTraces(50, 1), agentTraces(50, 2), agentTraces(50, 3)];
+      for (const d of sent) await client.send(d);
+      assert.equal(client.stats.streams, 3);
+      assert.deepStrictEqual(canon(got), canon(sent));
+      await client.close();
+    },
+  );
+});

@@ -64,8 +64,20 @@ interface Series {
 class ResourceState {
   readonly series = new Map<string, Series>();
   readonly peers = new Set<string>();
+  /** Consecutive collects without any new data point. */
+  idleCollects = 0;
   constructor(readonly resource: Resource) {}
 }
+
+/**
+ * Collects a resource may stay idle before its state is dropped. Resources are per process and
+ * every exec interns a new one, so without this the map fills with dead processes and, once at
+ * maxResources, new processes' metrics fold into an unrelated resource. Delta: an idle resource
+ * has nothing to report, so dropping it at once loses nothing. Cumulative: after a while; if the
+ * resource comes back its series restart with a new start time (a reset, valid in OTLP).
+ */
+const IDLE_COLLECTS_DELTA = 1;
+const IDLE_COLLECTS_CUMULATIVE = 10;
 
 export class MetricsAggregator {
   private readonly resources = new Map<Resource, ResourceState>();
@@ -139,10 +151,19 @@ export class MetricsAggregator {
     const delta = this.cfg.temporality === 'delta';
     const temporality = delta ? AggregationTemporality.Delta : AggregationTemporality.Cumulative;
     const out: MetricsData = { resourceMetrics: [] };
+    const idleLimit = delta ? IDLE_COLLECTS_DELTA : IDLE_COLLECTS_CUMULATIVE;
     for (const st of this.resources.values()) {
+      let active = false;
+      for (const s of st.series.values()) if (s.touched) active = true;
+      if (active) st.idleCollects = 0;
+      else if (++st.idleCollects >= idleLimit) {
+        this.resources.delete(st.resource);
+        continue;
+      }
       const byName = new Map<string, Metric>();
       for (const s of st.series.values()) {
         if (delta && !s.touched) continue;
+        s.touched = false;
         const start = delta ? this.lastCollect : s.startTime;
         let m = byName.get(s.def.name);
         if (!m) {
@@ -163,7 +184,6 @@ export class MetricsAggregator {
         if (delta) {
           s.value = 0;
           s.hist?.reset();
-          s.touched = false;
         }
       }
       if (byName.size === 0) continue;

@@ -8,6 +8,13 @@ import { CaptureSink } from './fixtures.ts';
 
 export const captured = new Map<string, CaptureSink>();
 
+/** The capture sink of exporter `id` for `signal`, typed by signal. */
+export function sinkOf<S extends SignalType>(id: string, signal: S): CaptureSink<S> {
+  const s = captured.get(`${id}:${signal}`);
+  if (!s) throw new Error(`no capture exporter ${id} for ${signal}`);
+  return s as unknown as CaptureSink<S>;
+}
+
 export const captureExporterFactory: ExporterFactory<object> = {
   type: 'capture',
   kind: 'exporter',

@@ -304,7 +304,7 @@ export function shutdownServer(server: grpc.Server, graceMs = 5000): Promise<voi
       server.forceShutdown();
       resolve();
     }, graceMs);
-    timer.unref();
+    // Not unref()d: a peer holding a stream open must not leave this promise pending at exit.
     server.tryShutdown(() => {
       clearTimeout(timer);
       resolve();

@@ -9,7 +9,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { SignalData, SignalType } from '../model.ts';
 import { PermanentError, RetryableError, ShutdownError, type PipelineError } from '../../../collector/src/component/errors.ts';
-import { OtapProducer, type ProducerOptions } from '../otap/stream.ts';
+import { OtapProducer, splitBatch, type ProducerOptions } from '../otap/stream.ts';
 import { OtapStatusCode, decodeBatchStatus, encodeBatchArrowRecords, type BatchStatus } from '../otap/messages.ts';
 import { HpackEncoder } from '../otap/hpack.ts';
 import { grpcErrorToPipelineError, rawDeserialize, rawSerialize, toMetadata } from './common.ts';
@@ -154,6 +154,16 @@ export class OtapClient<S extends SignalType = SignalType> {
    */
   async send(data: SignalData[S], metadata?: Record<string, string>): Promise<void> {
     if (this.closed) throw new ShutdownError('OTel Arrow client is closed');
+    const parts = splitBatch(this.signal, data);
+    if (parts.length > 1) {
+      // u16 ids cap a batch at 65536 items: send the pieces as separate batches.
+      await Promise.all(parts.map((p) => this.sendOne(p, metadata)));
+      return;
+    }
+    return this.sendOne(data, metadata);
+  }
+
+  private async sendOne(data: SignalData[S], metadata?: Record<string, string>): Promise<void> {
     const max = this.opts.maxInFlight ?? 64;
     while (this.inFlight >= max) await new Promise<void>((r) => this.waiters.push(r));
     this.inFlight++;

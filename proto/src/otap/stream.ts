@@ -115,6 +115,7 @@ export class OtapConsumer {
     const tables = new Map<number, DecodedBatch>();
     let budget = this.maxBatchBytes;
     for (const p of payloads) {
+      if (p.type === P.MULTIVARIATE_METRICS) throw new OtapDecodeError('MULTIVARIATE_METRICS payloads are not supported');
       if (!allowed.has(p.type)) {
         const name = PAYLOAD_TYPE_NAMES[p.type] ?? `unknown payload type ${p.type}`;
         throw new OtapDecodeError(`payload type ${name} does not belong to ${signal}`);
@@ -172,3 +173,50 @@ function emptyData(s: SignalType): TracesData | LogsData | MetricsData {
 }
 
 export { ROOT_TYPE };
+
+/** Most items (spans, log records, metrics) one OTAP batch can carry: ids are u16. */
+export const MAX_BATCH_ITEMS = 65536;
+
+/**
+ * Splits a batch into batches of at most `maxItems` root items (spans, log records, metrics —
+ * data points ride with their metric), keeping resource and scope grouping.
+ */
+export function splitBatch<S extends SignalType>(signal: S, data: SignalData[S], maxItems = MAX_BATCH_ITEMS): SignalData[S][] {
+  const [rk, sk, ik] =
+    signal === 'traces' ? ['resourceSpans', 'scopeSpans', 'spans'] : signal === 'logs' ? ['resourceLogs', 'scopeLogs', 'logRecords'] : ['resourceMetrics', 'scopeMetrics', 'metrics'];
+  const resources = (data as unknown as Record<string, Record<string, unknown>[]>)[rk];
+  let total = 0;
+  for (const r of resources) for (const s of r[sk] as Record<string, unknown[]>[]) total += s[ik].length;
+  if (total <= maxItems && resources.length <= maxItems) return [data];
+  const out: SignalData[S][] = [];
+  let cur: Record<string, unknown>[] = [];
+  let count = 0;
+  const flush = () => {
+    if (cur.length) out.push({ [rk]: cur } as unknown as SignalData[S]);
+    cur = [];
+    count = 0;
+  };
+  for (const r of resources) {
+    let rOut: Record<string, unknown> | null = null;
+    for (const s of r[sk] as Record<string, unknown>[]) {
+      const items = s[ik] as unknown[];
+      let at = 0;
+      while (at < items.length) {
+        if (count >= maxItems || cur.length >= maxItems) {
+          flush();
+          rOut = null;
+        }
+        const take = Math.min(items.length - at, maxItems - count);
+        if (!rOut) {
+          rOut = { ...r, [sk]: [] };
+          cur.push(rOut);
+        }
+        (rOut[sk] as unknown[]).push({ ...s, [ik]: items.slice(at, at + take) });
+        at += take;
+        count += take;
+      }
+    }
+  }
+  flush();
+  return out;
+}
