@@ -147,7 +147,7 @@ test('collector processes: 2 load-balancers × 3 sampling replicas with a k8s re
     const kubeconfig = join(dir, 'kubeconfig.yaml');
     writeFileSync(kubeconfig, stringify({
       apiVersion: 'v1', kind: 'Config', 'current-context': 'fake',
-      clusters: [{ name: 'fake', cluster: { server: `http://127.0.0.1:${api.port}` } }],
+      clusters: [{ name: 'fake', cluster: { server: `http://127.0.0.1:${api.port}`, 'insecure-skip-tls-verify': true } }],
       users: [{ name: 'u', user: {} }],
       contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'u', namespace: 'obs' } }],
     }));

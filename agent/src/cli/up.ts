@@ -1,4 +1,4 @@
-// `agent up`: the main job on one machine. Starts a collector (child process) that writes what
+// `agent up`: the main job on one machine. Starts a collector (child process, OTel Arrow receiver) that writes what
 // it receives to OTLP/JSON files, runs the agent against it (live eBPF when the kernel allows,
 // otherwise a bundled fixture, said loudly), and shows a refreshing summary of the top
 // connections by p99 connect latency per pod/process, read back from the collector's output.
@@ -41,7 +41,7 @@ async function freePort(): Promise<number> {
 
 function collectorConfig(port: number, out: string): string {
   return `receivers:
-  otlp:
+  otelarrow:
     protocols:
       grpc:
         endpoint: 127.0.0.1:${port}
@@ -51,9 +51,9 @@ exporters:
   file/logs: { path: ${join(out, 'logs.jsonl')} }
 service:
   pipelines:
-    traces: { receivers: [otlp], exporters: [file/traces] }
-    metrics: { receivers: [otlp], exporters: [file/metrics] }
-    logs: { receivers: [otlp], exporters: [file/logs] }
+    traces: { receivers: [otelarrow], exporters: [file/traces] }
+    metrics: { receivers: [otelarrow], exporters: [file/metrics] }
+    logs: { receivers: [otelarrow], exporters: [file/logs] }
   telemetry:
     logs: { level: warn }
     metrics: { address: "" }
@@ -124,7 +124,7 @@ export const upCommand: Command = {
         probes: { fallback_fixture: BUNDLED_FIXTURE },
         batch: { timeout: '1s' },
         signals: { metrics: { interval: '5s' }, logs: { process_exec_exit: true } },
-        exporter: { type: 'otlp', config: { endpoint: `127.0.0.1:${port}`, tls: { insecure: true }, compression: 'none' } },
+        exporter: { type: 'otelarrow', config: { endpoint: `127.0.0.1:${port}`, tls: { insecure: true } } },
         server: { address: '127.0.0.1:0' },
         log: { level: 'warn' },
       });
