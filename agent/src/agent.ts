@@ -1,6 +1,7 @@
 // Composes a running agent from its config: exporters (collector exporter factories), the
 // enricher (with the Kubernetes pod informer when a cluster is configured), the event source
 // (live eBPF, or a fixture replay), the pipeline, and the health/metrics HTTP server.
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { Host } from '../../collector/src/component/index.ts';
 import type { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
@@ -68,7 +69,16 @@ export class Agent {
     const cfg = this.opts.config;
     if (this.opts.replay) return this.openReplay(this.opts.replay.path, this.opts.replay.speed);
     const specs = [];
-    if (cfg.probes.tcp) specs.push({ ...knownProbes.tcp, globals: { ...(cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {}) } });
+    // accept() ownership comes from syscall tracepoints; where tracefs lacks them, the optional
+    // raw_tp/sys_exit variant takes over (absence is reported by attach, never fatal).
+    const syscallTracepoints = existsSync('/sys/kernel/tracing/events/syscalls/sys_exit_accept4');
+    if (!syscallTracepoints) this.log.warn('syscall tracepoints unavailable: using the raw_tp accept fallback');
+    if (cfg.probes.tcp)
+      specs.push({
+        ...knownProbes.tcp,
+        enable: syscallTracepoints ? [] : ['ks_raw_sys_exit_accept'],
+        globals: { ...(cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {}) },
+      });
     if (cfg.probes.proc) specs.push({ ...knownProbes.proc, globals: { ...(cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {}) } });
     try {
       const source = new LiveSource(specs, {

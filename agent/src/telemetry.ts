@@ -131,14 +131,14 @@ export class SelfTelemetry {
         throw new ConfigError(`self_telemetry.tls.${key}`, `cannot read ${file}: ${(err as Error).message}`);
       }
     };
+    // files first: a bad path fails start before the SDK (about a second to load) is imported
+    const files = cfg.tls.insecure ? undefined : [read(cfg.tls.caFile, 'ca_file'), read(cfg.tls.keyFile, 'key_file'), read(cfg.tls.certFile, 'cert_file')] as const;
     const [{ tracing, resources }, { OTLPTraceExporter }, grpc] = await Promise.all([
       import('@opentelemetry/sdk-node'),
       import('@opentelemetry/exporter-trace-otlp-grpc'),
       import('@grpc/grpc-js'),
     ]);
-    const credentials = cfg.tls.insecure
-      ? grpc.credentials.createInsecure()
-      : grpc.credentials.createSsl(read(cfg.tls.caFile, 'ca_file'), read(cfg.tls.keyFile, 'key_file'), read(cfg.tls.certFile, 'cert_file'));
+    const credentials = files ? grpc.credentials.createSsl(...files) : grpc.credentials.createInsecure();
     const metadata = new grpc.Metadata();
     for (const [k, v] of Object.entries(cfg.headers)) metadata.set(k, v);
     const otlp = new OTLPTraceExporter({

@@ -268,14 +268,14 @@ async function pacedRun(): Promise<void> {
       let ticks = 0;
       await new Promise<void>((resolve) => {
         const timer = setInterval(() => {
-          // catch up when a tick came late, so the rate holds
-          const due = Math.floor((Date.now() - t0) / TICK_MS);
-          while (ticks < due) {
+          // hand over what is due by now (catches up when a tick came late, so the rate holds)
+          const due = (RATE * (Date.now() - t0)) / 1000;
+          while (events + PER_TICK / 2 <= due) {
             const b = batches[i++ % batches.length]!;
             onBatch(b.buf, b.buf.byteLength, b.count);
             events += b.count;
-            ticks++;
           }
+          ticks++;
           if ((ticks & 63) === 0) rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
           if (Date.now() - t0 >= ms) { clearInterval(timer); resolve(); }
         }, TICK_MS);

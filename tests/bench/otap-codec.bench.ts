@@ -1,6 +1,10 @@
-// OTAP codec benchmark on agent-shaped traces (TCP connection spans, network.* span attributes,
-// k8s.* resource attributes, ~10 attributes per span), stream mode (one producer per batch size,
-// delta dictionaries across batches). Prints bytes per batch for OTLP, OTLP+zstd, OTAP and
+// OTAP codec benchmark on agent-shaped traces, stream mode (one producer per batch size, delta
+// dictionaries across batches), on two data sets: (a) the synthetic fixture (TCP connection spans,
+// uniformly random ids and peers, 8 pods) and (b) recorded agent traces: the real kernel events of
+// tests/fixtures/tcp-burst.kscope replayed through the agent's EventDecoder and SignalBuilder (ids
+// derived per socket cookie, network.* / server.* / client.* / kscope.tcp.* attributes) under
+// enricher-shaped resources (k8s.* + process.* per process), drained every `batch` spans as the
+// agent's batcher does. Prints bytes per batch for OTLP, OTLP+zstd, OTAP and
 // OTAP+zstd (Arrow IPC body compression), the ratio against OTLP+zstd, and encode/decode spans
 // per CPU-second next to the OTLP protobuf codec (the anchor), measured side by side.
 // With --go, the same batches also go through the reference collector's otelarrow exporter
@@ -12,6 +16,11 @@ import { agentTraces } from '../../proto/src/otap/fixtures.ts';
 import { zstdCompressSync } from '../../proto/src/otap/zstd-sync.ts';
 import { decodeTraces, encodeTraces } from '../../proto/src/otlp/index.ts';
 import type { TracesData } from '../../proto/src/model.ts';
+import { EventDecoder } from '../../agent/src/decode/index.ts';
+import { FixtureReader } from '../../agent/src/sources/fixture.ts';
+import { SignalBuilder, defaultSignalsConfig } from '../../agent/src/signals/builder.ts';
+import { cookieIds } from '../../agent/src/signals/spans.ts';
+import type { Resource } from '../../proto/src/model.ts';
 import { addOtapServices } from '../../proto/src/grpc/otap-server.ts';
 import { bindServer, createGrpcServer } from '../../proto/src/grpc/common.ts';
 
@@ -30,12 +39,64 @@ interface SizeRow {
   otapZstd: number;
 }
 
-function sizes(batch: number, batches: number): SizeRow {
+const FIXTURE = new URL('../fixtures/tcp-burst.kscope', import.meta.url).pathname;
+
+/**
+ * `batches` batches of `batch` spans from the recorded fixture, replayed as often as needed; each
+ * pass is a later stretch of time on the same node with new sockets (a new id salt). Resources are
+ * what the enricher attaches to a pod process: service.name, k8s.*, container.id, process.*.
+ */
+function recordedAgentTraces(batch: number, batches: number): TracesData[] {
+  const out: TracesData[] = [];
+  const resources = new Map<number, Resource>();
+  const resourceOf = (tgid: number, comm: string): Resource => {
+    let r = resources.get(tgid);
+    if (!r) {
+      r = {
+        attributes: [
+          { key: 'service.name', value: 'checkout' },
+          { key: 'k8s.namespace.name', value: 'shop' },
+          { key: 'k8s.pod.name', value: 'checkout-7d9f8b6c5-x2k4q' },
+          { key: 'k8s.pod.uid', value: '0b1c2d3e-4f5a-4b6c-8d9e-0f1a2b3c4d5e' },
+          { key: 'k8s.node.name', value: 'node-a-1' },
+          { key: 'k8s.container.name', value: 'app' },
+          { key: 'container.id', value: '3f9a1c7e5b2d4a6c8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d' },
+          { key: 'process.pid', value: BigInt(tgid) },
+          { key: 'process.executable.name', value: comm },
+          { key: 'process.executable.path', value: `/usr/local/bin/${comm}` },
+        ],
+        droppedAttributesCount: 0,
+      };
+      resources.set(tgid, r);
+    }
+    return r;
+  };
+  for (let pass = 0; out.length < batches; pass++) {
+    const offset = 1_763_770_000_000_000_000n + BigInt(pass) * 60_000_000_000n;
+    const builder = new SignalBuilder(defaultSignalsConfig(), (mono) => mono + offset, cookieIds(0x9e3779b97f4a7c15n * BigInt(pass + 1)));
+    const decoder = new EventDecoder({
+      tcp: (ev) => {
+        builder.onTcp(ev, resourceOf(ev.tgid, ev.comm));
+        if (builder.spanCount >= batch && out.length < batches) out.push(builder.drainSpans());
+      },
+    });
+    const reader = new FixtureReader(FIXTURE);
+    try {
+      for (let f = reader.next(); f && out.length < batches; f = reader.next()) decoder.decodeBatch(f.buf, f.byteLength, f.count);
+    } finally {
+      reader.close();
+    }
+  }
+  return out;
+}
+
+function sizes(batch: number, batches: number, recorded: boolean): SizeRow {
   const plain = new OtapProducer({ compression: 'none' });
   const zstd = new OtapProducer({ compression: 'zstd' });
   const row: SizeRow = { batch, otlp: 0, otlpZstd: 0, otap: 0, otapZstd: 0 };
+  const data = recorded ? recordedAgentTraces(batch, batches) : [];
   for (let i = 0; i < batches; i++) {
-    const d = agentTraces(batch, 1000 + i, 1_700_000_000_000_000_000n + BigInt(i) * 10_000_000_000n);
+    const d = recorded ? data[i] : agentTraces(batch, 1000 + i, 1_700_000_000_000_000_000n + BigInt(i) * 10_000_000_000n);
     const otlp = encodeTraces(d);
     row.otlp += otlp.length;
     row.otlpZstd += zstdCompressSync(otlp, 3).length;
@@ -54,8 +115,8 @@ interface SpeedRow {
 }
 
 /** Spans per CPU-second; datasets made up front so generation is not timed. */
-function speed(batch: number, rounds: number): SpeedRow {
-  const data: TracesData[] = Array.from({ length: rounds }, (_, i) => agentTraces(batch, 2000 + i));
+function speed(batch: number, rounds: number, recorded: boolean): SpeedRow {
+  const data: TracesData[] = recorded ? recordedAgentTraces(batch, rounds) : Array.from({ length: rounds }, (_, i) => agentTraces(batch, 2000 + i));
   const producer = new OtapProducer({ compression: 'zstd' });
   const consumer = new OtapConsumer('traces');
   let encMs = 0, decMs = 0, oEncMs = 0, oDecMs = 0, counted = 0;
@@ -83,23 +144,28 @@ function speed(batch: number, rounds: number): SpeedRow {
   return { otapEncode: rate(encMs), otapDecode: rate(decMs), otlpEncode: rate(oEncMs), otlpDecode: rate(oDecMs) };
 }
 
-console.log(`# OTAP codec — agent traces (${quick ? 'quick' : 'full'} run), bytes per batch, stream mode`);
-console.log('batch | OTLP | OTLP+zstd | OTAP | OTAP+zstd | OTAP+zstd / OTLP+zstd | B/span OTAP+zstd');
 const plan: [number, number][] = quick ? [[100, 20], [1000, 8], [10000, 3]] : [[100, 60], [1000, 20], [10000, 5]];
-let ratio1000 = NaN;
-for (const [batch, n] of plan) {
-  const r = sizes(batch, n);
-  const ratio = r.otapZstd / r.otlpZstd;
-  if (batch === 1000) ratio1000 = ratio;
-  console.log(`${batch} | ${fmt(r.otlp)} | ${fmt(r.otlpZstd)} | ${fmt(r.otap)} | ${fmt(r.otapZstd)} | ${ratio.toFixed(3)} | ${(r.otapZstd / batch).toFixed(1)}`);
+for (const recorded of [false, true]) {
+  const what = recorded ? 'recorded agent traces (tcp-burst.kscope → SignalBuilder)' : 'synthetic agent-shaped traces (fixtures.ts)';
+  console.log(`# OTAP codec — ${what} (${quick ? 'quick' : 'full'} run), bytes per batch, stream mode`);
+  console.log('batch | OTLP | OTLP+zstd | OTAP | OTAP+zstd | OTAP+zstd / OTLP+zstd | B/span OTAP+zstd');
+  let ratio1000 = NaN;
+  for (const [batch, n] of plan) {
+    const r = sizes(batch, n, recorded);
+    const ratio = r.otapZstd / r.otlpZstd;
+    if (batch === 1000) ratio1000 = ratio;
+    console.log(`${batch} | ${fmt(r.otlp)} | ${fmt(r.otlpZstd)} | ${fmt(r.otap)} | ${fmt(r.otapZstd)} | ${ratio.toFixed(3)} | ${(r.otapZstd / batch).toFixed(1)}`);
+  }
+  console.log(`goal: OTAP+zstd ≤ 0.45× OTLP+zstd at batch 1000 → measured ${ratio1000.toFixed(3)}× (${ratio1000 <= 0.45 ? 'met' : 'NOT met'})\n`);
 }
-console.log(`goal: OTAP+zstd ≤ 0.45× OTLP+zstd at batch 1000 → measured ${ratio1000.toFixed(3)}× (${ratio1000 <= 0.45 ? 'met' : 'NOT met'})`);
 
-console.log('\n# spans per CPU-second (process CPU time, includes GC), batch 10000, OTAP with IPC zstd');
-const s = speed(10000, quick ? 5 : 10);
-console.log(`OTAP encode ${fmt(s.otapEncode)} /s  (anchor OTLP protobuf encode ${fmt(s.otlpEncode)} /s, ratio ${(s.otapEncode / s.otlpEncode).toFixed(2)}×)`);
-console.log(`OTAP decode ${fmt(s.otapDecode)} /s  (anchor OTLP protobuf decode ${fmt(s.otlpDecode)} /s, ratio ${(s.otapDecode / s.otlpDecode).toFixed(2)}×)`);
-console.log(`goal: ≥ 1,000,000 spans/s per core each way → encode ${s.otapEncode >= 1e6 ? 'met' : 'NOT met'}, decode ${s.otapDecode >= 1e6 ? 'met' : 'NOT met'}`);
+for (const recorded of [false, true]) {
+  console.log(`# spans per CPU-second (process CPU time, includes GC), batch 10000, OTAP with IPC zstd, ${recorded ? 'recorded' : 'synthetic'} agent traces`);
+  const s = speed(10000, quick ? 5 : 10, recorded);
+  console.log(`OTAP encode ${fmt(s.otapEncode)} /s  (anchor OTLP protobuf encode ${fmt(s.otlpEncode)} /s, ratio ${(s.otapEncode / s.otlpEncode).toFixed(2)}×)`);
+  console.log(`OTAP decode ${fmt(s.otapDecode)} /s  (anchor OTLP protobuf decode ${fmt(s.otlpDecode)} /s, ratio ${(s.otapDecode / s.otlpDecode).toFixed(2)}×)`);
+  console.log(`goal: ≥ 1,000,000 spans/s per core each way → encode ${s.otapEncode >= 1e6 ? 'met' : 'NOT met'}, decode ${s.otapDecode >= 1e6 ? 'met' : 'NOT met'}\n`);
+}
 
 if (process.argv.includes('--go')) {
   const { peerBuilt, startOtelcol } = await import('../peers/index.ts');

@@ -10,6 +10,10 @@ import type {
 } from '../../proto/src/model.ts';
 import { parseAgentConfig, type AgentConfig } from '../../agent/src/config.ts';
 
+/** How the agent reaches the collector: OTel Arrow streams (the agent's default) or OTLP/gRPC. */
+export type Transport = 'otelarrow' | 'otlp';
+export const TRANSPORTS: readonly Transport[] = ['otelarrow', 'otlp'];
+
 export interface CollectorHandle {
   grpcPort: number;
   out: string;
@@ -17,14 +21,15 @@ export interface CollectorHandle {
 }
 
 /** Starts the collector binary; `grpcPort` reuses a port (a restart after an outage). */
-export async function startFileCollector(dir: string, opts: { grpcPort?: number; telemetryPort?: number; name?: string } = {}): Promise<CollectorHandle> {
+export async function startFileCollector(dir: string, opts: { grpcPort?: number; telemetryPort?: number; name?: string; transport?: Transport } = {}): Promise<CollectorHandle> {
+  const receiver = opts.transport ?? 'otelarrow';
   const [gp, tp] = await freePorts(2);
   const grpcPort = opts.grpcPort ?? gp!;
   const telemetryPort = opts.telemetryPort ?? tp!;
   const out = join(dir, 'out');
   const yaml = `
 receivers:
-  otlp: { protocols: { grpc: { endpoint: "127.0.0.1:${grpcPort}" } } }
+  ${receiver}: { protocols: { grpc: { endpoint: "127.0.0.1:${grpcPort}" } } }
 exporters:
   file/traces: { path: "${join(out, 'traces.jsonl')}" }
   file/metrics: { path: "${join(out, 'metrics.jsonl')}" }
@@ -32,16 +37,17 @@ exporters:
 service:
   telemetry: { logs: { level: warn }, metrics: { address: "127.0.0.1:${telemetryPort}" } }
   pipelines:
-    traces: { receivers: [otlp], exporters: [file/traces] }
-    metrics: { receivers: [otlp], exporters: [file/metrics] }
-    logs: { receivers: [otlp], exporters: [file/logs] }
+    traces: { receivers: [${receiver}], exporters: [file/traces] }
+    metrics: { receivers: [${receiver}], exporters: [file/metrics] }
+    logs: { receivers: [${receiver}], exporters: [file/logs] }
 `;
   const proc = await spawnCollector(dir, yaml, telemetryPort, { name: opts.name ?? 'collector' });
   return { grpcPort, out, proc };
 }
 
-/** Agent config for the tests: live probes, no Kubernetes, exporting OTLP/gRPC to `port`. */
+/** Agent config for the tests: live probes, no Kubernetes, exporting to the collector at `port`. */
 export function agentConfig(port: number, extra: {
+  transport?: Transport;
   spoolDir?: string;
   targetTgid?: number;
   metricsInterval?: string;
@@ -53,7 +59,7 @@ export function agentConfig(port: number, extra: {
     signals: { metrics: { interval: extra.metricsInterval ?? '1s' }, logs: { process_exec_exit: true, tcp_resets: true } },
     batch: { timeout: '200ms', send_batch_size: 500 },
     exporter: {
-      type: 'otlp',
+      type: extra.transport ?? 'otelarrow',
       config: {
         endpoint: `127.0.0.1:${port}`,
         tls: { insecure: true },

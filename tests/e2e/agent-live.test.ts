@@ -14,14 +14,14 @@ import { defaultRegistry } from '../../collector/src/components.ts';
 import { SpanKind, StatusCode } from '../../proto/src/model.ts';
 import { runWorkload } from '../lib/workload.ts';
 import {
-  agentConfig, attrOf, flatLogs, flatPoints, flatSpans, histCount, readOutput, startFileCollector, sumOf, waitFor,
+  TRANSPORTS, agentConfig, attrOf, flatLogs, flatPoints, flatSpans, histCount, readOutput, startFileCollector, sumOf, waitFor,
 } from './agent-harness.ts';
 
-test('live agent → collector → files: the workload\'s spans, metrics and logs', { timeout: 120_000 }, async (t) => {
+for (const transport of TRANSPORTS) test(`live agent → collector (${transport}) → files: the workload's spans, metrics and logs`, { timeout: 120_000 }, async (t) => {
   if (!requires(t, hasBpf() && nativeAvailable(), 'root, BPF and the native addon')) return;
   const dir = mkdtempSync(join(tmpdir(), 'kscope-agent-live-'));
-  const col = await startFileCollector(dir);
-  const agent = new Agent({ config: agentConfig(col.grpcPort, { metricsInterval: '1s' }), registry: defaultRegistry() });
+  const col = await startFileCollector(dir, { transport });
+  const agent = new Agent({ config: agentConfig(col.grpcPort, { transport, metricsInterval: '1s' }), registry: defaultRegistry() });
   let stopped = false;
   try {
     await agent.start();

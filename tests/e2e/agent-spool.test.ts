@@ -14,7 +14,7 @@ import { defaultRegistry } from '../../collector/src/components.ts';
 import { freePorts } from '../peers/index.ts';
 import { runWorkload, type WorkloadResult } from '../lib/workload.ts';
 import {
-  agentConfig, attrOf, flatPoints, flatSpans, readOutput, startFileCollector, sumOf, waitFor, type Output,
+  TRANSPORTS, agentConfig, attrOf, flatPoints, flatSpans, readOutput, startFileCollector, sumOf, waitFor, type Output,
 } from './agent-harness.ts';
 
 const ready = (): boolean => hasBpf() && nativeAvailable();
@@ -81,12 +81,12 @@ function spoolBytes(dir: string): number {
   return n;
 }
 
-test('collector down 10 s during a workload: everything arrives after it returns (0 lost)', { timeout: 180_000 }, async (t) => {
+for (const transport of TRANSPORTS) test(`${transport}: collector down 10 s during a workload: everything arrives after it returns (0 lost)`, { timeout: 180_000 }, async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const dir = mkdtempSync(join(tmpdir(), 'kscope-agent-outage-'));
   const spool = join(dir, 'spool');
-  let col = await startFileCollector(dir, { name: 'first' });
-  const agent = new Agent({ config: agentConfig(col.grpcPort, { spoolDir: spool, metricsInterval: '1s' }), registry: defaultRegistry() });
+  let col = await startFileCollector(dir, { name: 'first', transport });
+  const agent = new Agent({ config: agentConfig(col.grpcPort, { transport, spoolDir: spool, metricsInterval: '1s' }), registry: defaultRegistry() });
   let agentStopped = false;
   try {
     await agent.start();
@@ -107,7 +107,7 @@ test('collector down 10 s during a workload: everything arrives after it returns
     assert.ok(spooled > 0, 'the agent spooled to disk while the collector was down');
     const wait = 10_000 - (Date.now() - downSince);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    col = await startFileCollector(dir, { grpcPort: col.grpcPort, name: 'second' });
+    col = await startFileCollector(dir, { grpcPort: col.grpcPort, name: 'second', transport });
     t.diagnostic(`collector back after ${((Date.now() - downSince) / 1000).toFixed(1)} s`);
     runs.push(await runWorkload({ connects: 10, exitCodes: [8], refused: true }));
 
@@ -130,13 +130,13 @@ test('collector down 10 s during a workload: everything arrives after it returns
   }
 });
 
-test('agent restarted with a non-empty spool: the spooled batches are delivered', { timeout: 180_000 }, async (t) => {
+for (const transport of TRANSPORTS) test(`${transport}: agent restarted with a non-empty spool: the spooled batches are delivered`, { timeout: 180_000 }, async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const dir = mkdtempSync(join(tmpdir(), 'kscope-agent-restart-'));
   const spool = join(dir, 'spool');
   const [port] = await freePorts(1);
   // nobody listens on `port` yet: the collector is down from the start
-  const cfg = agentConfig(port!, { spoolDir: spool, metricsInterval: '1s' });
+  const cfg = agentConfig(port!, { transport, spoolDir: spool, metricsInterval: '1s' });
   (cfg.exporter.config as { sending_queue: Record<string, unknown> }).sending_queue.drain_timeout = '1s';
   const first = new Agent({ config: cfg, registry: defaultRegistry() });
   let second: Agent | undefined;
@@ -150,8 +150,8 @@ test('agent restarted with a non-empty spool: the spooled batches are delivered'
     t.diagnostic(`first agent stopped with ${spooled} bytes spooled`);
     assert.ok(spooled > 0, 'data left in the persistent queue');
 
-    col = await startFileCollector(dir, { grpcPort: port });
-    second = new Agent({ config: agentConfig(port!, { spoolDir: spool, metricsInterval: '1s' }), registry: defaultRegistry() });
+    col = await startFileCollector(dir, { grpcPort: port, transport });
+    second = new Agent({ config: agentConfig(port!, { transport, spoolDir: spool, metricsInterval: '1s' }), registry: defaultRegistry() });
     await second.start();
     const c = col;
     const done = await waitFor(() => {

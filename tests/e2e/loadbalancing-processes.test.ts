@@ -73,6 +73,7 @@ class FakeApiServer {
     }
     if (url.searchParams.get('watch') === 'true') {
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.flushHeaders(); // the client waits for the headers before it reads events
       this.watchers.add(res);
       res.on('close', () => this.watchers.delete(res));
       return;

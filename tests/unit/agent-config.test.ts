@@ -32,7 +32,7 @@ test('defaults: an empty document is a valid config', () => {
   assert.equal(c.signals.logs.processExecExit, false);
   assert.equal(c.batch.sendBatchSize, 1000);
   assert.equal(c.batch.timeoutMs, 5000);
-  assert.equal(c.exporter.type, 'otlp');
+  assert.equal(c.exporter.type, 'otelarrow', 'the agent exports over OTel Arrow by default');
   assert.equal(c.server.address, '0.0.0.0:8081');
   assert.equal(c.log.level, 'info');
   assert.deepEqual(parseAgentConfig(null, {}), c);

@@ -3,12 +3,13 @@
 // export call with items and outcome (ok and failed), the stop span flushed at shutdown.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../agent/src/agent.ts';
 import { parseAgentConfig } from '../../agent/src/config.ts';
-import { SELF_SPANS } from '../../agent/src/telemetry.ts';
+import { SELF_SPANS, SelfTelemetry } from '../../agent/src/telemetry.ts';
 import { nativeAvailable } from '../../agent/src/bpf/native.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
 import { ConfigError } from '../../collector/src/component/errors.ts';
@@ -17,6 +18,7 @@ import type { AnyValue, KeyValue, Resource, Span, TracesData } from '../../proto
 import { silentLogger } from '../../lib/log.ts';
 import { freePorts } from '../peers/index.ts';
 import { hasBpf, requires } from '../lib/env.ts';
+import { createCa, opensslAvailable } from '../lib/certs.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const fixture = join(root, 'tests/fixtures/tcp-proc-loopback.kscope');
@@ -68,6 +70,13 @@ test('self_telemetry config: off by default, on from traces_endpoint or the OTEL
   bad({ self_telemetry: { traces_endpoint: 'a:1', sample: 1 } }, {}, 'self_telemetry.sample');
   bad({ self_telemetry: { traces_endpoint: 'a:1', interval: '1ms' } }, {}, 'self_telemetry.interval');
   bad({ self_telemetry: { traces_endpoint: 'a:1', tls: { cert_file: '/c.pem' } } }, {}, 'self_telemetry.tls.key_file');
+});
+
+test('an unreadable self-telemetry TLS file fails start with the field named', async () => {
+  const cfg = parseAgentConfig({ self_telemetry: { traces_endpoint: 'a:1', tls: { ca_file: '/nonexistent/ca.pem' } } }, {}).selfTelemetry;
+  const st = new SelfTelemetry(cfg, { logger: silentLogger() });
+  await assert.rejects(st.start(), (err: unknown) => err instanceof ConfigError && err.field === 'self_telemetry.tls.ca_file' && /cannot read/.test(err.message));
+  await st.shutdown();
 });
 
 test('a replaying agent sends its own spans (service.name kscope-agent) over OTLP/gRPC and flushes them at stop', { timeout: 60_000 }, async () => {
@@ -191,5 +200,68 @@ test('a live agent reports probe.load and probe.attach per probe with per-progra
     }
   } finally {
     await sink.close();
+  }
+});
+
+test('an unreachable self-telemetry endpoint neither blocks stop nor goes unnoticed', { timeout: 60_000 }, async () => {
+  const [closedPort] = await freePorts(1);
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-selftel-'));
+  try {
+    const config = parseAgentConfig({
+      enrich: { k8s: { enabled: false } },
+      exporter: { type: 'file', config: { path: join(dir, 'out.jsonl') } },
+      server: { address: '127.0.0.1:0' },
+      log: { level: 'silent' },
+      self_telemetry: { traces_endpoint: `127.0.0.1:${closedPort}`, timeout: '500ms' },
+    }, {});
+    const agent = new Agent({ config, registry: defaultRegistry(), replay: { path: fixture, speed: 'max' }, logger: silentLogger() });
+    await agent.start();
+    await agent.sourceFinished();
+    await agent.stop(); // bounded by self_telemetry.timeout (the test's own timeout catches a hang)
+    const st = agent.selfTelemetry.counters;
+    assert.equal(st.spansExported, 0);
+    assert.ok(st.spansFailed >= 4, `lifecycle and export spans counted as failed (${st.spansFailed})`);
+    assert.match(agent.pipeline.telemetry.render(), new RegExp(`kscope_agent_self_spans_total\\{outcome="failed"\\} ${st.spansFailed}\\b`));
+    // the agent's own data path is unaffected
+    assert.ok(agent.pipeline.counters.spansExported > 0);
+    assert.equal(agent.pipeline.counters.exportFailures, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('self spans go over TLS with a client certificate when tls files are set', { timeout: 60_000 }, async (t) => {
+  if (!requires(t, opensslAvailable(), 'the openssl CLI')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-selftel-tls-'));
+  const ca = createCa(dir, 'selftel');
+  const srv = ca.server('sink');
+  const client = ca.client('agent-a');
+  const spans: string[] = [];
+  const server = new OtlpGrpcServer({
+    signals: ['traces'],
+    handler: async (_s, data) => {
+      for (const rs of (data as TracesData).resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push(s.name);
+    },
+  });
+  // the server requires a client certificate from the CA: spans arriving prove the agent sent one
+  const port = await server.listen('127.0.0.1:0', grpc.ServerCredentials.createSsl(readFileSync(ca.cert), [{ cert_chain: readFileSync(srv.cert), private_key: readFileSync(srv.key) }], true));
+  try {
+    const config = parseAgentConfig({
+      enrich: { k8s: { enabled: false } },
+      exporter: { type: 'none' },
+      server: { address: '127.0.0.1:0' },
+      log: { level: 'silent' },
+      self_telemetry: { traces_endpoint: `localhost:${port}`, tls: { ca_file: ca.cert, cert_file: client.cert, key_file: client.key } },
+    }, {});
+    assert.equal(config.selfTelemetry.tls.insecure, false);
+    const agent = new Agent({ config, registry: defaultRegistry(), replay: { path: fixture, speed: 'max' }, logger: silentLogger() });
+    await agent.start();
+    await agent.sourceFinished();
+    await agent.stop();
+    assert.ok(spans.includes(SELF_SPANS.start) && spans.includes(SELF_SPANS.stop), `spans over mTLS: ${spans.join(', ')}`);
+    assert.equal(agent.selfTelemetry.counters.spansFailed, 0);
+  } finally {
+    await server.shutdown(500);
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -24,7 +24,7 @@ before(async () => {
 receivers:
   otlp:
     protocols:
-      grpc: { endpoint: "127.0.0.1:0" }
+      grpc: { endpoint: "127.0.0.1:0", max_recv_msg_size: 64KiB }
       http: { endpoint: "127.0.0.1:0", max_request_body_size: 64KiB }
     auth:
       sources: [bearer, header]
@@ -126,6 +126,7 @@ test('gRPC: OK, INVALID_ARGUMENT, UNAUTHENTICATED, and the exporter maps refusal
   assert.equal(sink().batches.at(-1)!.ctx.tier, 'high');
   assert.equal((await grpcCall(Buffer.from([0x0a, 0x05, 0x01]), { 'x-scope-orgid': 'tenant-a' })).err?.code, grpc.status.INVALID_ARGUMENT);
   assert.equal((await grpcCall(encodeSignal('traces', makeTraces(1)), { 'x-scope-orgid': 'eve' })).err?.code, grpc.status.UNAUTHENTICATED);
+  assert.equal((await grpcCall(Buffer.alloc(100 * 1024), { 'x-scope-orgid': 'tenant-a' })).err?.code, grpc.status.RESOURCE_EXHAUSTED, 'over max_recv_msg_size');
   const sender = new OtlpGrpcSender({ endpoint: grpcAddr, insecure: true, headers: { 'x-scope-orgid': 'tenant-a' }, compression: 'gzip', tenantHeader: '' }, 'traces');
   const ac = new AbortController();
   await sender.send(makeTraces(2), {}, ac.signal);

@@ -239,8 +239,16 @@ async function informerSource(o: K8sResolverOptions): Promise<EndpointSliceSourc
         o.logger?.warn({ err: (err as Error)?.message }, 'loadbalancing: EndpointSlice watch failed; restarting in 5s');
         setTimeout(() => void informer.start().then(() => h.reset(informer.list(namespace) as EndpointSliceLike[])).catch(() => {}), 5000).unref();
       });
-      await informer.start();
-      h.reset(informer.list(namespace) as EndpointSliceLike[]);
+      // Do not hold the collector's start-up hostage to an unreachable apiserver: after 10 s go on
+      // with an empty ring (consume answers retryable) while the informer keeps trying.
+      let t: NodeJS.Timeout | undefined;
+      const synced = await Promise.race([
+        informer.start().then(() => true),
+        new Promise<boolean>((r) => { t = setTimeout(() => r(false), 10_000); }),
+      ]);
+      clearTimeout(t);
+      if (synced) h.reset(informer.list(namespace) as EndpointSliceLike[]);
+      else o.logger?.warn({ service: o.service }, 'loadbalancing: EndpointSlices not listed within 10s; starting with no backends');
     },
     async stop() {
       await informer.stop();
