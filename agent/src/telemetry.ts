@@ -58,7 +58,7 @@ export function readSelfTelemetryConfig(r: ConfigReader, env: NodeJS.ProcessEnv)
   const t = r.sub('tls');
   const tlsFiles = { caFile: t.str('ca_file', ''), certFile: t.str('cert_file', ''), keyFile: t.str('key_file', '') };
   const scheme = /^([a-z]+):\/\//i.exec(endpointRaw)?.[1]?.toLowerCase();
-  const field = configured ? r.field('traces_endpoint') : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+  const field = configured ? r.field('traces_endpoint') : env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
   if (scheme && scheme !== 'http' && scheme !== 'https' && scheme !== 'grpc') throw new ConfigError(field, `unsupported scheme ${scheme}:// (http, https or host:port)`);
   const insecureDefault = scheme === 'https' ? false : !(tlsFiles.caFile || tlsFiles.certFile || tlsFiles.keyFile);
   const cfg: SelfTelemetryConfig = {

@@ -2,12 +2,15 @@
 // aggregated metrics, logs) → OTLP protobuf encode → zstd compress, driven from recorded kernel
 // events (tests/fixtures/tcp-burst.kscope, re-framed with frameRecords) through AgentPipeline with
 // an exporter that encodes and compresses instead of sending.
-//   1. throughput: events/s per core (CPU time of the process), side by side with the anchor,
-//      decode-only throughput (EventDecoder over the same batches, visitor reads type and pid);
+//   1. throughput: events/s per core (events / CPU time of the process) for three exporters side
+//      by side — drop (decode+enrich+signals), encode, encode+zstd (the full path) — against the
+//      anchor, decode-only throughput (EventDecoder over the same batches, visitor reads type and
+//      pid), measured in the same run;
 //   2. paced: a child process feeds 10k events/s for 10 s (500-record batches every 50 ms, the
-//      ring reader's default poll interval) through the default-configured pipeline with its real timers, and
-//      reports the CPU share of one core and the RSS; the same child first measures the generator
-//      alone (decode-only at the same pace) as its baseline.
+//      ring reader's default poll interval) through the default-configured pipeline with its real
+//      timers, and reports the CPU share of one core and the RSS (split into node+tsx, the
+//      Kubernetes client and the agent's modules); the same child first measures the generator
+//      with decode only at the same pace, as its anchor.
 // Goals: ≥ 500k events/s per core; ≤ 1% of a core and ≤ 100 MB RSS at 10k events/s.
 // Run: npx tsx tests/bench/agent-pipeline.bench.ts [--quick]
 import { spawnSync } from 'node:child_process';

@@ -260,8 +260,10 @@ export class AttrsEncoder {
   }
 
   private clear(): void {
+    // Keep the values array's backing store across batches (refilling it from empty re-grew it
+    // every batch); null the used slots so old values can be collected.
+    this.vals.fill(null, 0, this.n);
     this.n = 0;
-    this.vals.length = 0;
     this.nextValRank = 0;
     this.memoKey.fill(null);
     this.memoVal.fill(null);
@@ -310,8 +312,27 @@ export function anyValueAt(
   }
 }
 
+/** Attribute lists by parent id (what decodeAttrs returns; Map-compatible for the lookups callers do). */
+export interface AttrLists {
+  get(id: number): KeyValue[] | undefined;
+}
+
+// Parent ids below this index a dense array (they count rows of the parent table, so real ids are
+// small); larger ones, which only hostile input carries, go to a Map instead of a huge array.
+const DENSE_IDS = 1 << 17;
+
+class DenseAttrLists implements AttrLists {
+  constructor(
+    private readonly dense: (KeyValue[] | undefined)[],
+    private readonly sparse: Map<number, KeyValue[]> | null,
+  ) {}
+  get(id: number): KeyValue[] | undefined {
+    return id < DENSE_IDS ? this.dense[id] : this.sparse?.get(id);
+  }
+}
+
 /** Attributes grouped by (absolute) parent id. */
-export function decodeAttrs(batch: DecodedBatch, what: string): Map<number, KeyValue[]> {
+export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   const cols = batch.columns;
   const parent = reqColumn(cols, 'parent_id', what);
   const key = reqColumn(cols, 'key', what);
@@ -323,14 +344,19 @@ export function decodeAttrs(batch: DecodedBatch, what: string): Map<number, KeyV
   const strDict = str && str.indices !== null && str.valueType.typeId === Type.Utf8 ? str : null;
   const typeVals = type.indices === null && type.type.typeId === Type.Int && (type.type as any).bitWidth <= 32 ? (type.values as ArrayLike<number>) : null;
   const parentVals = parent.indices === null && parent.type.typeId === Type.Int && (parent.type as any).bitWidth <= 32 ? (parent.values as ArrayLike<number>) : null;
-  const out = new Map<number, KeyValue[]>();
+  const n = batch.length;
+  // Pass 1 resolves the quasi-delta ids and counts rows per parent, so pass 2 fills exact-size lists
+  // found by array index (rows are sorted by key, so consecutive rows hit different parents).
+  const ids = new Float64Array(n);
+  const keys: string[] = new Array(n);
+  const vals: AnyValue[] = new Array(n);
+  const counts: number[] = [];
+  let sparseCounts: Map<number, number> | null = null;
   let prevKey: string | null = null;
   let prevType = -1;
   let prevVal: AnyValue = null;
   let prevParent = 0;
-  let lastId = -1;
-  let lastList: KeyValue[] | undefined;
-  for (let i = 0; i < batch.length; i++) {
+  for (let i = 0; i < n; i++) {
     const k = keyDict !== null ? ((keyDict.dict![keyDict.indices![i]] as string | null) ?? '') : colStr(key, i);
     const t = typeVals !== null ? typeVals[i] : colUint(type, i);
     let v: AnyValue;
@@ -347,13 +373,39 @@ export function decodeAttrs(batch: DecodedBatch, what: string): Map<number, KeyV
       prevVal = v;
     }
     prevParent = id;
-    let list = id === lastId ? lastList : out.get(id);
-    if (!list) out.set(id, (list = []));
-    lastId = id;
-    lastList = list;
-    list.push({ key: k, value: v });
+    ids[i] = id;
+    keys[i] = k;
+    vals[i] = v;
+    if (id < DENSE_IDS) {
+      while (counts.length <= id) counts.push(0);
+      counts[id]++;
+    } else {
+      sparseCounts ??= new Map();
+      sparseCounts.set(id, (sparseCounts.get(id) ?? 0) + 1);
+    }
   }
-  return out;
+  const dense: (KeyValue[] | undefined)[] = new Array(counts.length);
+  const fill = new Int32Array(counts.length);
+  let sparse: Map<number, KeyValue[]> | null = null;
+  let sparseFill: Map<number, number> | null = null;
+  for (let i = 0; i < n; i++) {
+    const id = ids[i];
+    const kv: KeyValue = { key: keys[i], value: vals[i] };
+    if (id < DENSE_IDS) {
+      let list = dense[id];
+      if (list === undefined) dense[id] = list = new Array(counts[id]);
+      list[fill[id]++] = kv;
+    } else {
+      sparse ??= new Map();
+      sparseFill ??= new Map();
+      let list = sparse.get(id);
+      if (list === undefined) sparse.set(id, (list = new Array(sparseCounts!.get(id)!)));
+      const f = sparseFill.get(id) ?? 0;
+      list[f] = kv;
+      sparseFill.set(id, f + 1);
+    }
+  }
+  return new DenseAttrLists(dense, sparse);
 }
 
 function sameValue(t: number, a: AnyValue, b: AnyValue): boolean {

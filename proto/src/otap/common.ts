@@ -2,7 +2,7 @@
 // pointing at RESOURCE_ATTRS / SCOPE_ATTRS rows) and the item-level `schema_url`.
 import { emptyResource, emptyScope, type InstrumentationScope, type KeyValue, type Resource } from '../model.ts';
 import { DictBuilder, PrimBuilder, StructBuilder } from './columns.ts';
-import { AttrsEncoder, decodeAttrs } from './attrs.ts';
+import { AttrsEncoder, decodeAttrs, type AttrLists } from './attrs.ts';
 import { ArrowPayloadType } from './messages.ts';
 import type { EncodeOptions, SchemaIdSource } from './table.ts';
 import type { Column, DecodedBatch } from './ipc.ts';
@@ -101,8 +101,8 @@ export interface ResourceScopeReader {
 
 export function resourceScopeReader(
   batch: DecodedBatch,
-  resAttrs: Map<number, KeyValue[]>,
-  scopeAttrs: Map<number, KeyValue[]>,
+  resAttrs: AttrLists,
+  scopeAttrs: AttrLists,
 ): ResourceScopeReader {
   const res = batch.columns.get('resource');
   const scope = batch.columns.get('scope');
@@ -145,6 +145,8 @@ export function resourceScopeReader(
   };
 }
 
-export function attrsOrEmpty(batch: DecodedBatch | undefined, what: string): Map<number, KeyValue[]> {
-  return batch ? decodeAttrs(batch, what) : new Map();
+const NO_ATTRS: AttrLists = { get: () => undefined };
+
+export function attrsOrEmpty(batch: DecodedBatch | undefined, what: string): AttrLists {
+  return batch ? decodeAttrs(batch, what) : NO_ATTRS;
 }

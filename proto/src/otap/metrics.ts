@@ -19,6 +19,7 @@ import type {
 import { BoolBuilder, DictBuilder, FsbBuilder, ListBuilder, PrimBuilder, StructBuilder, type ColumnBuilder } from './columns.ts';
 import { AttrsEncoder } from './attrs.ts';
 import { ResourceScopeColumns, attrsOrEmpty, resourceScopeReader } from './common.ts';
+import type { AttrLists } from './attrs.ts';
 import { ArrowPayloadType as P, type ArrowPayload } from './messages.ts';
 import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
 import { Column, OtapDecodeError, type DecodedBatch } from './ipc.ts';
@@ -406,7 +407,7 @@ interface PointCommon {
 }
 
 /** Iterates a data-point table's common columns, grouping rows by metric id. */
-function eachPoint(b: DecodedBatch, what: string, attrs: Map<number, KeyValue[]>, fn: (i: number, c: PointCommon) => void): void {
+function eachPoint(b: DecodedBatch, what: string, attrs: AttrLists, fn: (i: number, c: PointCommon) => void): void {
   const c = b.columns;
   const idCol = c.get('id');
   const parent = reqColumn(c, 'parent_id', what);
@@ -433,7 +434,7 @@ function group<T>(m: Map<number, T[]>, k: number, v: T): void {
   l.push(v);
 }
 
-function decodeExemplars(b: DecodedBatch | undefined, attrs: Map<number, KeyValue[]>): Map<number, Exemplar[]> {
+function decodeExemplars(b: DecodedBatch | undefined, attrs: AttrLists): Map<number, Exemplar[]> {
   const out = new Map<number, Exemplar[]>();
   if (!b) return out;
   const c = b.columns;

@@ -4,7 +4,7 @@
 // all-default columns drop out of the schema.
 import type { ResourceSpans, ScopeSpans, Span, SpanEvent, SpanLink, TracesData } from '../model.ts';
 import { DictBuilder, DurationBuilder, FsbBuilder, PrimBuilder, StructBuilder } from './columns.ts';
-import { AttrsEncoder, decodeAttrs } from './attrs.ts';
+import { AttrsEncoder, decodeAttrs, type AttrLists } from './attrs.ts';
 import { ResourceScopeColumns, attrsOrEmpty, resourceScopeReader } from './common.ts';
 import { ArrowPayloadType as P, type ArrowPayload } from './messages.ts';
 import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
@@ -314,7 +314,7 @@ export function decodeTraces(tables: Map<number, DecodedBatch>): TracesData {
   return out;
 }
 
-function decodeEvents(b: DecodedBatch | undefined, attrs: Map<number, import('../model.ts').KeyValue[]>): Map<number, SpanEvent[]> {
+function decodeEvents(b: DecodedBatch | undefined, attrs: AttrLists): Map<number, SpanEvent[]> {
   const out = new Map<number, SpanEvent[]>();
   if (!b) return out;
   const what = 'SPAN_EVENTS';
@@ -352,7 +352,7 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
   return true;
 }
 
-function decodeLinks(b: DecodedBatch | undefined, attrs: Map<number, import('../model.ts').KeyValue[]>): Map<number, SpanLink[]> {
+function decodeLinks(b: DecodedBatch | undefined, attrs: AttrLists): Map<number, SpanLink[]> {
   const out = new Map<number, SpanLink[]>();
   if (!b) return out;
   const what = 'SPAN_LINKS';
