@@ -12,6 +12,7 @@ import type { KernelEvent } from './decode/decoder.ts';
 import { Enrichment } from './enrich/index.ts';
 import { AgentPipeline, type AgentExporters, type SignalExporter } from './pipeline.ts';
 import { LiveSource } from './sources/live.ts';
+import { sumPerCpuU64 } from './bpf/object.ts';
 import { knownProbes } from './sources/probes.ts';
 import { ReplaySource } from './sources/replay.ts';
 import type { BatchSource } from './sources/types.ts';
@@ -135,6 +136,7 @@ export class Agent {
       logger: this.log,
     });
     st.registerMetrics(this.pipeline.telemetry);
+    this.registerRingMetrics();
     await this.startServer();
     const host: Host = { reportFatal: (err) => { this.log.error({ err: err.message }, 'fatal'); void this.stop(); } };
     await this.pipeline.start(host);
@@ -155,6 +157,20 @@ export class Agent {
     this.ready = true;
     span.setAttribute('kscope.mode', this.mode);
     this.log.info({ mode: this.mode, server: cfg.server.address }, 'agent running');
+  }
+
+  /** The BPF side's per-CPU counters: ring-buffer reserve failures (lost events) and events emitted. */
+  private registerRingMetrics(): void {
+    const source = this.source;
+    if (!(source instanceof LiveSource)) return;
+    const t = this.pipeline.telemetry;
+    const lost = t.counter('kscope_agent_ring_lost_events_total', 'Events the BPF programs could not reserve ring-buffer space for, by probe.');
+    t.onCollect(() => {
+      for (const p of source.probes) {
+        const v = p.object.mapLookup('lost_events', 0);
+        if (v) lost.set({ probe: p.name }, Number(sumPerCpuU64(v)));
+      }
+    });
   }
 
   /** Resolves when a replay source has delivered everything (live sources never finish). */

@@ -228,7 +228,7 @@ exporters: { nop: {} }
 service: { telemetry: { logs: { level: warn }, metrics: { address: "127.0.0.1:${bTel}" } }, pipelines: { traces: { receivers: [otlp], exporters: [nop] } } }
 `, bTel, { name: 'bench-sink' });
     try {
-      const real = await overWire(dir, 'bench-otlp', ['memory_limiter', 'rate_limit', 'routing'], `otlp: { endpoint: "127.0.0.1:${bPort}", tls: { insecure: true }, compression: none, sending_queue: { num_consumers: 4 } }`);
+      const real = await overWire(dir, 'bench-otlp', ['memory_limiter', 'rate_limit', 'routing'], `otlp: { endpoint: "127.0.0.1:${bPort}", tls: { insecure: true }, compression: none, sending_queue: { num_consumers: 4, queue_size: 64, block_on_overflow: true } }`);
       console.log(`B2 wire, … → otlp exporter (queue, retry) → peer: ${fmt(real.spansPerSec)} spans/s, ${fmt(real.spansPerCpuSec)} spans/s per core, RTT p50 ${real.p50ms.toFixed(2)} ms p99 ${real.p99ms.toFixed(2)} ms, errors ${real.errors}; ${fr(real)}`);
     } finally {
       await sinkCol.stop('SIGTERM');

@@ -90,7 +90,7 @@ test('OTel JS SDK OTLP/HTTP (protobuf JSON) exporter → our HTTP receiver', asy
 
 test('telemetrygen (Go SDK) → our gRPC receiver', async (t) => {
   if (!requires(t, peerBuilt('telemetrygen'), 'telemetrygen peer (bash tests/peers/build.sh telemetrygen)')) return;
-  await telemetrygen(['traces', '--otlp-endpoint', `127.0.0.1:${grpcPort}`, '--otlp-insecure', '--traces', '20', '--service', 'tgen', '--otlp-header', 'x-scope-orgid="tenant-b"']);
+  await telemetrygen(['traces', '--otlp-endpoint', `127.0.0.1:${grpcPort}`, '--otlp-insecure', '--traces', '20', '--rate', '0', '--service', 'tgen', '--otlp-header', 'x-scope-orgid="tenant-b"']);
   // telemetrygen sends a parent and a child span per trace
   assert.equal(spansOf('tgen'), 40);
 });

@@ -128,3 +128,31 @@ for (const dir of OVERLAYS.filter((d) => d !== 'examples')) {
     }
   });
 }
+
+test('the Grafana dashboard queries only metrics the agent and collector really produce', async () => {
+  const { readFileSync, readdirSync, statSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { promName } = await import('../../collector/src/exporters/prometheus_common/translate.ts');
+  const { METRICS } = await import('../../agent/src/signals/metrics.ts');
+  const root = new URL('../../', import.meta.url).pathname;
+  // Self-metric names registered in code, and the Prometheus names of the agent's OTel metrics.
+  const known = new Set<string>();
+  const walk = (d: string) => {
+    for (const n of readdirSync(d)) {
+      const p = join(d, n);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/'(kscope_[a-z_]+)'/g)) known.add(m[1]);
+    }
+  };
+  for (const d of ['agent/src', 'collector/src']) walk(join(root, d));
+  for (const m of Object.values(METRICS)) {
+    const base = promName(m.name, m.unit, m.kind === 'sum' ? 'counter' : 'other');
+    known.add(base);
+    for (const suffix of ['_bucket', '_sum', '_count']) known.add(base + suffix);
+  }
+  const dash = JSON.parse(readFileSync(join(root, 'deploy/examples/kernelscope-dashboard.json'), 'utf8'));
+  const used = new Set<string>();
+  for (const p of dash.panels) for (const t of p.targets) for (const m of String(t.expr).replace(/\b(by|without) \([^)]*\)/g, "").matchAll(/\b(kscope_[a-z_]+)/g)) used.add(m[1]);
+  assert.ok(used.size >= 10);
+  for (const name of used) assert.ok(known.has(name), `dashboard queries ${name}, which nothing produces`);
+});

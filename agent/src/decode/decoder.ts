@@ -92,6 +92,8 @@ abstract class EventView {
   /** Timestamp as a number (ns; exact below 2^53, ~104 days of uptime). */
   get tsNsNumber(): number { return this.u64(H.fields.ts_ns.offset); }
   get cgroupId(): bigint { return this.dv.getBigUint64(this.off + H.fields.cgroup_id.offset, true); }
+  /** cgroupId as a number without a BigInt allocation (same value as Number(cgroupId)). */
+  get cgroupIdNumber(): number { return this.u64(H.fields.cgroup_id.offset); }
   get tgid(): number { return this.dv.getUint32(this.off + H.fields.tgid.offset, true); }
   get tid(): number { return this.dv.getUint32(this.off + H.fields.tid.offset, true); }
   get netnsIno(): number { return this.dv.getUint32(this.off + H.fields.netns_ino.offset, true); }
@@ -115,6 +117,9 @@ abstract class EventView {
 /** View over struct ks_tcp_event. */
 export class TcpEventView extends EventView {
   get sockCookie(): bigint { return this.dv.getBigUint64(this.off + T.fields.sock_cookie.offset, true); }
+  /** Low and high u32 halves of sockCookie, read without a BigInt allocation (span ids, hot path). */
+  get sockCookieLo(): number { return this.dv.getUint32(this.off + T.fields.sock_cookie.offset, true); }
+  get sockCookieHi(): number { return this.dv.getUint32(this.off + T.fields.sock_cookie.offset + 4, true); }
   get durationNs(): number { return this.u64(T.fields.duration_ns.offset); }
   get bytesAcked(): number { return this.u64(T.fields.bytes_acked.offset); }
   get bytesReceived(): number { return this.u64(T.fields.bytes_received.offset); }

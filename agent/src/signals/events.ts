@@ -25,6 +25,14 @@ export interface TcpEventFields extends EventHeaderFields {
   readonly dport: number;
   readonly saddr: string;
   readonly daddr: string;
+  // Allocation-free forms the decoder views provide (plain objects may omit them; the builders
+  // then derive the same values from sockCookie, saddr and daddr).
+  /** Low / high u32 halves of sockCookie. */
+  readonly sockCookieLo?: number;
+  readonly sockCookieHi?: number;
+  /** IPv4 addresses as host-order u32 (meaningful for family AF_INET only). */
+  readonly saddrV4?: number;
+  readonly daddrV4?: number;
 }
 
 export interface ProcEventFields extends EventHeaderFields {

@@ -186,15 +186,20 @@ export class Service implements Host {
   shutdown(): Promise<void> {
     this.stopping ??= (async () => {
       this.state = 'stopping';
-      for (const kind of ['receiver', 'processor', 'exporter'] as const) {
-        await Promise.all(
-          this.components
-            .filter((c) => c.kind === kind)
-            .map((c) =>
-              c.component.shutdown().catch((err) => this.logger.error({ err, id: c.id, kind }, 'shutdown failed')),
-            ),
-        );
-      }
+      const stop = (c: BuiltComponent) =>
+        c.component.shutdown().catch((err) => this.logger.error({ err, id: c.id, kind: c.kind }, 'shutdown failed'));
+      await Promise.all(this.components.filter((c) => c.kind === 'receiver').map(stop));
+      // Processors in pipeline order, one pipeline at a time per chain, so what an earlier processor
+      // flushes still finds the later ones (and the exporters) running.
+      await Promise.all(
+        this.config.pipelines.map(async (p) => {
+          for (const id of p.processors) {
+            const c = this.components.find((x) => x.kind === 'processor' && x.pipeline === p.id && x.id === id);
+            if (c) await stop(c);
+          }
+        }),
+      );
+      await Promise.all(this.components.filter((c) => c.kind === 'exporter').map(stop));
       this.state = 'stopped';
       this.logger.info('collector stopped');
     })();

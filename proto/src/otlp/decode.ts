@@ -165,8 +165,20 @@ function rStr(end: number): string {
   pos += len;
   if (len === 0) return '';
   if (len > INTERN_MAX) return buf.utf8Slice(s, pos);
+  // The hash samples at most 12 bytes (head, middle, tail) so its cost does not grow with the
+  // string: the byte-by-byte check below keeps a collision from ever returning a wrong string.
   let h = 0x811c9dc5 ^ len;
-  for (let i = s; i < pos; i++) h = Math.imul(h ^ u8[i], 0x01000193);
+  if (len <= 12) {
+    for (let i = s; i < pos; i++) h = Math.imul(h ^ u8[i], 0x01000193);
+  } else {
+    const m = s + (len >> 1) - 2;
+    const e = pos - 4;
+    h = Math.imul(h ^ (u8[s] | (u8[s + 1] << 8) | (u8[s + 2] << 16) | (u8[s + 3] << 24)), 0x01000193);
+    h = Math.imul(h ^ (u8[m] | (u8[m + 1] << 8) | (u8[m + 2] << 16) | (u8[m + 3] << 24)), 0x01000193);
+    h = Math.imul(h ^ (u8[e] | (u8[e + 1] << 8) | (u8[e + 2] << 16) | (u8[e + 3] << 24)), 0x01000193);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0x5bd1e995);
+  }
   const slot = (h ^ (h >>> 15)) & (INTERN_SLOTS - 1);
   const base = slot * INTERN_MAX;
   if (internLen[slot] === len) {

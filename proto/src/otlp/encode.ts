@@ -446,9 +446,23 @@ const KEY_CACHE_MAX = 4096;
 const keyIndex = new Map<string, number>();
 const keyBytes: Uint8Array[] = [];
 
-function sKey(k: string): number {
+// Consecutive items mostly carry the same keys in the same order: a per-position memo of the last
+// key and its cache index skips the Map lookup (string equality is exact, so a miss is only slower).
+const MEMO_POSITIONS = 64;
+const memoKey: string[] = new Array<string>(MEMO_POSITIONS).fill('');
+const memoKeyIdx = new Int32Array(MEMO_POSITIONS);
+
+function sKey(k: string, at: number): number {
   if (k.length === 0) return 0;
-  let i = keyIndex.get(k);
+  let i: number | undefined;
+  if (at < MEMO_POSITIONS && memoKey[at] === k) i = memoKeyIdx[at];
+  else {
+    i = keyIndex.get(k);
+    if (i !== undefined && at < MEMO_POSITIONS) {
+      memoKey[at] = k;
+      memoKeyIdx[at] = i;
+    }
+  }
   if (i === undefined) {
     if (k.length > 64 || keyBytes.length >= KEY_CACHE_MAX) return sStr(k);
     i = keyBytes.length;
@@ -461,8 +475,8 @@ function sKey(k: string): number {
   return 1 + vsize(n) + n;
 }
 
-function sKV(kv: KeyValue): number {
-  let n = sKey(kv.key);
+function sKV(kv: KeyValue, at: number): number {
+  let n = sKey(kv.key, at);
   const v = kv.value;
   if (v !== null) {
     const slot = reserve();
@@ -478,7 +492,7 @@ function sAttrs(attrs: KeyValue[]): number {
   let n = 0;
   for (let i = 0; i < attrs.length; i++) {
     const slot = reserve();
-    const b = sKV(attrs[i]);
+    const b = sKV(attrs[i], i);
     sizes[slot] = b;
     n += 1 + vsize(b) + b;
   }

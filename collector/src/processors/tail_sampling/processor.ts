@@ -157,8 +157,13 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     let outs: Map<string, { b: TracesBuilder; ctx: RequestContext }> | undefined;
     let n = 0;
     for (const rs of batch.resourceSpans) {
+      // Buffered spans point at shells holding only the resource / scope, never at the incoming
+      // ResourceSpans / ScopeSpans: those list every span of the request, and one pending trace
+      // would otherwise keep all the request's other spans (decided or not) alive.
+      let rsShell: ResourceSpans | undefined;
       for (const ss of rs.scopeSpans) {
         const spans = ss.spans;
+        let ssShell: ScopeSpans | undefined;
         for (let i = 0; i < spans.length; i++) {
           const span = spans[i];
           n++;
@@ -195,11 +200,15 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
             // Decided inline so the rest of this batch already sees the cached decision.
             this.pending.delete(e.key);
             this.m.earlyDecisions++;
-            this.appendSpan(e, rs, ss, span, wire);
+            rsShell ??= { resource: rs.resource, scopeSpans: [], schemaUrl: rs.schemaUrl };
+            ssShell ??= { scope: ss.scope, spans: [], schemaUrl: ss.schemaUrl };
+            this.appendSpan(e, rsShell, ssShell, span, wire);
             this.decideOne(e, now, (outs ??= new Map()));
             continue;
           }
-          this.appendSpan(e, rs, ss, span, wire);
+          rsShell ??= { resource: rs.resource, scopeSpans: [], schemaUrl: rs.schemaUrl };
+          ssShell ??= { scope: ss.scope, spans: [], schemaUrl: ss.schemaUrl };
+          this.appendSpan(e, rsShell, ssShell, span, wire);
         }
       }
     }
