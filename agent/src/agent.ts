@@ -13,6 +13,7 @@ import { Enrichment } from './enrich/index.ts';
 import { AgentPipeline, type AgentExporters, type SignalExporter } from './pipeline.ts';
 import { LiveSource } from './sources/live.ts';
 import { sumPerCpuU64 } from './bpf/object.ts';
+import { kernelCapabilities } from './bpf/probe.ts';
 import { knownProbes } from './sources/probes.ts';
 import { ReplaySource } from './sources/replay.ts';
 import type { BatchSource } from './sources/types.ts';
@@ -72,7 +73,11 @@ export class Agent {
     const specs = [];
     // accept() ownership comes from syscall tracepoints; where tracefs lacks them, the optional
     // raw_tp/sys_exit variant takes over (absence is reported by attach, never fatal).
-    const syscallTracepoints = existsSync('/sys/kernel/tracing/events/syscalls/sys_exit_accept4');
+    // Tracepoint attach needs tracefs: mount it when absent (as root), like `agent probe` does.
+    const caps = kernelCapabilities({ mountTracefs: true });
+    if (caps.tracefs.mountedByUs) this.log.info({ path: caps.tracefs.path }, 'mounted tracefs');
+    else if (!caps.tracefs.mounted) this.log.warn({ error: caps.tracefs.error }, 'tracefs unavailable: tracepoint programs will not attach');
+    const syscallTracepoints = existsSync(`${caps.tracefs.path}/events/syscalls/sys_exit_accept4`);
     if (!syscallTracepoints) this.log.warn('syscall tracepoints unavailable: using the raw_tp accept fallback');
     if (cfg.probes.tcp)
       specs.push({

@@ -1,13 +1,14 @@
 // Turns decoded events into spans, metrics and logs. Spans and logs are grouped per resource as
 // they arrive and drained by the pipeline's batcher; metrics aggregate until collect().
 import type {
-  LogRecord, LogsData, MetricsData, Resource, Span, TracesData,
+  KeyValue, LogRecord, LogsData, MetricsData, Resource, Span, TracesData,
 } from '../../../proto/src/model.ts';
 import { EventType } from '../decode/layouts.ts';
 import { errnoName } from '../decode/format.ts';
 import type { ProcEventFields, TcpEventFields } from './events.ts';
 import { ATTR_DIRECTION, METRICS, MetricsAggregator, type MetricsConfig, defaultMetricsConfig } from './metrics.ts';
-import { cookieIds, type SpanIdSource, tcpEventToSpan } from './spans.ts';
+import { EndpointTable } from './endpoints.ts';
+import { buildTcpSpan, cookieIds, type SpanIdSource } from './spans.ts';
 
 export const SCOPE = { name: 'kernelscope.agent', version: '0.1.0' };
 
@@ -41,8 +42,13 @@ export class SignalBuilder {
   private logs = new Map<Resource, LogRecord[]>();
   private pendingSpans = 0;
   private pendingLogs = 0;
-  private readonly inbound = new Map<bigint, true>();
+  /** Accepted sockets by cookie (a number while exact, which is always in practice). */
+  private readonly inbound = new Map<number | bigint, true>();
   private readonly ids: SpanIdSource;
+  private readonly endpoints = new EndpointTable();
+  // One-entry cache of the span list: consecutive events mostly share a resource.
+  private lastSpanResource: Resource | undefined;
+  private lastSpanList: Span[] | undefined;
 
   constructor(
     readonly cfg: SignalsConfig,
@@ -64,41 +70,44 @@ export class SignalBuilder {
 
   /** `resource` is the event owner's resource (from the enricher). */
   onTcp(ev: TcpEventFields, resource: Resource): void {
+    const type = ev.typeCode;
+    if (type < EventType.TcpConnect || type > EventType.TcpResetReceived) return;
     const now = this.toUnixNano(ev.tsNs);
     const m = this.metrics;
+    const ep = this.endpoints;
     let inbound = false;
-    switch (ev.typeCode) {
+    switch (type) {
       case EventType.TcpConnect:
-        m.addPeer(resource, METRICS.connectDuration, ev.daddr, ev.dport, ev.durationNs / 1e9, now);
-        m.add(resource, METRICS.connectionsOpened, 'outbound', dirAttrs.outbound, 1, now);
+        m.addEndpoint(resource, METRICS.connectDuration, ep.dst(ev), ev.durationNs / 1e9, now);
+        m.add(resource, METRICS.connectionsOpened, 'outbound', DIR_OUTBOUND, 1, now);
         break;
       case EventType.TcpConnectFail:
-        m.addPeer(resource, METRICS.connectionsFailed, ev.daddr, ev.dport, 1, now, {
+        m.addPeerExtra(resource, METRICS.connectionsFailed, ep.dst(ev), 1, now, {
           key: 'error.type', value: errnoName(ev.error) ?? String(ev.error),
         });
         break;
       case EventType.TcpAccept:
-        this.rememberInbound(ev.sockCookie);
-        m.add(resource, METRICS.connectionsOpened, 'inbound', dirAttrs.inbound, 1, now);
+        this.rememberInbound(ev);
+        m.add(resource, METRICS.connectionsOpened, 'inbound', DIR_INBOUND, 1, now);
         break;
       case EventType.TcpClose: {
-        inbound = this.inbound.delete(ev.sockCookie);
-        const dir = inbound ? 'inbound' : 'outbound';
-        m.add(resource, METRICS.connectionsClosed, dir, dirAttrs[dir], 1, now);
+        inbound = this.inbound.delete(cookieKey(ev));
+        if (inbound) m.add(resource, METRICS.connectionsClosed, 'inbound', DIR_INBOUND, 1, now);
+        else m.add(resource, METRICS.connectionsClosed, 'outbound', DIR_OUTBOUND, 1, now);
         // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
-        const addr = inbound ? ev.saddr : ev.daddr;
-        const port = inbound ? ev.sport : ev.dport;
-        m.addPeer(resource, METRICS.bytesSent, addr, port, ev.bytesAcked, now);
-        m.addPeer(resource, METRICS.bytesReceived, addr, port, ev.bytesReceived, now);
-        if (ev.srttUs > 0) m.addPeer(resource, METRICS.rtt, addr, port, ev.srttUs / 1e6, now);
+        const peer = inbound ? ep.src(ev) : ep.dst(ev);
+        m.addEndpoint(resource, METRICS.bytesSent, peer, ev.bytesAcked, now);
+        m.addEndpoint(resource, METRICS.bytesReceived, peer, ev.bytesReceived, now);
+        const srtt = ev.srttUs;
+        if (srtt > 0) m.addEndpoint(resource, METRICS.rtt, peer, srtt / 1e6, now);
         break;
       }
       case EventType.TcpRetransmit:
-        m.addPeer(resource, METRICS.retransmits, ev.daddr, ev.dport, 1, now);
+        m.addEndpoint(resource, METRICS.retransmits, ep.dst(ev), 1, now);
         return;
       case EventType.TcpResetSent:
       case EventType.TcpResetReceived: {
-        const dir = ev.typeCode === EventType.TcpResetSent ? 'sent' : 'received';
+        const dir = type === EventType.TcpResetSent ? 'sent' : 'received';
         m.add(resource, METRICS.resets, dir, resetAttrs[dir], 1, now);
         if (this.cfg.logs.tcpResets)
           this.pushLog(resource, now, SEV_WARN, `tcp reset ${dir}`, 'kscope.tcp.reset', [
@@ -112,10 +121,16 @@ export class SignalBuilder {
         return;
     }
     if (!this.cfg.spans) return;
-    const span = tcpEventToSpan(ev, this.ids, this.toUnixNano, inbound);
+    const span = buildTcpSpan(ev, this.ids, now, inbound, ep);
     if (!span) return;
-    let list = this.spans.get(resource);
-    if (!list) this.spans.set(resource, (list = []));
+    let list: Span[] | undefined;
+    if (resource === this.lastSpanResource) list = this.lastSpanList!;
+    else {
+      list = this.spans.get(resource);
+      if (!list) this.spans.set(resource, (list = []));
+      this.lastSpanResource = resource;
+      this.lastSpanList = list;
+    }
     list.push(span);
     this.pendingSpans++;
   }
@@ -124,7 +139,7 @@ export class SignalBuilder {
     const now = this.toUnixNano(ev.tsNs);
     switch (ev.typeCode) {
       case EventType.ProcExec:
-        this.metrics.add(resource, METRICS.processStarts, '', noAttrs, 1, now);
+        this.metrics.add(resource, METRICS.processStarts, '', NO_ATTRS, 1, now);
         if (this.cfg.logs.processExecExit)
           this.pushLog(resource, now, SEV_INFO, `exec ${ev.filename ?? ev.comm}`, 'kscope.process.exec', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
@@ -148,7 +163,7 @@ export class SignalBuilder {
         break;
       }
       case EventType.ProcOomVictim:
-        this.metrics.add(resource, METRICS.oomKills, '', noAttrs, 1, now);
+        this.metrics.add(resource, METRICS.oomKills, '', NO_ATTRS, 1, now);
         if (this.cfg.logs.oomKills)
           this.pushLog(resource, now, SEV_ERROR, `OOM kill of ${ev.comm} (pid ${ev.tgid})`, 'kscope.process.oom_kill', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
@@ -170,7 +185,8 @@ export class SignalBuilder {
     ]);
   }
 
-  private rememberInbound(cookie: bigint): void {
+  private rememberInbound(ev: TcpEventFields): void {
+    const cookie = cookieKey(ev);
     if (this.inbound.size >= this.cfg.maxInboundSockets) {
       // Forget the oldest: a close we can't classify is reported as outbound, never dropped.
       const oldest = this.inbound.keys().next().value;
@@ -203,6 +219,8 @@ export class SignalBuilder {
     for (const [resource, spans] of this.spans)
       out.resourceSpans.push({ resource, schemaUrl: '', scopeSpans: [{ scope: scopeOf(), spans, schemaUrl: '' }] });
     this.spans = new Map();
+    this.lastSpanResource = undefined;
+    this.lastSpanList = undefined;
     this.pendingSpans = 0;
     return out;
   }
@@ -225,16 +243,27 @@ function scopeOf() {
   return { name: SCOPE.name, version: SCOPE.version, attributes: [], droppedAttributesCount: 0 };
 }
 
-const noAttrs = () => [];
-const dirAttrs = {
-  outbound: () => [{ key: ATTR_DIRECTION, value: 'outbound' }],
-  inbound: () => [{ key: ATTR_DIRECTION, value: 'inbound' }],
+// Series attributes shared by every series of their key (kept, never mutated).
+const NO_ATTRS: KeyValue[] = [];
+const DIR_OUTBOUND: KeyValue[] = [{ key: ATTR_DIRECTION, value: 'outbound' }];
+const DIR_INBOUND: KeyValue[] = [{ key: ATTR_DIRECTION, value: 'inbound' }];
+const resetAttrs: Record<'sent' | 'received', KeyValue[]> = {
+  sent: [{ key: ATTR_DIRECTION, value: 'sent' }],
+  received: [{ key: ATTR_DIRECTION, value: 'received' }],
 };
-const resetAttrs = {
-  sent: () => [{ key: ATTR_DIRECTION, value: 'sent' }],
-  received: () => [{ key: ATTR_DIRECTION, value: 'received' }],
+const exitAttrs: Record<'ok' | 'error', KeyValue[]> = {
+  ok: [{ key: 'kscope.process.exit_status', value: 'ok' }],
+  error: [{ key: 'kscope.process.exit_status', value: 'error' }],
 };
-const exitAttrs = {
-  ok: () => [{ key: 'kscope.process.exit_status', value: 'ok' }],
-  error: () => [{ key: 'kscope.process.exit_status', value: 'error' }],
-};
+
+const TWO32 = 4294967296;
+/** Largest high half for which lo + hi * 2^32 stays an exact double. */
+const EXACT_HI = 0x1fffff;
+
+/** The socket cookie as a Map key: a number (no BigInt) whenever that is exact. */
+function cookieKey(ev: TcpEventFields): number | bigint {
+  const lo = ev.sockCookieLo, hi = ev.sockCookieHi;
+  if (lo !== undefined && hi !== undefined) return hi <= EXACT_HI ? lo + hi * TWO32 : ev.sockCookie;
+  const c = ev.sockCookie;
+  return c <= 0x1fffffffffffffn ? Number(c) : c;
+}

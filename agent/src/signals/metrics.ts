@@ -1,10 +1,11 @@
 // Aggregates events into metrics per resource (pod/container/process) with peer dimensions.
 // Peers beyond the per-resource cap fold into one "_other" series (counted), so a scanning
 // workload cannot blow up cardinality. Temporality is delta (reset at each collect) or cumulative.
-import { ATTR_ERROR_TYPE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT } from '@opentelemetry/semantic-conventions';
+import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
 import {
   AggregationTemporality, type KeyValue, type Metric, type MetricsData, type Resource, type ScopeMetrics,
 } from '../../../proto/src/model.ts';
+import { type Endpoint, EndpointTable, OTHER_ENDPOINT } from './endpoints.ts';
 import { ExpHistogram } from './exphist.ts';
 
 export const ATTR_DIRECTION = 'kscope.tcp.direction';
@@ -31,6 +32,8 @@ export const defaultMetricsConfig = (): MetricsConfig => ({
 type Kind = 'sum' | 'exphist';
 
 interface MetricDef {
+  /** Dense index (0..METRIC_COUNT-1): series of one key are found by it in a small array. */
+  id: number;
   name: string;
   unit: string;
   description: string;
@@ -38,19 +41,21 @@ interface MetricDef {
 }
 
 export const METRICS = {
-  connectDuration: { name: 'kscope.tcp.connect.duration', unit: 's', description: 'TCP connect latency (SYN_SENT to ESTABLISHED)', kind: 'exphist' },
-  connectionsOpened: { name: 'kscope.tcp.connections.opened', unit: '{connection}', description: 'TCP connections established', kind: 'sum' },
-  connectionsFailed: { name: 'kscope.tcp.connections.failed', unit: '{connection}', description: 'TCP connects that failed', kind: 'sum' },
-  connectionsClosed: { name: 'kscope.tcp.connections.closed', unit: '{connection}', description: 'TCP connections closed', kind: 'sum' },
-  bytesSent: { name: 'kscope.tcp.bytes.sent', unit: 'By', description: 'Payload bytes acknowledged by the peer', kind: 'sum' },
-  bytesReceived: { name: 'kscope.tcp.bytes.received', unit: 'By', description: 'Payload bytes received', kind: 'sum' },
-  retransmits: { name: 'kscope.tcp.retransmits', unit: '{segment}', description: 'TCP segments retransmitted', kind: 'sum' },
-  resets: { name: 'kscope.tcp.resets', unit: '{reset}', description: 'TCP resets sent or received', kind: 'sum' },
-  rtt: { name: 'kscope.tcp.rtt', unit: 's', description: 'Smoothed RTT of connections at close', kind: 'exphist' },
-  processStarts: { name: 'kscope.process.starts', unit: '{process}', description: 'Processes started (exec)', kind: 'sum' },
-  processExits: { name: 'kscope.process.exits', unit: '{process}', description: 'Processes exited', kind: 'sum' },
-  oomKills: { name: 'kscope.process.oom_kills', unit: '{process}', description: 'Processes chosen as OOM victims', kind: 'sum' },
+  connectDuration: { id: 0, name: 'kscope.tcp.connect.duration', unit: 's', description: 'TCP connect latency (SYN_SENT to ESTABLISHED)', kind: 'exphist' },
+  connectionsOpened: { id: 1, name: 'kscope.tcp.connections.opened', unit: '{connection}', description: 'TCP connections established', kind: 'sum' },
+  connectionsFailed: { id: 2, name: 'kscope.tcp.connections.failed', unit: '{connection}', description: 'TCP connects that failed', kind: 'sum' },
+  connectionsClosed: { id: 3, name: 'kscope.tcp.connections.closed', unit: '{connection}', description: 'TCP connections closed', kind: 'sum' },
+  bytesSent: { id: 4, name: 'kscope.tcp.bytes.sent', unit: 'By', description: 'Payload bytes acknowledged by the peer', kind: 'sum' },
+  bytesReceived: { id: 5, name: 'kscope.tcp.bytes.received', unit: 'By', description: 'Payload bytes received', kind: 'sum' },
+  retransmits: { id: 6, name: 'kscope.tcp.retransmits', unit: '{segment}', description: 'TCP segments retransmitted', kind: 'sum' },
+  resets: { id: 7, name: 'kscope.tcp.resets', unit: '{reset}', description: 'TCP resets sent or received', kind: 'sum' },
+  rtt: { id: 8, name: 'kscope.tcp.rtt', unit: 's', description: 'Smoothed RTT of connections at close', kind: 'exphist' },
+  processStarts: { id: 9, name: 'kscope.process.starts', unit: '{process}', description: 'Processes started (exec)', kind: 'sum' },
+  processExits: { id: 10, name: 'kscope.process.exits', unit: '{process}', description: 'Processes exited', kind: 'sum' },
+  oomKills: { id: 11, name: 'kscope.process.oom_kills', unit: '{process}', description: 'Processes chosen as OOM victims', kind: 'sum' },
 } as const satisfies Record<string, MetricDef>;
+
+export const METRIC_COUNT = Object.keys(METRICS).length;
 
 interface Series {
   def: MetricDef;
@@ -61,12 +66,31 @@ interface Series {
   touched: boolean;
 }
 
+/** The series of one key (peer or label), indexed by MetricDef.id. */
+type SeriesSlots = Array<Series | null>;
+
+const newSlots = (): SeriesSlots => new Array<Series | null>(METRIC_COUNT).fill(null);
+
 class ResourceState {
-  readonly series = new Map<string, Series>();
-  readonly peers = new Set<string>();
+  /** Every series in creation order (collect walks this). */
+  readonly list: Series[] = [];
+  /** IPv4 peers by Endpoint.numKey. */
+  readonly peerNum = new Map<number, SeriesSlots>();
+  /** Other peers by Endpoint.textKey. */
+  readonly peerText = new Map<string, SeriesSlots>();
+  /** Peers folded into "_other". */
+  other: SeriesSlots | null = null;
+  /** Label-keyed series (add/observe) by their key. */
+  readonly labeled = new Map<string, SeriesSlots>();
+  /** Peer series with an extra attribute, by `${def.id}|${peer}|${extra}` (rare: failures). */
+  readonly extra = new Map<string, Series>();
   /** Consecutive collects without any new data point. */
   idleCollects = 0;
   constructor(readonly resource: Resource) {}
+
+  get peerCount(): number {
+    return this.peerNum.size + this.peerText.size;
+  }
 }
 
 /**
@@ -86,63 +110,106 @@ export class MetricsAggregator {
   /** Events attributed to an existing resource because maxResources was reached. */
   foldedResources = 0;
   private lastCollect: bigint;
+  /** Interned endpoints for addPeer (string address callers). */
+  readonly endpoints = new EndpointTable();
+  // One-entry cache: consecutive events mostly share a resource.
+  private lastResource: Resource | undefined;
+  private lastState: ResourceState | undefined;
 
   constructor(readonly cfg: MetricsConfig, now: bigint) {
     this.lastCollect = now;
   }
 
   private state(resource: Resource): ResourceState {
+    if (resource === this.lastResource) return this.lastState!;
     let st = this.resources.get(resource);
-    if (st) return st;
-    if (this.resources.size >= this.cfg.maxResources) {
-      this.foldedResources++;
-      return this.resources.values().next().value as ResourceState;
+    if (st === undefined) {
+      if (this.resources.size >= this.cfg.maxResources) {
+        this.foldedResources++;
+        return this.resources.values().next().value as ResourceState;
+      }
+      st = new ResourceState(resource);
+      this.resources.set(resource, st);
     }
-    st = new ResourceState(resource);
-    this.resources.set(resource, st);
+    this.lastResource = resource;
+    this.lastState = st;
     return st;
   }
 
-  /** Peer key after applying the cardinality cap. */
-  private peer(st: ResourceState, address: string, port: number): [string, number] {
-    const key = `${address}:${port}`;
-    if (st.peers.has(key)) return [address, port];
-    if (st.peers.size < this.cfg.maxPeersPerResource) {
-      st.peers.add(key);
-      return [address, port];
-    }
-    this.foldedPeers++;
-    return [OTHER_PEER, 0];
+  private forget(): void {
+    this.lastResource = undefined;
+    this.lastState = undefined;
   }
 
-  private series(st: ResourceState, def: MetricDef, key: string, attrs: () => KeyValue[], now: bigint): Series {
-    const k = def.name + '|' + key;
-    let s = st.series.get(k);
-    if (!s) {
-      s = { def, attrs: attrs(), value: 0, hist: def.kind === 'exphist' ? new ExpHistogram(this.cfg.histogramMaxSize) : null, startTime: now, touched: false };
-      st.series.set(k, s);
+  /** The series slots of a peer after applying the cardinality cap. */
+  private peerSlots(st: ResourceState, peer: Endpoint): SeriesSlots {
+    const num = peer.numKey >= 0;
+    let slots = num ? st.peerNum.get(peer.numKey) : st.peerText.get(peer.textKey);
+    if (slots !== undefined) return slots;
+    if (st.peerCount < this.cfg.maxPeersPerResource) {
+      slots = newSlots();
+      if (num) st.peerNum.set(peer.numKey, slots);
+      else st.peerText.set(peer.textKey, slots);
+      return slots;
     }
+    this.foldedPeers++;
+    return (st.other ??= newSlots());
+  }
+
+  private create(st: ResourceState, def: MetricDef, attrs: KeyValue[], now: bigint): Series {
+    const s: Series = { def, attrs, value: 0, hist: def.kind === 'exphist' ? new ExpHistogram(this.cfg.histogramMaxSize) : null, startTime: now, touched: false };
+    st.list.push(s);
+    return s;
+  }
+
+  private labeled(st: ResourceState, def: MetricDef, key: string, attrs: KeyValue[] | (() => KeyValue[]), now: bigint): Series {
+    let slots = st.labeled.get(key);
+    if (slots === undefined) st.labeled.set(key, (slots = newSlots()));
+    let s = slots[def.id];
+    if (s == null) slots[def.id] = s = this.create(st, def, typeof attrs === 'function' ? attrs() : attrs, now);
     s.touched = true;
     return s;
   }
 
-  add(resource: Resource, def: MetricDef, key: string, attrs: () => KeyValue[], value: number, now: bigint): void {
-    const s = this.series(this.state(resource), def, key, attrs, now);
-    s.value += value;
+  /** `attrs` (or what the thunk returns) becomes the series' attributes when the series is new; it is kept, not copied. */
+  add(resource: Resource, def: MetricDef, key: string, attrs: KeyValue[] | (() => KeyValue[]), value: number, now: bigint): void {
+    this.labeled(this.state(resource), def, key, attrs, now).value += value;
   }
 
-  observe(resource: Resource, def: MetricDef, key: string, attrs: () => KeyValue[], value: number, now: bigint): void {
-    const s = this.series(this.state(resource), def, key, attrs, now);
-    s.hist!.record(value);
+  observe(resource: Resource, def: MetricDef, key: string, attrs: KeyValue[] | (() => KeyValue[]), value: number, now: bigint): void {
+    this.labeled(this.state(resource), def, key, attrs, now).hist!.record(value);
   }
 
   /** A metric keyed by the remote peer (capped). */
   addPeer(resource: Resource, def: MetricDef, address: string, port: number, value: number, now: bigint, extra?: KeyValue): void {
+    const peer = this.endpoints.ofText(address, port);
+    if (extra) this.addPeerExtra(resource, def, peer, value, now, extra);
+    else this.addEndpoint(resource, def, peer, value, now);
+  }
+
+  /** addPeer with an interned endpoint (the hot path: no strings built or hashed). */
+  addEndpoint(resource: Resource, def: MetricDef, peer: Endpoint, value: number, now: bigint): void {
     const st = this.state(resource);
-    const [a, p] = this.peer(st, address, port);
-    const key = extra ? `${a}:${p}|${String(extra.value)}` : `${a}:${p}`;
-    const s = this.series(st, def, key, () => peerAttrs(a, p, extra), now);
-    if (s.hist) s.hist.record(value);
+    const slots = this.peerSlots(st, peer);
+    let s = slots[def.id];
+    if (s == null) slots[def.id] = s = this.create(st, def, slots === st.other ? OTHER_ENDPOINT.metricAttrs : peer.metricAttrs, now);
+    s.touched = true;
+    if (s.hist !== null) s.hist.record(value);
+    else s.value += value;
+  }
+
+  /** A peer series with one more attribute (e.g. error.type), one series per extra value. */
+  addPeerExtra(resource: Resource, def: MetricDef, peer: Endpoint, value: number, now: bigint, extra: KeyValue): void {
+    const st = this.state(resource);
+    const p = this.peerSlots(st, peer) === st.other ? OTHER_ENDPOINT : peer;
+    const key = `${def.id}|${p.textKey}|${String(extra.value)}`;
+    let s = st.extra.get(key);
+    if (s === undefined) {
+      s = this.create(st, def, [p.serverAddress, p.serverPort, extra], now);
+      st.extra.set(key, s);
+    }
+    s.touched = true;
+    if (s.hist !== null) s.hist.record(value);
     else s.value += value;
   }
 
@@ -152,16 +219,17 @@ export class MetricsAggregator {
     const temporality = delta ? AggregationTemporality.Delta : AggregationTemporality.Cumulative;
     const out: MetricsData = { resourceMetrics: [] };
     const idleLimit = delta ? IDLE_COLLECTS_DELTA : IDLE_COLLECTS_CUMULATIVE;
+    this.forget();
     for (const st of this.resources.values()) {
       let active = false;
-      for (const s of st.series.values()) if (s.touched) active = true;
+      for (const s of st.list) if (s.touched) { active = true; break; }
       if (active) st.idleCollects = 0;
       else if (++st.idleCollects >= idleLimit) {
         this.resources.delete(st.resource);
         continue;
       }
       const byName = new Map<string, Metric>();
-      for (const s of st.series.values()) {
+      for (const s of st.list) {
         if (delta && !s.touched) continue;
         s.touched = false;
         const start = delta ? this.lastCollect : s.startTime;
@@ -196,21 +264,13 @@ export class MetricsAggregator {
 
   /** Drops resources whose processes are gone (called by the pipeline with the resource set still alive). */
   retain(alive: (r: Resource) => boolean): void {
+    this.forget();
     for (const r of this.resources.keys()) if (!alive(r)) this.resources.delete(r);
   }
 
   get resourceCount(): number {
     return this.resources.size;
   }
-}
-
-function peerAttrs(address: string, port: number, extra?: KeyValue): KeyValue[] {
-  const a: KeyValue[] = [
-    { key: ATTR_SERVER_ADDRESS, value: address },
-    { key: ATTR_SERVER_PORT, value: BigInt(port) },
-  ];
-  if (extra) a.push(extra);
-  return a;
 }
 
 export { ATTR_ERROR_TYPE };

@@ -1,14 +1,12 @@
 // TCP events → spans. One trace per connection (ids derived from the socket cookie and a per-boot
 // salt, so the connect/accept span and the connection span of one socket share a trace without
 // any state kept between events).
-import {
-  ATTR_CLIENT_ADDRESS, ATTR_CLIENT_PORT, ATTR_ERROR_TYPE, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT,
-  ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT,
-} from '@opentelemetry/semantic-conventions';
+import { ATTR_ERROR_TYPE, ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE } from '@opentelemetry/semantic-conventions';
 import { randomBytes } from 'node:crypto';
 import { EMPTY_BYTES, type KeyValue, type Span, SpanKind, StatusCode } from '../../../proto/src/model.ts';
 import { AF_INET6, EventType } from '../decode/layouts.ts';
 import { errnoName } from '../decode/format.ts';
+import { EndpointTable } from './endpoints.ts';
 import type { TcpEventFields } from './events.ts';
 
 export const ATTR_TCP_BYTES_SENT = 'kscope.tcp.bytes_sent';
@@ -17,45 +15,110 @@ export const ATTR_TCP_SRTT_US = 'kscope.tcp.srtt_us';
 export const ATTR_TCP_RETRANSMITS = 'kscope.tcp.retransmits';
 export const ATTR_TCP_OWNER_UNKNOWN = 'kscope.owner_unknown';
 
-const MASK64 = (1n << 64n) - 1n;
-
-/** splitmix64: a cheap, well-mixed 64-bit hash; enough to spread cookies into ids. */
-function mix64(x: bigint): bigint {
-  x = (x + 0x9e3779b97f4a7c15n) & MASK64;
-  x = ((x ^ (x >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
-  x = ((x ^ (x >> 27n)) * 0x94d049bb133111ebn) & MASK64;
-  return x ^ (x >> 31n);
+/** murmur3's 32-bit finaliser: every input bit reaches every output bit. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 export interface SpanIdSource {
   traceId(cookie: bigint): Uint8Array;
   spanId(cookie: bigint, role: number): Uint8Array;
+  /** The same ids from the cookie's u32 halves, without BigInt (optional fast path). */
+  traceIdOf?(lo: number, hi: number): Uint8Array;
+  spanIdOf?(lo: number, hi: number, role: number): Uint8Array;
 }
 
+const DOMAIN_TRACE_HI = 0;
+const DOMAIN_TRACE_LO = 1;
+const DOMAIN_SPAN = 2; // + role
+const CACHED_ROLES = 8;
+
+/**
+ * Deterministic ids per socket cookie; the salt keeps ids unique across agents and boots.
+ * Each id half is a 4-round Feistel permutation of the 64-bit cookie keyed by (salt, domain): a
+ * bijection, so distinct cookies never share a span id (or a trace id) under one salt, computed
+ * with 32-bit integer arithmetic only (no BigInt on the hot path).
+ */
+export class CookieIds implements SpanIdSource {
+  private readonly keys = new Uint32Array((DOMAIN_SPAN + CACHED_ROLES) * 4);
+  private readonly s0: number;
+  private readonly s1: number;
+
+  constructor(salt: bigint) {
+    this.s0 = Number(BigInt.asUintN(32, salt));
+    this.s1 = Number(BigInt.asUintN(32, salt >> 32n));
+    for (let d = 0; d < DOMAIN_SPAN + CACHED_ROLES; d++) this.roundKeys(d, this.keys, d * 4);
+  }
+
+  private roundKeys(domain: number, out: Uint32Array, at: number): void {
+    for (let r = 0; r < 4; r++) out[at + r] = fmix32(this.s0 ^ fmix32((this.s1 ^ Math.imul(domain * 4 + r + 1, 0x9e3779b9)) >>> 0));
+  }
+
+  /** Writes the permutation of (hi, lo) under the domain's keys big-endian at out[o..o+8). */
+  private permute(lo: number, hi: number, domain: number, out: Uint8Array, o: number, nonZero: boolean): void {
+    let k = this.keys, at = domain * 4;
+    if (domain >= DOMAIN_SPAN + CACHED_ROLES) {
+      k = new Uint32Array(4);
+      this.roundKeys(domain, k, 0);
+      at = 0;
+    }
+    let l = hi >>> 0, r = lo >>> 0, t: number;
+    t = (l ^ fmix32((r ^ k[at]!) >>> 0)) >>> 0; l = r; r = t;
+    t = (l ^ fmix32((r ^ k[at + 1]!) >>> 0)) >>> 0; l = r; r = t;
+    t = (l ^ fmix32((r ^ k[at + 2]!) >>> 0)) >>> 0; l = r; r = t;
+    t = (l ^ fmix32((r ^ k[at + 3]!) >>> 0)) >>> 0; l = r; r = t;
+    if (nonZero && l === 0 && r === 0) r = 1;
+    out[o] = l >>> 24; out[o + 1] = l >>> 16; out[o + 2] = l >>> 8; out[o + 3] = l;
+    out[o + 4] = r >>> 24; out[o + 5] = r >>> 16; out[o + 6] = r >>> 8; out[o + 7] = r;
+  }
+
+  traceIdOf(lo: number, hi: number): Uint8Array {
+    const out = new Uint8Array(16);
+    this.permute(lo, hi, DOMAIN_TRACE_HI, out, 0, false);
+    this.permute(lo, hi, DOMAIN_TRACE_LO, out, 8, true); // never the all-zero (invalid) trace id
+    return out;
+  }
+
+  spanIdOf(lo: number, hi: number, role: number): Uint8Array {
+    const out = new Uint8Array(8);
+    this.permute(lo, hi, DOMAIN_SPAN + (role >>> 0), out, 0, true);
+    return out;
+  }
+
+  traceId(cookie: bigint): Uint8Array {
+    return this.traceIdOf(cookieLo(cookie), cookieHi(cookie));
+  }
+
+  spanId(cookie: bigint, role: number): Uint8Array {
+    return this.spanIdOf(cookieLo(cookie), cookieHi(cookie), role);
+  }
+}
+
+const cookieLo = (c: bigint): number => Number(BigInt.asUintN(32, c));
+const cookieHi = (c: bigint): number => Number(BigInt.asUintN(32, c >> 32n));
+
 /** Deterministic ids per socket cookie; the salt keeps ids unique across agents and boots. */
-export function cookieIds(salt: bigint = BigInt('0x' + randomBytes(8).toString('hex'))): SpanIdSource {
-  return {
-    traceId(cookie) {
-      const out = new Uint8Array(16);
-      const dv = new DataView(out.buffer);
-      dv.setBigUint64(0, mix64(cookie ^ salt));
-      dv.setBigUint64(8, mix64((cookie + 0x5bd1e995n) ^ salt) || 1n);
-      return out;
-    },
-    spanId(cookie, role) {
-      const out = new Uint8Array(8);
-      new DataView(out.buffer).setBigUint64(0, mix64(cookie ^ salt ^ (BigInt(role) << 56n)) || 1n);
-      return out;
-    },
-  };
+export function cookieIds(salt: bigint = BigInt('0x' + randomBytes(8).toString('hex'))): CookieIds {
+  return new CookieIds(salt);
 }
 
 const ROLE_OPEN = 1; // connect or accept span
 const ROLE_CONNECTION = 2;
 
-function networkType(ev: TcpEventFields): string {
-  return ev.family === AF_INET6 ? 'ipv6' : 'ipv4';
-}
+// Shared, never mutated: most spans carry the same constants.
+const KV_TRANSPORT_TCP: KeyValue = { key: ATTR_NETWORK_TRANSPORT, value: 'tcp' };
+const KV_TYPE_IPV4: KeyValue = { key: ATTR_NETWORK_TYPE, value: 'ipv4' };
+const KV_TYPE_IPV6: KeyValue = { key: ATTR_NETWORK_TYPE, value: 'ipv6' };
+const KV_OWNER_UNKNOWN: KeyValue = { key: ATTR_TCP_OWNER_UNKNOWN, value: true };
+const STATUS_UNSET: Span['status'] = { code: StatusCode.Unset, message: '' };
+const NO_EVENTS: Span['events'] = [];
+const NO_LINKS: Span['links'] = [];
+
+const defaultEndpoints = new EndpointTable(4096);
 
 /**
  * Builds the span for a TCP event, or returns null for events that carry no span (retransmits,
@@ -68,23 +131,18 @@ export function tcpEventToSpan(
   /** For close events: whether the socket was accepted (server side) rather than connected. */
   inbound = false,
 ): Span | null {
-  const end = toUnixNano(ev.tsNs);
-  const start = ev.durationNs > 0 ? end - BigInt(ev.durationNs) : end;
-  const cookie = ev.sockCookie;
-  const attrs: KeyValue[] = [
-    { key: ATTR_NETWORK_TRANSPORT, value: 'tcp' },
-    { key: ATTR_NETWORK_TYPE, value: networkType(ev) },
-    { key: ATTR_NETWORK_PEER_ADDRESS, value: ev.daddr },
-    { key: ATTR_NETWORK_PEER_PORT, value: BigInt(ev.dport) },
-  ];
+  return buildTcpSpan(ev, ids, toUnixNano(ev.tsNs), inbound, defaultEndpoints);
+}
+
+/** tcpEventToSpan with the end time already mapped and the caller's endpoint table. */
+export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint, inbound: boolean, endpoints: EndpointTable): Span | null {
+  const type = ev.typeCode;
   let name: string;
   let kind: SpanKind;
-  let statusCode = StatusCode.Unset;
-  let statusMessage = '';
-  let parent: Uint8Array = EMPTY_BYTES;
+  let status = STATUS_UNSET;
+  let errorType: KeyValue | undefined;
   let role = ROLE_OPEN;
-  const outbound = ev.typeCode === EventType.TcpConnect || ev.typeCode === EventType.TcpConnectFail;
-  switch (ev.typeCode) {
+  switch (type) {
     case EventType.TcpConnect:
       name = 'tcp connect';
       kind = SpanKind.Client;
@@ -92,10 +150,9 @@ export function tcpEventToSpan(
     case EventType.TcpConnectFail: {
       name = 'tcp connect';
       kind = SpanKind.Client;
-      statusCode = StatusCode.Error;
       const errName = errnoName(ev.error) ?? `errno ${ev.error}`;
-      statusMessage = errName;
-      attrs.push({ key: ATTR_ERROR_TYPE, value: errName });
+      status = { code: StatusCode.Error, message: errName };
+      errorType = { key: ATTR_ERROR_TYPE, value: errName };
       break;
     }
     case EventType.TcpAccept:
@@ -106,37 +163,48 @@ export function tcpEventToSpan(
       name = 'tcp connection';
       kind = SpanKind.Internal;
       role = ROLE_CONNECTION;
-      parent = ids.spanId(cookie, ROLE_OPEN);
-      attrs.push(
-        { key: ATTR_TCP_BYTES_SENT, value: BigInt(ev.bytesAcked) },
-        { key: ATTR_TCP_BYTES_RECEIVED, value: BigInt(ev.bytesReceived) },
-        { key: ATTR_TCP_SRTT_US, value: BigInt(ev.srttUs) },
-        { key: ATTR_TCP_RETRANSMITS, value: BigInt(ev.totalRetrans) },
-      );
       break;
     default:
       return null;
   }
-  // The local address is the client's for connected sockets and the server's for accepted ones.
-  if (outbound || (ev.typeCode === EventType.TcpClose && !inbound)) {
-    attrs.push(
-      { key: ATTR_SERVER_ADDRESS, value: ev.daddr },
-      { key: ATTR_SERVER_PORT, value: BigInt(ev.dport) },
-      { key: ATTR_CLIENT_ADDRESS, value: ev.saddr },
-      { key: ATTR_CLIENT_PORT, value: BigInt(ev.sport) },
-    );
+  const durationNs = ev.durationNs;
+  const start = durationNs > 0 ? end - BigInt(durationNs) : end;
+  const dst = endpoints.dst(ev);
+  const src = endpoints.src(ev);
+  const attrs: KeyValue[] = [KV_TRANSPORT_TCP, ev.family === AF_INET6 ? KV_TYPE_IPV6 : KV_TYPE_IPV4, dst.peerAddress, dst.peerPort];
+  if (errorType !== undefined) attrs.push(errorType);
+  let traceId: Uint8Array, spanId: Uint8Array, parent: Uint8Array = EMPTY_BYTES;
+  if (ids.traceIdOf !== undefined && ids.spanIdOf !== undefined) {
+    let lo = ev.sockCookieLo, hi = ev.sockCookieHi;
+    if (lo === undefined || hi === undefined) {
+      const c = ev.sockCookie;
+      lo = cookieLo(c);
+      hi = cookieHi(c);
+    }
+    traceId = ids.traceIdOf(lo, hi);
+    spanId = ids.spanIdOf(lo, hi, role);
+    if (role === ROLE_CONNECTION) parent = ids.spanIdOf(lo, hi, ROLE_OPEN);
   } else {
-    attrs.push(
-      { key: ATTR_SERVER_ADDRESS, value: ev.saddr },
-      { key: ATTR_SERVER_PORT, value: BigInt(ev.sport) },
-      { key: ATTR_CLIENT_ADDRESS, value: ev.daddr },
-      { key: ATTR_CLIENT_PORT, value: BigInt(ev.dport) },
-    );
+    const c = ev.sockCookie;
+    traceId = ids.traceId(c);
+    spanId = ids.spanId(c, role);
+    if (role === ROLE_CONNECTION) parent = ids.spanId(c, ROLE_OPEN);
   }
-  if (ev.flags & 1) attrs.push({ key: ATTR_TCP_OWNER_UNKNOWN, value: true });
+  if (role === ROLE_CONNECTION)
+    attrs.push(
+      { key: ATTR_TCP_BYTES_SENT, value: BigInt(ev.bytesAcked) },
+      { key: ATTR_TCP_BYTES_RECEIVED, value: BigInt(ev.bytesReceived) },
+      { key: ATTR_TCP_SRTT_US, value: BigInt(ev.srttUs) },
+      { key: ATTR_TCP_RETRANSMITS, value: BigInt(ev.totalRetrans) },
+    );
+  // The local address is the client's for connected sockets and the server's for accepted ones.
+  if (type === EventType.TcpConnect || type === EventType.TcpConnectFail || (type === EventType.TcpClose && !inbound))
+    attrs.push(dst.serverAddress, dst.serverPort, src.clientAddress, src.clientPort);
+  else attrs.push(src.serverAddress, src.serverPort, dst.clientAddress, dst.clientPort);
+  if (ev.flags & 1) attrs.push(KV_OWNER_UNKNOWN);
   return {
-    traceId: ids.traceId(cookie),
-    spanId: ids.spanId(cookie, role),
+    traceId,
+    spanId,
     traceState: '',
     parentSpanId: parent,
     flags: 1, // sampled
@@ -146,10 +214,10 @@ export function tcpEventToSpan(
     endTimeUnixNano: end,
     attributes: attrs,
     droppedAttributesCount: 0,
-    events: [],
+    events: NO_EVENTS,
     droppedEventsCount: 0,
-    links: [],
+    links: NO_LINKS,
     droppedLinksCount: 0,
-    status: { code: statusCode, message: statusMessage },
+    status,
   };
 }
