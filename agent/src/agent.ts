@@ -9,7 +9,7 @@ import type { SignalType } from '../../proto/src/model.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import type { AgentConfig } from './config.ts';
 import type { KernelEvent } from './decode/decoder.ts';
-import { Enrichment } from './enrich/index.ts';
+import { Enrichment, recordedHostOf } from './enrich/index.ts';
 import { AgentPipeline, type AgentExporters, type SignalExporter } from './pipeline.ts';
 import { LiveSource } from './sources/live.ts';
 import { sumPerCpuU64 } from './bpf/object.ts';
@@ -121,7 +121,6 @@ export class Agent {
   private async startTraced(span: Span): Promise<void> {
     const cfg = this.opts.config;
     const st = this.selfTelemetry;
-    this.enrichment = new Enrichment<KernelEvent>(cfg.enrich, { logger: this.log });
     const exporters = st.wrapExporters(this.createExporters(), cfg.exporter.type);
     const loadStart = Date.now();
     const { source, toUnixNano } = await st.trace(SELF_SPANS.sourceOpen, {}, span, (s) => {
@@ -132,6 +131,17 @@ export class Agent {
     });
     const loadEnd = Date.now();
     this.source = source;
+    // Built once the source is known: a replay (asked for, or the live fallback) enriches from the
+    // fixture's recorded cgroup and process tables, never from this host's /proc and cgroupfs.
+    try {
+      this.enrichment = new Enrichment<KernelEvent>(cfg.enrich, {
+        logger: this.log,
+        ...(source instanceof ReplaySource ? { recorded: recordedHostOf(source.header) } : {}),
+      });
+    } catch (err) {
+      await source.stop(); // a config error (e.g. enrich.k8s) must not leave probes attached
+      throw err;
+    }
     this.pipeline = new AgentPipeline({
       signals: cfg.signals,
       batch: cfg.batch,

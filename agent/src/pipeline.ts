@@ -90,13 +90,13 @@ export class AgentPipeline {
   // ------------------------------------------------------------------ per event (hot path)
 
   private onTcp(v: TcpEventView): void {
-    const r = this.enricher.enrich(Number(v.cgroupId), v.tgid, v.tsNs, LAZY);
+    const r = this.enricher.enrich(v.cgroupIdNumber, v.tgid, v.tsNs, LAZY);
     if (r === undefined) return this.holdLast(v);
     this.builder.onTcp(v, r);
   }
 
   private onProc(v: ProcEventView): void {
-    const r = this.enricher.enrich(Number(v.cgroupId), v.tgid, v.tsNs, LAZY);
+    const r = this.enricher.enrich(v.cgroupIdNumber, v.tgid, v.tsNs, LAZY);
     if (r === undefined) return this.holdLast(v);
     this.builder.onProc(v, r);
     if (v.typeCode === EventType.ProcExit) this.enricher.onExit(v.tgid);
@@ -104,7 +104,7 @@ export class AgentPipeline {
 
   private onExec(v: ExecEventView): void {
     this.enricher.onExec(v.tgid, { comm: v.comm, filename: v.filename, ppid: v.ppid });
-    const r = this.enricher.enrich(Number(v.cgroupId), v.tgid, v.tsNs, LAZY);
+    const r = this.enricher.enrich(v.cgroupIdNumber, v.tgid, v.tsNs, LAZY);
     if (r === undefined) return this.holdLast(v);
     this.builder.onProc(v as unknown as ProcEventFields, r);
   }

@@ -135,3 +135,45 @@ exporters: { sink: {} }
 service: { pipelines: { metrics: { receivers: [test], exporters: [sink] } } }`));
   assert.throws(() => new Service(metrics, registry(), { logger: testLogger() }), (e: unknown) => e instanceof ConfigError && e.field === 'service.pipelines.metrics.receivers[0]');
 });
+
+test('routing into pipelines: each target runs its own processors on its own copy; a routing loop is refused at start', async () => {
+  const { routingFactory } = await import('../../collector/src/processors/routing/index.ts');
+  sinks.clear();
+  const reg = registry().register(routingFactory);
+  const cfg = parseConfig(parseYaml(`
+receivers: { test/in: {} }
+processors:
+  routing: { table: [ { value: acme, pipelines: [traces/acme, traces/audit] } ], default_exporters: [sink/default] }
+  tag/acme: { value: acme }
+  tag/audit: { value: audit }
+exporters: { sink/default: {}, sink/acme: {}, sink/audit: {} }
+service:
+  pipelines:
+    traces/in: { receivers: [test/in], processors: [routing], exporters: [sink/default] }
+    traces/acme: { processors: [tag/acme], exporters: [sink/acme] }
+    traces/audit: { processors: [tag/audit], exporters: [sink/audit] }
+`));
+  const svc = new Service(cfg, reg, { logger: testLogger() });
+  await svc.start();
+  await receivers.get('test/in:traces')!.consume(makeTraces(2), { tenant: 'acme' });
+  await receivers.get('test/in:traces')!.consume(makeTraces(3), { tenant: 'other' });
+  const tagOf = (id: string) => sinks.get(`${id}:traces`)!.batches.map((b) => b.batch.resourceSpans[0].resource.attributes.filter((a) => a.key === 'tag').map((a) => a.value));
+  assert.deepEqual(tagOf('sink/acme'), [['acme']]);
+  assert.deepEqual(tagOf('sink/audit'), [['audit']]);
+  assert.equal(sinks.get('sink/default:traces')!.items, 3);
+  await svc.shutdown();
+
+  const loop = parseConfig(parseYaml(`
+receivers: { test/in: {} }
+processors:
+  routing: { table: [ { value: a, pipelines: [traces/b] } ] }
+  routing/b: { table: [ { value: a, pipelines: [traces] } ], default_exporters: [sink] }
+exporters: { sink: {} }
+service:
+  pipelines:
+    traces: { receivers: [test/in], processors: [routing], exporters: [sink] }
+    traces/b: { processors: [routing/b], exporters: [sink] }
+`));
+  const bad = new Service(loop, reg, { logger: testLogger() });
+  await assert.rejects(bad.start(), (e: unknown) => e instanceof ConfigError && /routes itself/.test(e.message));
+});

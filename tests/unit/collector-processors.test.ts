@@ -205,3 +205,16 @@ test('k8s_attributes: associates by connection IP, pod uid, container id; extrac
   assert.equal(peerIp('[fd00::1]:80'), 'fd00::1');
   assert.throws(() => validateK8sAttributesConfig({ extract: { metadata: ['k8s.pod.colour'] } }, 'processors.k8s'), (e: unknown) => e instanceof ConfigError && e.field === 'processors.k8s.extract.metadata[0]');
 });
+
+test('fan-out: a mutating member never changes what a non-mutating member (e.g. a queued exporter) holds', async () => {
+  const reader = new CaptureSink('traces');
+  const mutator = { consume: async (b: ReturnType<typeof makeTraces>) => { b.resourceSpans[0].resource.attributes.push({ key: 'x', value: 1 }); } };
+  const fan = new FanOutConsumer('traces', [
+    { id: 'm', consumer: mutator as never, mutates: true },
+    { id: 'r', consumer: reader, mutates: false },
+  ]);
+  const batch = makeTraces(1, []);
+  await fan.consume(batch, {});
+  assert.equal(reader.batches[0].batch.resourceSpans[0].resource.attributes.length, 0);
+  assert.equal(batch.resourceSpans[0].resource.attributes.length, 0, 'the mutator got a copy');
+});

@@ -5,6 +5,10 @@
 //   3. on a miss that (2) cannot answer, a rate-limited rescan of the tree.
 // Hosts: pure v2 (cgroup2 at /sys/fs/cgroup) and hybrid (cgroup2 at /sys/fs/cgroup/unified). On a
 // v1-only host there are no ids to map; callers fall back to pathOfPid().
+//
+// Replay: an index built from a fixture's recorded table (`new CgroupIndex(cfg, now, table)`) answers
+// from that table only. It never reads this host's cgroupfs or /proc: the recorded ids are another
+// host's inodes, so anything learned here would describe an unrelated local cgroup or process.
 import { existsSync, readFileSync, statSync, type Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -41,6 +45,12 @@ export function detectCgroup2(root: string): { layout: CgroupLayout; mount: stri
   return { layout: 'legacy', mount: null };
 }
 
+/** One row of a recorded cgroup table (fixture header `cgroups`): id as a decimal string or number. */
+export interface RecordedCgroup {
+  id: string | number;
+  path: string;
+}
+
 /** The cgroup id of a cgroup2 directory (its inode). */
 export function cgroupIdOf(dir: string): number {
   return Number(statSync(dir, { bigint: true }).ino);
@@ -49,6 +59,8 @@ export function cgroupIdOf(dir: string): number {
 export class CgroupIndex {
   readonly layout: CgroupLayout;
   readonly mount: string | null;
+  /** False for an index seeded from a recorded table: misses are final, nothing is read from this host. */
+  readonly hostLookups: boolean;
   readonly counters = { scans: 0, learnedFromPid: 0, rescansSkipped: 0, evicted: 0, scanErrors: 0 };
   private paths = new Map<number, string>();
   private lastScan = 0;
@@ -59,10 +71,35 @@ export class CgroupIndex {
   constructor(
     readonly cfg: CgroupIndexConfig,
     private readonly now: () => number = Date.now,
+    recorded?: readonly RecordedCgroup[],
   ) {
+    if (recorded) {
+      // No mount: start/rescan/learnFromPid are no-ops. An empty table (recorded on a v1-only
+      // host) carries no usable ids, like a live legacy host.
+      this.hostLookups = false;
+      this.mount = null;
+      this.layout = recorded.length > 0 ? 'unified' : 'legacy';
+      for (const r of recorded) {
+        const id = Number(r.id);
+        if (Number.isSafeInteger(id) && id >= 0 && typeof r.path === 'string') this.paths.set(id, r.path);
+      }
+      this.enforceBound();
+      return;
+    }
+    this.hostLookups = true;
     const d = detectCgroup2(cfg.cgroupRoot);
     this.layout = d.layout;
     this.mount = d.mount;
+  }
+
+  /** An index answering only from a recorded id → path table (replay); never touches this host. */
+  static fromRecorded(table: readonly RecordedCgroup[], cfg: Partial<CgroupIndexConfig> = {}, now: () => number = Date.now): CgroupIndex {
+    return new CgroupIndex({ ...defaultCgroupIndexConfig, ...cfg }, now, table);
+  }
+
+  /** Whether a miss may still be answered later (by a rescan or a live pid); false for a recorded table. */
+  get canLearn(): boolean {
+    return this.hostLookups && this.mount !== null;
   }
 
   get size(): number {
@@ -119,6 +156,7 @@ export class CgroupIndex {
 
   /** v1 / unknown-id fallback: the most container-like path in /proc/PID/cgroup. */
   pathOfPid(pid: number): string | undefined {
+    if (!this.hostLookups) return undefined;
     try {
       return pathFromProcCgroup(readFileSync(`${this.cfg.procRoot}/${pid}/cgroup`, 'utf8')).best || undefined;
     } catch {

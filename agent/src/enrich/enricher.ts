@@ -256,7 +256,7 @@ export class Enricher<T = unknown> {
         this.rootId = -1;
       }
     }
-    if (this.index.layout === 'legacy') this.rl.info('layout', { cgroupRoot: this.cfg.cgroupRoot }, 'no cgroup2 hierarchy: resolving containers from /proc/PID/cgroup');
+    if (this.index.layout === 'legacy' && this.index.hostLookups) this.rl.info('layout', { cgroupRoot: this.cfg.cgroupRoot }, 'no cgroup2 hierarchy: resolving containers from /proc/PID/cgroup');
     if (!this.sweepTimer) {
       this.sweepTimer = setInterval(() => this.processes.sweep(), Math.max(1000, Math.floor(this.cfg.processExitTtlMs / 4)));
       this.sweepTimer.unref();
@@ -430,7 +430,8 @@ export class Enricher<T = unknown> {
       e.path = this.index.pathOf(e.id) ?? this.index.learnFromPid(tgid, e.id);
       if (e.path === undefined) {
         this.index.requestRescan();
-        if (!expired) return;
+        // A recorded (replay) table cannot learn the id later: waiting would only delay the event.
+        if (!expired && this.index.canLearn) return;
         // Give up for now (index.onLearn re-opens it): resolve by the pid's own view.
         this.counters.unknownCgroups++;
         this.rl.warn('unknown-cgroup', { cgroupId: e.id, pid: tgid }, 'cgroup id not found in the cgroup2 tree');

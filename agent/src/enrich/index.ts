@@ -2,7 +2,10 @@
 // PodInformer when Kubernetes is configured, and runs without it (process and container metadata
 // only) when it is not.
 import { ConfigError } from '../../../collector/src/component/errors.ts';
-import { loadKubeConfig, PodInformer, validatePodInformerConfig, type PodInformerConfig } from '../../../lib/k8s/index.ts';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { PodInformer, PodInformerConfig } from '../../../lib/k8s/index.ts';
+import { defaultPodStoreOptions } from '../../../lib/k8s/pod-store.ts';
 import { silentLogger, type Logger } from '../../../lib/log.ts';
 import { Enricher, validateEnricherConfig, type EnricherConfig, type ReleaseHandler } from './enricher.ts';
 
@@ -11,6 +14,78 @@ export * from './cgroup-paths.ts';
 export { CgroupIndex, detectCgroup2, cgroupIdOf, type CgroupIndexConfig, type CgroupLayout } from './cgroup-index.ts';
 export { ProcessCache, parseProcStat, type ProcessInfo, type ExecFacts, type ProcessCacheConfig } from './process-cache.ts';
 export { attr } from './attributes.ts';
+export { type RecordedCgroup } from './cgroup-index.ts';
+export { type RecordedProcess } from './process-cache.ts';
+export { createReplayEnricher, recordedHostOf, replayEnricherConfig, type RecordedHost } from './recorded.ts';
+import { createReplayEnricher, type RecordedHost } from './recorded.ts';
+
+// ------------------------------------------------------------------ lazy Kubernetes client
+// @kubernetes/client-node costs ~120 MB of RSS and seconds of start-up, and most agents without a
+// cluster never need it: lib/k8s is loaded on first use only. The load is synchronous
+// (require of the ES module, Node ≥ 20.19) so Enrichment keeps its synchronous constructor.
+type K8sModule = typeof import('../../../lib/k8s/index.ts');
+let k8sModule: K8sModule | undefined;
+function k8s(): K8sModule {
+  return (k8sModule ??= createRequire(import.meta.url)('../../../lib/k8s/index.ts') as K8sModule);
+}
+
+const SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/** The same places lib/k8s loadKubeConfig looks, checked without loading the client. */
+function kubeConfigPresent(kubeconfig: string, env: NodeJS.ProcessEnv): boolean {
+  if (kubeconfig) return true;
+  if (env.KUBERNETES_SERVICE_HOST && existsSync(SA_TOKEN)) return true;
+  return !!env.KUBECONFIG && env.KUBECONFIG.split(':').some((f) => f !== '' && existsSync(f));
+}
+
+function posInt(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ConfigError(field, `must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * lib/k8s validatePodInformerConfig, restated here because config parsing must not load the
+ * client (informer.ts imports it). Keep the two in step (same defaults, fields and messages);
+ * the owner-resolver defaults restate lib/k8s/owners.ts defaultOwnerResolverOptions.
+ */
+function validateInformerConfig(raw: unknown, path: string): PodInformerConfig {
+  const d: PodInformerConfig = {
+    nodeName: process.env.NODE_NAME ?? '',
+    annotations: [],
+    store: { ...defaultPodStoreOptions },
+    owners: { ttlMs: 10 * 60_000, errorTtlMs: 30_000, maxEntries: 4096, enabled: true },
+    backoffMinMs: 500,
+    backoffMaxMs: 30_000,
+  };
+  if (raw === undefined || raw === null) return d;
+  if (typeof raw !== 'object') throw new ConfigError(path, 'must be an object');
+  const r = raw as Record<string, unknown>;
+  const out = d;
+  if (r.nodeName !== undefined) {
+    if (typeof r.nodeName !== 'string') throw new ConfigError(`${path}.nodeName`, 'must be a string');
+    out.nodeName = r.nodeName;
+  }
+  if (r.annotations !== undefined) {
+    if (!Array.isArray(r.annotations) || r.annotations.some((a) => typeof a !== 'string')) throw new ConfigError(`${path}.annotations`, 'must be a list of strings');
+    out.annotations = r.annotations as string[];
+  }
+  const s = (r.store ?? {}) as Record<string, unknown>;
+  if (s.maxPods !== undefined) out.store.maxPods = posInt(s.maxPods, `${path}.store.maxPods`);
+  if (s.deletedTtlMs !== undefined) out.store.deletedTtlMs = posInt(s.deletedTtlMs, `${path}.store.deletedTtlMs`);
+  if (s.maxDeleted !== undefined) out.store.maxDeleted = posInt(s.maxDeleted, `${path}.store.maxDeleted`);
+  const o = (r.owners ?? {}) as Record<string, unknown>;
+  if (o.enabled !== undefined) {
+    if (typeof o.enabled !== 'boolean') throw new ConfigError(`${path}.owners.enabled`, 'must be a boolean');
+    out.owners.enabled = o.enabled;
+  }
+  if (o.ttlMs !== undefined) out.owners.ttlMs = posInt(o.ttlMs, `${path}.owners.ttlMs`);
+  if (o.errorTtlMs !== undefined) out.owners.errorTtlMs = posInt(o.errorTtlMs, `${path}.owners.errorTtlMs`);
+  if (o.maxEntries !== undefined) out.owners.maxEntries = posInt(o.maxEntries, `${path}.owners.maxEntries`);
+  if (r.backoffMinMs !== undefined) out.backoffMinMs = posInt(r.backoffMinMs, `${path}.backoffMinMs`);
+  if (r.backoffMaxMs !== undefined) out.backoffMaxMs = posInt(r.backoffMaxMs, `${path}.backoffMaxMs`);
+  if (out.backoffMaxMs < out.backoffMinMs) throw new ConfigError(`${path}.backoffMaxMs`, 'must be ≥ backoffMinMs');
+  return out;
+}
 
 export interface K8sEnrichmentConfig extends PodInformerConfig {
   /** 'auto': on when a kubeconfig or in-cluster service account is found. */
@@ -37,7 +112,7 @@ export function validateEnrichmentConfig(raw: unknown, path = 'enrich'): Enrichm
   if (syncTimeoutMs !== undefined && (typeof syncTimeoutMs !== 'number' || !Number.isInteger(syncTimeoutMs) || syncTimeoutMs < 0)) {
     throw new ConfigError(`${path}.k8s.syncTimeoutMs`, 'must be a non-negative integer');
   }
-  const informer = validatePodInformerConfig(informerRaw, `${path}.k8s`);
+  const informer = validateInformerConfig(informerRaw, `${path}.k8s`);
   if (!informer.nodeName && enricher.nodeName) informer.nodeName = enricher.nodeName;
   return {
     enricher,
@@ -55,17 +130,32 @@ export class Enrichment<T = unknown> {
 
   constructor(
     readonly cfg: EnrichmentConfig,
-    deps: { logger?: Logger; onRelease?: ReleaseHandler<T>; env?: NodeJS.ProcessEnv } = {},
+    deps: {
+      logger?: Logger;
+      onRelease?: ReleaseHandler<T>;
+      env?: NodeJS.ProcessEnv;
+      /** Replay: enrich from these recorded tables only (no /proc, cgroupfs or Kubernetes API). */
+      recorded?: RecordedHost;
+    } = {},
   ) {
     const log = deps.logger ?? silentLogger();
+    if (deps.recorded) {
+      // The recording host's pods are not this cluster's: no informer, whatever enrich.k8s says.
+      if (cfg.k8s.enabled === true) log.warn('replay: enrich.k8s.enabled is ignored (recorded pods are not in this cluster)');
+      this.informer = null;
+      this.k8sSource = 'none';
+      this.enricher = createReplayEnricher<T>(cfg.enricher, deps.recorded, { logger: log.child({ component: 'enrich' }), onRelease: deps.onRelease });
+      return;
+    }
     let informer: PodInformer | null = null;
     let source = 'none';
     if (cfg.k8s.enabled !== false) {
-      const access = loadKubeConfig({ kubeconfig: cfg.k8s.kubeconfig || undefined, env: deps.env });
+      // lib/k8s (and @kubernetes/client-node, ~120 MB RSS) loads only when a cluster is configured.
+      const access = kubeConfigPresent(cfg.k8s.kubeconfig, deps.env ?? process.env) ? k8s().loadKubeConfig({ kubeconfig: cfg.k8s.kubeconfig || undefined, env: deps.env }) : null;
       if (!access && cfg.k8s.enabled === true) throw new ConfigError('enrich.k8s.enabled', 'true, but no kubeconfig or in-cluster service account was found');
       if (access) {
         if (!cfg.k8s.nodeName) throw new ConfigError('enrich.k8s.nodeName', 'required to watch only this node\'s pods (set NODE_NAME from the downward API)');
-        informer = new PodInformer(access.kc, cfg.k8s, { logger: log.child({ component: 'pod-informer' }) });
+        informer = new (k8s().PodInformer)(access.kc, cfg.k8s, { logger: log.child({ component: 'pod-informer' }) });
         source = access.source;
       }
     }

@@ -1,5 +1,7 @@
 // pid → process facts (comm, exe, cmdline, ppid). Filled from exec events and, on a miss, from the
 // host's /proc; kept for a TTL after exit so events emitted just before exit still resolve. Bounded.
+// Replay: a cache built from a fixture's recorded process table answers misses from that table in
+// place of /proc (a recorded pid may be reused by an unrelated process on this host).
 import { readFileSync, readlinkSync } from 'node:fs';
 
 export interface ProcessInfo {
@@ -19,6 +21,16 @@ export interface ProcessInfo {
   exitedAt: number;
   /** Bumped on every exec of this pid, so interned resources know to rebuild. */
   generation: number;
+}
+
+/** One row of a recorded process table (fixture header `processes`). */
+export interface RecordedProcess {
+  pid: number;
+  ppid: number;
+  comm: string;
+  exe: string;
+  /** argv as recorded (a string is taken as already joined). */
+  cmdline: readonly string[] | string;
 }
 
 export interface ProcessCacheConfig {
@@ -63,12 +75,38 @@ export function parseProcStat(text: string): { comm: string; ppid: number; start
 export class ProcessCache {
   private readonly byPid = new Map<number, ProcessInfo>();
   private readonly exitListeners: Array<(pid: number) => void> = [];
-  readonly counters = { procReads: 0, procMisses: 0, execs: 0, exits: 0, evicted: 0, expired: 0 };
+  readonly counters = { procReads: 0, procMisses: 0, execs: 0, exits: 0, evicted: 0, expired: 0, recordedDropped: 0 };
+  /** Recorded facts by pid when seeded from a fixture; null when misses go to this host's /proc. */
+  private readonly recorded: ReadonlyMap<number, RecordedProcess> | null;
 
   constructor(
     readonly cfg: ProcessCacheConfig = defaultProcessCacheConfig,
     private readonly now: () => number = Date.now,
-  ) {}
+    recorded?: Iterable<RecordedProcess>,
+  ) {
+    if (!recorded) {
+      this.recorded = null;
+      return;
+    }
+    // Bounded like the cache itself: rows past maxEntries are counted, not kept.
+    const m = new Map<number, RecordedProcess>();
+    for (const r of recorded) {
+      if (!r || !Number.isSafeInteger(r.pid) || r.pid <= 0) continue;
+      if (m.size >= cfg.maxEntries && !m.has(r.pid)) this.counters.recordedDropped++;
+      else m.set(r.pid, r);
+    }
+    this.recorded = m;
+  }
+
+  /** A cache answering misses from a recorded process table only (replay); never reads /proc. */
+  static fromRecorded(table: Iterable<RecordedProcess>, cfg: Partial<ProcessCacheConfig> = {}, now: () => number = Date.now): ProcessCache {
+    return new ProcessCache({ ...defaultProcessCacheConfig, ...cfg }, now, table);
+  }
+
+  /** False when seeded from a recorded table: nothing is read from this host's /proc. */
+  get hostLookups(): boolean {
+    return this.recorded === null;
+  }
 
   get size(): number {
     return this.byPid.size;
@@ -156,6 +194,7 @@ export class ProcessCache {
   }
 
   private readProc(pid: number, generation: number): ProcessInfo | undefined {
+    if (this.recorded) return this.readRecorded(pid, generation);
     const base = `${this.cfg.procRoot}/${pid}`;
     let st: ReturnType<typeof parseProcStat>;
     try {
@@ -184,5 +223,22 @@ export class ProcessCache {
     }
     const exeName = basename(exe) || basename(cmdline.split(' ')[0] ?? '') || st.comm;
     return { pid, ppid: st.ppid, comm: st.comm, exe, exeName, cmdline, startTicks: st.startTicks, exitedAt: 0, generation };
+  }
+
+  /** The recorded table standing in for /proc: same derivations (exeName, cmdline cut) as readProc. */
+  private readRecorded(pid: number, generation: number): ProcessInfo | undefined {
+    const r = this.recorded!.get(pid);
+    if (!r) {
+      this.counters.procMisses++;
+      return undefined;
+    }
+    this.counters.procReads++;
+    const comm = typeof r.comm === 'string' ? r.comm : '';
+    const exe = typeof r.exe === 'string' ? r.exe : '';
+    const argv = typeof r.cmdline === 'string' ? r.cmdline : Array.isArray(r.cmdline) ? r.cmdline.join(' ') : '';
+    const cmdline = argv.slice(0, this.cfg.maxCmdlineBytes);
+    const exeName = basename(exe) || basename(cmdline.split(' ')[0] ?? '') || comm;
+    const ppid = Number.isSafeInteger(r.ppid) && r.ppid > 0 ? r.ppid : 0;
+    return { pid, ppid, comm, exe, exeName, cmdline, startTicks: 0, exitedAt: 0, generation };
   }
 }

@@ -11,19 +11,16 @@ const LOG2E = Math.LOG2E;
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
 
-/** Unbiased binary exponent of a positive normal double and whether it is an exact power of two. */
-function exponentOf(value: number): { e: number; exact: boolean } {
-  f64[0] = value;
-  const hi = u32[1];
-  return { e: ((hi >>> 20) & 0x7ff) - 1023, exact: (hi & 0xfffff) === 0 && u32[0] === 0 };
-}
-
 /**
  * Bucket index of a positive value at a scale (bucket i covers (base^i, base^(i+1)]).
  * Exact powers of two are computed exactly; other values by logarithm, as the spec allows.
  */
 export function bucketIndex(value: number, scale: number): number {
-  const { e, exact } = exponentOf(value);
+  // Unbiased binary exponent of a positive normal double, and whether it is an exact power of two.
+  f64[0] = value;
+  const hi = u32[1]!;
+  const e = ((hi >>> 20) & 0x7ff) - 1023;
+  const exact = (hi & 0xfffff) === 0 && u32[0] === 0;
   if (scale <= 0) return (exact ? e - 1 : e) >> -scale;
   if (exact) return e * 2 ** scale - 1;
   return Math.ceil(Math.log(value) * LOG2E * 2 ** scale) - 1;

@@ -38,6 +38,8 @@ export interface Host {
   reportFatal(err: Error): void;
   /** Lookup of another component by id (e.g. an extension). */
   getComponent?(id: string): Component | undefined;
+  /** Entry consumer of a pipeline by id (e.g. "traces/tenant-a"), for routing into pipelines. */
+  getPipeline?(id: string): { consumer: Consumer; processors: string[]; signal: SignalType } | undefined;
 }
 
 export interface Component {

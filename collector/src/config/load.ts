@@ -108,7 +108,7 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env):
       exporters: p.strList('exporters', []),
     };
     p.done();
-    if (pc.receivers.length === 0) throw new ConfigError(p.field('receivers'), 'a pipeline needs at least one receiver');
+    // A pipeline without receivers can only be fed by a routing processor (checked at start).
     if (pc.exporters.length === 0) throw new ConfigError(p.field('exporters'), 'a pipeline needs at least one exporter');
     const check = (list: string[], sect: Record<string, unknown>, kind: string) =>
       list.forEach((c, i) => {

@@ -35,15 +35,21 @@ export class FanOutConsumer<S extends SignalType> implements Consumer<S> {
   /** Sends to the given members only (routing). */
   async consumeSubset(members: readonly FanOutMember<S>[], batch: SignalData[S], ctx: RequestContext): Promise<void> {
     if (members.length === 1) return members[0].consumer.consume(batch, ctx);
-    // The last mutating member may keep the original; earlier ones get copies.
+    // Members that do not mutate share the original. A mutating member gets a copy, except that
+    // the last one may keep the original when nobody else reads it (a queued exporter reads later,
+    // so sharing with one would let the mutation leak into what it sends). Copies are made before
+    // any member runs, because a member mutates synchronously inside consume().
     let lastMutating = -1;
-    for (let i = 0; i < members.length; i++) if (members[i].mutates) lastMutating = i;
-    const ps = new Array<Promise<void>>(members.length);
+    let anyReader = false;
     for (let i = 0; i < members.length; i++) {
-      const m = members[i];
-      const data = m.mutates && i !== lastMutating ? cloneSignal(this.signal, batch) : batch;
-      ps[i] = m.consumer.consume(data, ctx);
+      if (members[i].mutates) lastMutating = i;
+      else anyReader = true;
     }
+    const data = new Array<SignalData[S]>(members.length);
+    for (let i = 0; i < members.length; i++)
+      data[i] = members[i].mutates && (anyReader || i !== lastMutating) ? cloneSignal(this.signal, batch) : batch;
+    const ps = new Array<Promise<void>>(members.length);
+    for (let i = 0; i < members.length; i++) ps[i] = members[i].consumer.consume(data[i], ctx);
     const rs = await Promise.allSettled(ps);
     let firstErr: unknown;
     for (const r of rs) {

@@ -155,6 +155,12 @@ export class Service implements Host {
     else void this.shutdown();
   }
 
+  getPipeline(id: string): { consumer: Consumer; processors: string[]; signal: SignalType } | undefined {
+    const p = this.config.pipelines.find((x) => x.id === id);
+    const consumer = this.entries.get(id);
+    return p && consumer ? { consumer, processors: p.processors, signal: p.signal } : undefined;
+  }
+
   getComponent(id: string): Component | undefined {
     return this.components.find((c) => c.id === id)?.component;
   }
@@ -179,6 +185,8 @@ export class Service implements Host {
       throw err;
     }
     this.state = 'running';
+    for (const p of this.config.pipelines)
+      if (p.receivers.length === 0) this.logger.info({ pipeline: p.id }, 'pipeline has no receivers: only a routing processor can feed it');
     this.logger.info({ components: this.components.length, pipelines: this.config.pipelines.map((p) => p.id) }, 'collector started');
   }
 

@@ -348,8 +348,7 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   // Pass 1 resolves the quasi-delta ids and counts rows per parent, so pass 2 fills exact-size lists
   // found by array index (rows are sorted by key, so consecutive rows hit different parents).
   const ids = new Float64Array(n);
-  const keys: string[] = new Array(n);
-  const vals: AnyValue[] = new Array(n);
+  const kvs: KeyValue[] = new Array(n);
   const counts: number[] = [];
   let sparseCounts: Map<number, number> | null = null;
   let prevKey: string | null = null;
@@ -374,8 +373,7 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
     }
     prevParent = id;
     ids[i] = id;
-    keys[i] = k;
-    vals[i] = v;
+    kvs[i] = { key: k, value: v };
     if (id < DENSE_IDS) {
       while (counts.length <= id) counts.push(0);
       counts[id]++;
@@ -390,7 +388,7 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   let sparseFill: Map<number, number> | null = null;
   for (let i = 0; i < n; i++) {
     const id = ids[i];
-    const kv: KeyValue = { key: keys[i], value: vals[i] };
+    const kv = kvs[i];
     if (id < DENSE_IDS) {
       let list = dense[id];
       if (list === undefined) dense[id] = list = new Array(counts[id]);

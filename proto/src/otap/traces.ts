@@ -300,9 +300,9 @@ export function decodeTraces(tables: Map<number, DecodedBatch>): TracesData {
       endTimeUnixNano: endNs,
       attributes: (id >= 0 && spanAttrs.get(id)) || [],
       droppedAttributesCount: dAttrs && dAttrs.isValid(i) ? colUint(dAttrs, i) : 0,
-      events: (id >= 0 && events.get(id)) || [],
+      events: (id >= 0 && events.size !== 0 && events.get(id)) || [],
       droppedEventsCount: dEvents && dEvents.isValid(i) ? colUint(dEvents, i) : 0,
-      links: (id >= 0 && links.get(id)) || [],
+      links: (id >= 0 && links.size !== 0 && links.get(id)) || [],
       droppedLinksCount: dLinks && dLinks.isValid(i) ? colUint(dLinks, i) : 0,
       status: {
         code: stCode && stCode.isValid(i) ? colUint(stCode, i) : 0,

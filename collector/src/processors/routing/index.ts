@@ -1,18 +1,22 @@
-// routing: sends each batch (or each resource within it) to the exporters of the matching route.
+// routing: sends each batch (or each resource within it) to the exporters of the matching route
+// and/or into other pipelines of the same signal (which run their own processors).
 // The routing value comes from the request (ctx.tenant, ctx.tier, or a request metadata key such
 // as x-scope-orgid) or from a resource attribute (e.g. service.name). A route can also set the QoS
-// tier that later components see in ctx.tier. Must be the last processor of its pipeline; the
-// route targets must be exporters of that pipeline (checked at start).
+// tier that later components see in ctx.tier. Must be the last processor of its pipeline; exporter
+// targets must be exporters of that pipeline, pipeline targets must not route again (checked at start).
 import type { KeyValue, LogsData, MetricsData, SignalData, SignalType, TracesData } from '../../../../proto/src/model.ts';
 import { getAttr } from '../../../../proto/src/model.ts';
 import { ConfigError } from '../../component/errors.ts';
-import type { Component, Consumer, CreateSettings, ProcessorFactory, RequestContext } from '../../component/index.ts';
+import type { Component, Consumer, CreateSettings, Host, ProcessorFactory, RequestContext } from '../../component/index.ts';
+import { cloneSignal } from '../../pipeline/clone.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { FanOutConsumer, type FanOutMember } from '../../pipeline/consumers.ts';
 
 export interface Route {
   value: string;
   exporters: string[];
+  /** Other pipelines (same signal) that receive the data, e.g. "traces/tenant-a". */
+  pipelines: string[];
   tier?: string;
 }
 
@@ -22,6 +26,7 @@ export interface RoutingConfig {
   attribute: string;
   table: Route[];
   defaultExporters: string[];
+  defaultPipelines: string[];
   /** Tier set on ctx when the default route is taken (empty: leave it). */
   defaultTier: string;
   dropResourceRoutingAttribute: boolean;
@@ -37,10 +42,11 @@ export function validateRoutingConfig(raw: unknown, path: string): RoutingConfig
     const value = tr.str('value');
     if (value === undefined) throw new ConfigError(tr.field('value'), 'is required');
     const exporters = tr.strList('exporters', []);
-    if (exporters.length === 0) throw new ConfigError(tr.field('exporters'), 'needs at least one exporter');
+    const pipelines = tr.strList('pipelines', []);
+    if (exporters.length === 0 && pipelines.length === 0) throw new ConfigError(tr.field('exporters'), 'a route needs at least one exporter or pipeline');
     const tier = tr.str('tier');
     tr.done();
-    return { value, exporters, ...(tier ? { tier } : {}) };
+    return { value, exporters, pipelines, ...(tier ? { tier } : {}) };
   });
   const seen = new Set<string>();
   table.forEach((t, i) => {
@@ -52,6 +58,7 @@ export function validateRoutingConfig(raw: unknown, path: string): RoutingConfig
     attribute: source === 'metadata' ? attribute.toLowerCase() : attribute,
     table,
     defaultExporters: r.strList('default_exporters', []),
+    defaultPipelines: r.strList('default_pipelines', []),
     defaultTier: r.str('default_tier', ''),
     dropResourceRoutingAttribute: r.bool('drop_resource_routing_attribute', false),
   };
@@ -61,6 +68,9 @@ export function validateRoutingConfig(raw: unknown, path: string): RoutingConfig
 
 interface ResolvedRoute {
   members: FanOutMember<SignalType>[];
+  /** Pipeline names, resolved to consumers at start (pipelines are built after this processor). */
+  pipelineIds: string[];
+  pipelines: Consumer[];
   tier?: string;
 }
 
@@ -94,12 +104,34 @@ export class RoutingProcessor<S extends SignalType> implements Component, Consum
         if (!m) throw new ConfigError(`${field}[${i}]`, `exporter ${JSON.stringify(id)} is not an exporter of pipeline ${settings.pipeline ?? '?'}`);
         return m as FanOutMember<SignalType>;
       });
-    cfg.table.forEach((t, i) => this.routes.set(t.value, { members: resolve(t.exporters, `processors.${settings.id}.table[${i}].exporters`), tier: t.tier }));
-    if (cfg.defaultExporters.length)
-      this.defaultRoute = { members: resolve(cfg.defaultExporters, `processors.${settings.id}.default_exporters`), ...(cfg.defaultTier ? { tier: cfg.defaultTier } : {}) };
+    cfg.table.forEach((t, i) =>
+      this.routes.set(t.value, { members: resolve(t.exporters, `processors.${settings.id}.table[${i}].exporters`), pipelineIds: t.pipelines, pipelines: [], tier: t.tier }),
+    );
+    if (cfg.defaultExporters.length || cfg.defaultPipelines.length)
+      this.defaultRoute = {
+        members: resolve(cfg.defaultExporters, `processors.${settings.id}.default_exporters`),
+        pipelineIds: cfg.defaultPipelines,
+        pipelines: [],
+        ...(cfg.defaultTier ? { tier: cfg.defaultTier } : {}),
+      };
   }
 
-  async start(): Promise<void> {}
+  /** Resolves pipeline targets; a target must carry this signal and must not route again (no cycles). */
+  async start(host: Host): Promise<void> {
+    const all: Array<[ResolvedRoute, string]> = [];
+    this.cfg.table.forEach((_, i) => all.push([this.routes.get(this.cfg.table[i].value)!, `processors.${this.settings.id}.table[${i}].pipelines`]));
+    if (this.defaultRoute) all.push([this.defaultRoute, `processors.${this.settings.id}.default_pipelines`]);
+    for (const [route, field] of all) {
+      route.pipelines = route.pipelineIds.map((id, k) => {
+        const p = host.getPipeline?.(id);
+        if (!p) throw new ConfigError(`${field}[${k}]`, `pipeline ${JSON.stringify(id)} does not exist`);
+        if (p.signal !== this.signal) throw new ConfigError(`${field}[${k}]`, `pipeline ${id} is not a ${this.signal} pipeline`);
+        if (id === this.settings.pipeline || p.processors.some((x) => x === 'routing' || x.startsWith('routing/')))
+          throw new ConfigError(`${field}[${k}]`, `pipeline ${id} routes itself; routing into it could loop`);
+        return p.consumer;
+      });
+    }
+  }
   async shutdown(): Promise<void> {}
 
   private routeFor(value: string | undefined): ResolvedRoute | undefined {
@@ -108,7 +140,16 @@ export class RoutingProcessor<S extends SignalType> implements Component, Consum
 
   private send(route: ResolvedRoute, batch: SignalData[S], ctx: RequestContext): Promise<void> {
     const c = route.tier !== undefined && route.tier !== ctx.tier ? { ...ctx, tier: route.tier } : ctx;
-    return this.fanout.consumeSubset(route.members as FanOutMember<S>[], batch, c);
+    if (route.pipelines.length === 0) return this.fanout.consumeSubset(route.members as FanOutMember<S>[], batch, c);
+    // Target pipelines run their own (possibly mutating) processors: each gets its own copy unless
+    // it is the only consumer. Exporters never mutate and share the original.
+    const ps: Promise<void>[] = [];
+    const shareFirst = route.members.length === 0;
+    if (route.members.length) ps.push(this.fanout.consumeSubset(route.members as FanOutMember<S>[], batch, c));
+    // Copies are made before any target runs: a target mutates synchronously inside consume().
+    const copies = route.pipelines.map((_, k) => (shareFirst && k === 0 ? batch : cloneSignal(this.signal, batch)));
+    route.pipelines.forEach((p, k) => ps.push((p as Consumer<S>).consume(copies[k], c)));
+    return Promise.all(ps).then(() => undefined);
   }
 
   consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
