@@ -65,14 +65,23 @@ export function parseIPv4(s: string): number {
 }
 
 /** Bounded intern table (cleared when full: a scan cannot grow it without limit). */
+const RECENT_SLOTS = 1024; // power of two
+
 export class EndpointTable {
   private readonly v4 = new Map<number, Endpoint>();
   private readonly other = new Map<string, Endpoint>();
+  // Direct-mapped cache in front of `v4`: its keys exceed small-integer range, so a Map lookup
+  // hashes a heap number; this is one multiply and two typed-array compares.
+  private readonly recentAddr = new Uint32Array(RECENT_SLOTS);
+  private readonly recentPort = new Int32Array(RECENT_SLOTS).fill(-1);
+  private readonly recent: Array<Endpoint | null> = new Array<Endpoint | null>(RECENT_SLOTS).fill(null);
 
   constructor(readonly maxEntries = 16_384) {}
 
   /** IPv4 endpoint from the numeric address (the view's daddrV4/saddrV4). */
   ofV4(addr: number, port: number): Endpoint {
+    const slot = Math.imul(addr ^ Math.imul(port, 0x9e3779b1), 0x85ebca6b) >>> 22; // top 10 bits
+    if (this.recentAddr[slot] === addr && this.recentPort[slot] === port) return this.recent[slot]!;
     const k = addr * TWO16 + port;
     let e = this.v4.get(k);
     if (e === undefined) {
@@ -81,6 +90,9 @@ export class EndpointTable {
       e = new Endpoint(address, port, k, `${address}:${port}`);
       this.v4.set(k, e);
     }
+    this.recentAddr[slot] = addr;
+    this.recentPort[slot] = port;
+    this.recent[slot] = e;
     return e;
   }
 

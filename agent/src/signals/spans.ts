@@ -171,8 +171,7 @@ export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint,
   const start = durationNs > 0 ? end - BigInt(durationNs) : end;
   const dst = endpoints.dst(ev);
   const src = endpoints.src(ev);
-  const attrs: KeyValue[] = [KV_TRANSPORT_TCP, ev.family === AF_INET6 ? KV_TYPE_IPV6 : KV_TYPE_IPV4, dst.peerAddress, dst.peerPort];
-  if (errorType !== undefined) attrs.push(errorType);
+  const netType = ev.family === AF_INET6 ? KV_TYPE_IPV6 : KV_TYPE_IPV4;
   let traceId: Uint8Array, spanId: Uint8Array, parent: Uint8Array = EMPTY_BYTES;
   if (ids.traceIdOf !== undefined && ids.spanIdOf !== undefined) {
     let lo = ev.sockCookieLo, hi = ev.sockCookieHi;
@@ -190,17 +189,24 @@ export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint,
     spanId = ids.spanId(c, role);
     if (role === ROLE_CONNECTION) parent = ids.spanId(c, ROLE_OPEN);
   }
+  // The local address is the client's for connected sockets and the server's for accepted ones.
+  const outbound = type === EventType.TcpConnect || type === EventType.TcpConnectFail || (type === EventType.TcpClose && !inbound);
+  const server = outbound ? dst : src;
+  const client = outbound ? src : dst;
+  // Built whole (no push, no backing-store growth): the attribute order is the one exported.
+  let attrs: KeyValue[];
   if (role === ROLE_CONNECTION)
-    attrs.push(
+    attrs = [
+      KV_TRANSPORT_TCP, netType, dst.peerAddress, dst.peerPort,
       { key: ATTR_TCP_BYTES_SENT, value: BigInt(ev.bytesAcked) },
       { key: ATTR_TCP_BYTES_RECEIVED, value: BigInt(ev.bytesReceived) },
       { key: ATTR_TCP_SRTT_US, value: BigInt(ev.srttUs) },
       { key: ATTR_TCP_RETRANSMITS, value: BigInt(ev.totalRetrans) },
-    );
-  // The local address is the client's for connected sockets and the server's for accepted ones.
-  if (type === EventType.TcpConnect || type === EventType.TcpConnectFail || (type === EventType.TcpClose && !inbound))
-    attrs.push(dst.serverAddress, dst.serverPort, src.clientAddress, src.clientPort);
-  else attrs.push(src.serverAddress, src.serverPort, dst.clientAddress, dst.clientPort);
+      server.serverAddress, server.serverPort, client.clientAddress, client.clientPort,
+    ];
+  else if (errorType !== undefined)
+    attrs = [KV_TRANSPORT_TCP, netType, dst.peerAddress, dst.peerPort, errorType, server.serverAddress, server.serverPort, client.clientAddress, client.clientPort];
+  else attrs = [KV_TRANSPORT_TCP, netType, dst.peerAddress, dst.peerPort, server.serverAddress, server.serverPort, client.clientAddress, client.clientPort];
   if (ev.flags & 1) attrs.push(KV_OWNER_UNKNOWN);
   return {
     traceId,

@@ -58,6 +58,14 @@ export interface OtapServerOptions extends ConsumerOptions {
   maxInFlightPerStream?: number;
   /** Called for every batch that was refused (bad input or handler error), for counters/logs. */
   onRefused?: (signal: SignalType, status: BatchStatus, err: unknown) => void;
+  /**
+   * Called once when a stream opens, with the call (e.g. for its TLS peer certificate) and the
+   * context read from its metadata; what it returns is the base context of every batch on that
+   * stream. Per-batch headers only ever add to `metadata`, so fields set here cannot be overridden
+   * by the sender. Throwing ends the stream with the error's numeric `code` as gRPC status.
+   * Default: the context as read.
+   */
+  streamContext?: (call: grpc.ServerDuplexStream<Buffer, Buffer>, base: RequestContext) => RequestContext;
 }
 
 export interface OtapServerStats {
@@ -110,7 +118,17 @@ function serveStream(
   stats.streams++;
   const consumer = new OtapConsumer(signal, opts);
   const hpack = new HpackDecoder();
-  const base = contextFromCall(call);
+  let base = contextFromCall(call);
+  if (opts.streamContext) {
+    try {
+      base = opts.streamContext(call, base);
+    } catch (e) {
+      // The hook refused the stream: end it with the error's gRPC code (INTERNAL without one).
+      const code = typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : grpc.status.INTERNAL;
+      call.emit('error', { code, details: e instanceof Error ? e.message : String(e) });
+      return;
+    }
+  }
   let inFlight = 0;
   let ended = false;
   let paused = false;

@@ -1,5 +1,7 @@
-// Server TLS settings shared by receivers: cert/key, and an optional client CA for mTLS.
+// Server TLS settings shared by receivers: cert/key, and an optional client CA for mTLS; the gRPC
+// credentials made from them and the verified client certificate CN (an mTLS tenant source).
 import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../../component/errors.ts';
 import type { ConfigReader } from '../../config/reader.ts';
 
@@ -37,4 +39,21 @@ export function readServerTls(r: ConfigReader): ServerTlsConfig | undefined {
   if (cfg.requireClientCert && !cfg.clientCa) throw new ConfigError(t.field('client_ca_file'), 'is required when require_client_cert is true');
   t.done();
   return cfg;
+}
+
+/** gRPC server credentials for these settings (insecure without TLS). */
+export function grpcServerCredentials(tls: ServerTlsConfig | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.requireClientCert);
+}
+
+/**
+ * CN of the client certificate on a gRPC call (unary or stream), or undefined without one.
+ * grpc-js reports a peer certificate only when it verified against the client CA (socket
+ * authorized), so with `require_client_cert: false` an unverified certificate yields nothing.
+ */
+export function grpcClientCertCN(call: object): string | undefined {
+  const c = call as { getAuthContext?: () => { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } | undefined };
+  const cn = c.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
+  return (Array.isArray(cn) ? cn[0] : cn) || undefined;
 }

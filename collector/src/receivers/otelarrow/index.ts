@@ -1,21 +1,26 @@
-// otelarrow receiver: OTel Arrow (OTAP) streams plus plain OTLP/gRPC on one port, on the
-// proto/src/grpc adapters (addOtapServices, addOtlpServices). Each decoded batch carries the
-// stream's gRPC metadata and per-batch HPACK headers in ctx.metadata; tenant identity is resolved
-// from them (bearer token map or header; mTLS is available on the otlp receiver). A refused tenant
-// answers PermanentError: BatchStatus INVALID_ARGUMENT on OTAP, INVALID_ARGUMENT on OTLP (the
-// generic mapping has no UNAUTHENTICATED); both are never retried by senders, which is the point.
+// otelarrow receiver: OTel Arrow (OTAP) streams plus plain OTLP/gRPC on one port. OTAP streams run
+// on proto/src/grpc addOtapServices; OTLP Export uses the otlp receiver's OtlpGrpcServices, so both
+// receivers authenticate OTLP identically (UNAUTHENTICATED on a refused tenant). Server TLS and mTLS
+// come from protocols.grpc.tls as on the otlp receiver. Tenant identity: for OTAP, the verified
+// client certificate CN is read once per stream and set as the stream's base context tenant, so it
+// applies to every batch; the stream's gRPC metadata and per-batch HPACK headers feed the bearer
+// and header sources, resolved per batch in the configured source order. A refused tenant on OTAP
+// answers PermanentError (BatchStatus INVALID_ARGUMENT; BatchStatus has no UNAUTHENTICATED mapping
+// here), which senders never retry.
 import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
 import { bindServer, createGrpcServer, shutdownServer } from '../../../../proto/src/grpc/common.ts';
 import { addOtapServices, type OtapServerStats } from '../../../../proto/src/grpc/otap-server.ts';
-import { addOtlpServices } from '../../../../proto/src/grpc/otlp-server.ts';
 import { PermanentError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, ReceiverFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { AuthError, readAuthConfig, resolveIdentity, type AuthConfig } from '../common/auth.ts';
+import { receiverContext } from '../common/context.ts';
 import { SharedRegistry, type SharedServer } from '../common/shared.ts';
 import { statusOf } from '../common/status.ts';
+import { grpcClientCertCN, grpcServerCredentials, readServerTls, type ServerTlsConfig } from '../common/tls.ts';
 import { parseEndpoint, type Endpoint } from '../otlp/config.ts';
+import { OtlpGrpcServices } from '../otlp/grpc.ts';
 
 export interface OtelArrowReceiverConfig {
   endpoint: Endpoint;
@@ -23,6 +28,7 @@ export interface OtelArrowReceiverConfig {
   /** Decompressed Arrow bytes per batch (arrow.memory_limit_mib in contrib). */
   maxBatchBytes: number;
   maxInFlightPerStream: number;
+  tls?: ServerTlsConfig;
   auth: AuthConfig;
   metadataKeys: string[];
 }
@@ -37,6 +43,7 @@ export function validateOtelArrowReceiverConfig(raw: unknown, path: string): Ote
     maxRecvMsgSize: g.size('max_recv_msg_size', 16 * 1024 * 1024),
     maxBatchBytes: a.num('memory_limit_mib', 128, { min: 1 }) * 1024 * 1024,
     maxInFlightPerStream: a.num('max_in_flight_per_stream', 16, { min: 1, integer: true }),
+    tls: readServerTls(g),
     auth: readAuthConfig(r.sub('auth')),
     metadataKeys: r.strList('metadata_keys', ['x-scope-orgid']).map((k) => k.toLowerCase()),
   };
@@ -55,33 +62,26 @@ export class OtelArrowServer implements SharedServer {
 
   constructor(private readonly settings: CreateSettings, private readonly cfg: OtelArrowReceiverConfig) {}
 
-  private async handle<S extends SignalType>(signal: S, data: SignalData[S], base: RequestContext, transport: string): Promise<void> {
+  /** One OTAP batch. `stream.tenant` is only ever the verified client certificate CN (set per stream). */
+  private async handle<S extends SignalType>(signal: S, data: SignalData[S], stream: RequestContext): Promise<void> {
     const consumer = this.consumers[signal];
     if (!consumer) throw new PermanentError(`no ${signal} pipeline on this receiver`);
-    const md = base.metadata ?? {};
+    const md = stream.metadata ?? {};
     let id;
     try {
-      id = resolveIdentity(this.cfg.auth, { header: (n) => md[n] });
+      id = resolveIdentity(this.cfg.auth, { header: (n) => md[n], clientCertCN: stream.tenant });
     } catch (err) {
       if (err instanceof AuthError) throw new PermanentError(`unauthenticated: ${err.message}`);
       throw err;
     }
-    const ctx: RequestContext = {};
-    if (base.bytes !== undefined) ctx.bytes = base.bytes;
-    if (base.peerAddress) ctx.peerAddress = base.peerAddress.startsWith('::ffff:') ? base.peerAddress.slice(7) : base.peerAddress;
-    if (base.deadline !== undefined) ctx.deadline = base.deadline;
-    if (id.tenant !== undefined) ctx.tenant = id.tenant;
-    if (id.tier !== undefined) ctx.tier = id.tier;
-    const keep: Record<string, string> = {};
-    for (const k of this.cfg.metadataKeys) if (md[k] !== undefined) keep[k] = md[k];
-    ctx.metadata = keep;
+    const ctx = receiverContext(stream, id, md, this.cfg.metadataKeys);
     const tel = this.settings.telemetry;
     const labels = { kind: 'receiver', component: this.settings.id, pipeline: '', signal, tenant: ctx.tenant ?? '' };
     const items = countItems(signal, data);
     try {
       await consumer.consume(data as never, ctx);
       tel?.accepted.add(labels, items);
-      tel?.registry.counter('kscope_receiver_requests_total', 'Requests per receiver, transport and status code.').add({ receiver: this.settings.id, transport, code: '0' });
+      tel?.registry.counter('kscope_receiver_requests_total', 'Requests per receiver, transport and status code.').add({ receiver: this.settings.id, transport: 'otap', code: '0' });
     } catch (err) {
       const st = statusOf(err);
       (st.http === 400 ? tel?.dropped : tel?.refused)?.add(labels, items);
@@ -91,16 +91,24 @@ export class OtelArrowServer implements SharedServer {
 
   async start(): Promise<void> {
     const server = createGrpcServer({ maxReceiveMessageBytes: this.cfg.maxRecvMsgSize });
-    this.stats = addOtapServices(server, (signal, data, ctx) => this.handle(signal, data, ctx, 'otap'), {
+    const tls = this.cfg.tls;
+    this.stats = addOtapServices(server, (signal, data, ctx) => this.handle(signal, data, ctx), {
       maxBatchBytes: this.cfg.maxBatchBytes,
       maxInFlightPerStream: this.cfg.maxInFlightPerStream,
       onRefused: (signal, status) => this.settings.logger.debug({ signal, status: status.statusCode, message: status.statusMessage }, 'OTAP batch refused'),
+      // The stream's identity from its TLS session, read once: a client cannot change it per batch
+      // (HPACK headers only add metadata), and a tenant never rides in from the sender's metadata.
+      streamContext: (call, base) => {
+        const { tenant: _ignored, ...rest } = base;
+        const cn = tls ? grpcClientCertCN(call) : undefined;
+        return cn ? { ...rest, tenant: cn } : rest;
+      },
     });
-    addOtlpServices(server, { handler: (signal, data, ctx) => this.handle(signal, data, ctx, 'grpc') });
+    new OtlpGrpcServices({ id: this.settings.id, auth: this.cfg.auth, metadataKeys: this.cfg.metadataKeys, consumers: this.consumers, logger: this.settings.logger, telemetry: this.settings.telemetry, tls: !!tls }).addTo(server);
     const { host, port } = this.cfg.endpoint;
-    this.port = await bindServer(server, `${host.includes(':') ? `[${host}]` : host}:${port}`);
+    this.port = await bindServer(server, `${host.includes(':') ? `[${host}]` : host}:${port}`, grpcServerCredentials(tls));
     this.server = server;
-    this.settings.logger.info({ endpoint: `${host}:${this.port}` }, 'OTel Arrow receiver listening (OTAP + OTLP/gRPC)');
+    this.settings.logger.info({ endpoint: `${host}:${this.port}`, tls: !!tls, clientCert: tls ? (tls.requireClientCert ? 'required' : tls.clientCa ? 'optional' : 'none') : 'none' }, 'OTel Arrow receiver listening (OTAP + OTLP/gRPC)');
   }
 
   async shutdown(): Promise<void> {

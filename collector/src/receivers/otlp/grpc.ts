@@ -3,50 +3,52 @@
 // registered here rather than through addOtlpServices because tenant authentication needs the call
 // itself (mTLS peer certificate) and must answer UNAUTHENTICATED, which the generic mapping does
 // not produce. A malformed message is INVALID_ARGUMENT; messages over max_recv_msg_size are
-// refused by grpc-js with RESOURCE_EXHAUSTED.
+// refused by grpc-js with RESOURCE_EXHAUSTED. OtlpGrpcServices is also mounted by the otelarrow
+// receiver next to its Arrow streams, so both ports authenticate OTLP the same way.
 import * as grpc from '@grpc/grpc-js';
 import { bindServer, contextFromCall, createGrpcServer, errorToGrpcStatus, rawDeserialize, rawSerialize, shutdownServer } from '../../../../proto/src/grpc/common.ts';
 import { OTLP_SERVICE_PATHS } from '../../../../proto/src/grpc/otlp-server.ts';
 import type { SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
 import { decodeSignal, encodeExportResponse } from '../../../../proto/src/otlp/index.ts';
-import type { Consumer, Logger, RequestContext } from '../../component/index.ts';
-import type { SelfTelemetry } from '../../telemetry/metrics.ts';
+import type { Consumer, Logger } from '../../component/index.ts';
+import type { MetricFamily, SelfTelemetry } from '../../telemetry/metrics.ts';
 import { AuthError, resolveIdentity, type AuthConfig } from '../common/auth.ts';
+import { receiverContext } from '../common/context.ts';
 import { GRPC, statusOf } from '../common/status.ts';
+import { grpcClientCertCN, grpcServerCredentials } from '../common/tls.ts';
 import type { GrpcProtocolConfig } from './config.ts';
 
 export const OTLP_GRPC_PATHS = OTLP_SERVICE_PATHS;
 
-export interface GrpcReceiverOptions {
+export interface OtlpGrpcServiceOptions {
   id: string;
-  cfg: GrpcProtocolConfig;
   auth: AuthConfig;
   metadataKeys: string[];
   consumers: Partial<Record<SignalType, Consumer>>;
   logger: Logger;
   telemetry?: SelfTelemetry;
+  /** The server has TLS: read the verified client certificate CN (auth source `mtls`). */
+  tls: boolean;
+}
+
+export interface GrpcReceiverOptions extends Omit<OtlpGrpcServiceOptions, 'tls'> {
+  cfg: GrpcProtocolConfig;
 }
 
 function unauthenticated(message: string): grpc.ServiceError {
   return Object.assign(new Error(message), { code: grpc.status.UNAUTHENTICATED, details: message, metadata: new grpc.Metadata() }) as grpc.ServiceError;
 }
 
-export class OtlpGrpcServer {
-  private server?: grpc.Server;
-  private boundPort = 0;
-  private readonly requests?: import('../../telemetry/metrics.ts').MetricFamily;
+/** The three OTLP Export services with tenant authentication, for any grpc-js server. */
+export class OtlpGrpcServices {
+  private readonly requests?: MetricFamily;
 
-  constructor(private readonly o: GrpcReceiverOptions) {
+  constructor(private readonly o: OtlpGrpcServiceOptions) {
     this.requests = o.telemetry?.registry.counter('kscope_receiver_requests_total', 'Requests per receiver, transport and status code.');
   }
 
-  get port(): number {
-    return this.boundPort;
-  }
-
-  async start(): Promise<void> {
-    const server = createGrpcServer({ maxReceiveMessageBytes: this.o.cfg.maxRecvMsgSize });
+  addTo(server: grpc.Server): void {
     for (const signal of ['traces', 'metrics', 'logs'] as const) {
       const path = OTLP_GRPC_PATHS[signal];
       const def: grpc.ServiceDefinition = {
@@ -54,21 +56,6 @@ export class OtlpGrpcServer {
       };
       server.addService(def, { Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => void this.export(signal, call, cb) });
     }
-    const tls = this.o.cfg.tls;
-    const creds = tls
-      ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.requireClientCert)
-      : grpc.ServerCredentials.createInsecure();
-    const { host, port } = this.o.cfg.endpoint;
-    this.boundPort = await bindServer(server, `${host.includes(':') ? `[${host}]` : host}:${port}`, creds);
-    this.server = server;
-    this.o.logger.info({ endpoint: `${host}:${this.boundPort}`, tls: !!tls }, 'OTLP/gRPC receiver listening');
-  }
-
-  async shutdown(): Promise<void> {
-    const s = this.server;
-    if (!s) return;
-    this.server = undefined;
-    await shutdownServer(s, 5000);
   }
 
   private count(code: number): void {
@@ -93,7 +80,7 @@ export class OtlpGrpcServer {
       const headers = full.metadata ?? {};
       let id;
       try {
-        id = resolveIdentity(this.o.auth, { header: (n) => headers[n], clientCertCN: this.o.cfg.tls ? clientCN(call) : undefined });
+        id = resolveIdentity(this.o.auth, { header: (n) => headers[n], clientCertCN: this.o.tls ? grpcClientCertCN(call) : undefined });
       } catch (err) {
         if (err instanceof AuthError) return this.fail(cb, unauthenticated(err.message));
         throw err;
@@ -104,16 +91,7 @@ export class OtlpGrpcServer {
       } catch (err) {
         return this.fail(cb, err);
       }
-      const ctx: RequestContext = { bytes: full.bytes };
-      if (full.peerAddress) ctx.peerAddress = full.peerAddress.startsWith('::ffff:') ? full.peerAddress.slice(7) : full.peerAddress;
-      if (full.deadline !== undefined) ctx.deadline = full.deadline;
-      if (id.tenant !== undefined) ctx.tenant = id.tenant;
-      if (id.tier !== undefined) ctx.tier = id.tier;
-      if (this.o.metadataKeys.length) {
-        const md: Record<string, string> = {};
-        for (const k of this.o.metadataKeys) if (headers[k] !== undefined) md[k] = headers[k];
-        ctx.metadata = md;
-      }
+      const ctx = receiverContext(full, id, headers, this.o.metadataKeys);
       const items = countItems(signal, data);
       const labels = { kind: 'receiver', component: this.o.id, pipeline: '', signal, tenant: ctx.tenant ?? '' };
       try {
@@ -133,8 +111,30 @@ export class OtlpGrpcServer {
   }
 }
 
-function clientCN(call: grpc.ServerUnaryCall<Buffer, Buffer>): string | undefined {
-  const c = call as unknown as { getAuthContext?: () => { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } };
-  const cn = c.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
-  return Array.isArray(cn) ? cn[0] : cn || undefined;
+export class OtlpGrpcServer {
+  private server?: grpc.Server;
+  private boundPort = 0;
+
+  constructor(private readonly o: GrpcReceiverOptions) {}
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async start(): Promise<void> {
+    const server = createGrpcServer({ maxReceiveMessageBytes: this.o.cfg.maxRecvMsgSize });
+    const tls = this.o.cfg.tls;
+    new OtlpGrpcServices({ ...this.o, tls: !!tls }).addTo(server);
+    const { host, port } = this.o.cfg.endpoint;
+    this.boundPort = await bindServer(server, `${host.includes(':') ? `[${host}]` : host}:${port}`, grpcServerCredentials(tls));
+    this.server = server;
+    this.o.logger.info({ endpoint: `${host}:${this.boundPort}`, tls: !!tls }, 'OTLP/gRPC receiver listening');
+  }
+
+  async shutdown(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    this.server = undefined;
+    await shutdownServer(s, 5000);
+  }
 }
