@@ -46,6 +46,7 @@ const quick = process.argv.includes('--quick');
 const paced = process.argv.includes('--paced');
 /** `--only=drop|encode|zstd`: one lane and no paced run (for profiling with --cpu-prof). */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7) as Stage | undefined;
+if (only && !['drop', 'encode', 'zstd'].includes(only)) throw new Error(`--only=${only}: expected drop, encode or zstd`);
 const FIXTURE = fileURLToPath(new URL('../fixtures/tcp-burst.kscope', import.meta.url));
 const GOAL_EPS = 500_000;
 const GOAL_CPU = 0.01;

@@ -7,6 +7,10 @@
 //  - an agent without a client certificate, one with a certificate from another CA, and one whose
 //    CN is not a known tenant are refused: export failures and dropped items counted on the
 //    agent's /metrics, the cause in its log, nothing routed.
+//  - the same over the agent's default transport: exporter otelarrow (OTAP streams) with a client
+//    certificate to the collector's otelarrow receiver requiring client certificates from the CA;
+//    the tenant is the CN for every batch of the stream. Without a certificate the handshake
+//    refuses it; with an unknown CN every batch is refused.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -37,6 +41,7 @@ let ca: TestCa;
 let server: KeyPair;
 let collector: CollectorProcess | undefined;
 let grpcPort = 0;
+let arrowPort = 0;
 let telemetryPort = 0;
 
 const outFile = (tenant: string, signal: SignalType) => join(dir, 'out', `${tenant}-${signal}.jsonl`);
@@ -57,19 +62,19 @@ before(async () => {
   mkdirSync(join(dir, 'empty'));
   ca = createCa(join(dir, 'pki'), 'cluster');
   server = ca.server('collector');
-  [grpcPort, telemetryPort] = (await freePorts(2)) as [number, number];
+  [grpcPort, arrowPort, telemetryPort] = (await freePorts(3)) as [number, number, number];
+  const serverTls = { cert_file: server.cert, key_file: server.key, client_ca_file: ca.cert, require_client_cert: true };
+  const auth = { sources: ['mtls'], tenants: { acme: { tier: 'gold' } } };
   const doc = {
     receivers: {
-      otlp: {
-        protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}`, tls: { cert_file: server.cert, key_file: server.key, client_ca_file: ca.cert, require_client_cert: true } } },
-        auth: { sources: ['mtls'], tenants: { acme: { tier: 'gold' } } },
-      },
+      otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}`, tls: serverTls } }, auth },
+      otelarrow: { protocols: { grpc: { endpoint: `127.0.0.1:${arrowPort}`, tls: serverTls } }, auth },
     },
     processors: Object.fromEntries(SIGNALS.map((s) => [`routing/${s}`, { from: 'tenant', table: [{ value: 'acme', exporters: [`file/acme_${s}`] }], default_exporters: [`file/other_${s}`] }])),
     exporters: Object.fromEntries(SIGNALS.flatMap((s) => [[`file/acme_${s}`, { path: outFile('acme', s) }], [`file/other_${s}`, { path: outFile('other', s) }]])),
     service: {
       telemetry: { logs: { level: 'warn' }, metrics: { address: `127.0.0.1:${telemetryPort}` } },
-      pipelines: Object.fromEntries(SIGNALS.map((s) => [s, { receivers: ['otlp'], processors: [`routing/${s}`], exporters: [`file/acme_${s}`, `file/other_${s}`] }])),
+      pipelines: Object.fromEntries(SIGNALS.map((s) => [s, { receivers: ['otlp', 'otelarrow'], processors: [`routing/${s}`], exporters: [`file/acme_${s}`, `file/other_${s}`] }])),
     },
   };
   collector = await spawnCollector(dir, toYaml(doc), telemetryPort, { name: 'collector-mtls' });
@@ -81,7 +86,7 @@ after(async () => {
 });
 
 /** The agent settings the golden was made with, so the delivered counts must equal its counts. */
-function agentDoc(tls: Record<string, string>, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function agentDoc(tls: Record<string, string>, extra: Record<string, unknown> = {}, type: 'otlp' | 'otelarrow' = 'otlp'): Record<string, unknown> {
   return {
     enrich: { k8s: { enabled: false }, hold_ms: 100 },
     host: { proc_path: join(dir, 'empty'), cgroup_root: join(dir, 'empty') },
@@ -89,7 +94,7 @@ function agentDoc(tls: Record<string, string>, extra: Record<string, unknown> = 
     batch: { timeout: '1h', send_batch_size: 100_000 },
     server: { address: '127.0.0.1:0' },
     log: { level: 'warn' },
-    exporter: { type: 'otlp', config: { endpoint: `localhost:${grpcPort}`, tls, compression: 'none', timeout: '3s', ...extra } },
+    exporter: { type, config: { endpoint: `localhost:${type === 'otlp' ? grpcPort : arrowPort}`, tls, compression: 'none', timeout: '3s', ...extra } },
   };
 }
 
@@ -152,10 +157,10 @@ interface Refused {
 }
 
 /** Runs an in-process agent (replay) with these client TLS settings; no retry, no queue: each call's outcome counts. */
-async function runRefused(tls: Record<string, string>): Promise<Refused> {
+async function runRefused(tls: Record<string, string>, type: 'otlp' | 'otelarrow' = 'otlp'): Promise<Refused> {
   const lines: string[] = [];
   const logger = pino({ level: 'warn' }, new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb(); } }));
-  const config = parseAgentConfig(agentDoc(tls, { retry_on_failure: { enabled: false }, sending_queue: { enabled: false } }), {});
+  const config = parseAgentConfig(agentDoc(tls, { retry_on_failure: { enabled: false }, sending_queue: { enabled: false } }, type), {});
   const agent = new Agent({ config, registry: defaultRegistry(), replay: { path: fixture, speed: 'max' }, logger });
   await agent.start();
   await agent.sourceFinished();
@@ -196,5 +201,58 @@ test('a trusted client certificate whose CN is not a known tenant is UNAUTHENTIC
   const r = await runRefused({ ca_file: ca.cert, cert_file: mallory.cert, key_file: mallory.key });
   assertRefused(r, /UNAUTHENTICATED: unknown tenant \\"mallory\\"/);
   assert.match(await collectorMetrics(), /kscope_receiver_requests_total\{[^}]*transport="grpc"[^}]*code="16"[^}]*\} 3\b/, 'the collector counted 3 UNAUTHENTICATED requests');
+  for (const s of SIGNALS) assert.equal(readItems('other', s), 0, `nothing routed to the default (${s})`);
+});
+
+// ---------------------------------------------------------------- otelarrow (the agent's default)
+
+const acceptedLines = (m: string) => m.match(/kscope_collector_accepted_items_total\{[^}]*kind="receiver"[^}]*\} \d+/g)?.join() ?? '';
+
+test('otelarrow: the default agent exporter with a client certificate (CN=acme) delivers over mTLS as tenant acme', { timeout: 90_000 }, async (t) => {
+  if (!requires(t, opensslAvailable(), 'the openssl CLI')) return;
+  const client = ca.client('acme');
+  const before = Object.fromEntries(SIGNALS.map((s) => [s, readItems('acme', s)])) as Record<SignalType, number>;
+  const cfgFile = join(dir, 'agent-acme-arrow.yaml');
+  // no exporter type: otelarrow is the default
+  const doc = agentDoc({ ca_file: ca.cert, cert_file: client.cert, key_file: client.key }, {}, 'otelarrow');
+  const exporter = doc.exporter as { type?: string; config: unknown };
+  delete exporter.type;
+  writeFileSync(cfgFile, toYaml(doc));
+  const run = spawn(process.execPath, ['--import', 'tsx', join(root, 'agent/bin/agent.ts'), 'run', '--config', cfgFile, '--replay', fixture, '--speed', 'max', '--exit-when-done'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_TEST_CONTEXT: '', LOG_LEVEL: 'warn' },
+  });
+  let stderr = '';
+  run.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const code = await new Promise<number | null>((r) => run.once('exit', (c) => r(c)));
+  assert.equal(code, 0, `agent exit code; stderr:\n${stderr}`);
+  assert.doesNotMatch(stderr, /export failed|data dropped/, 'no export failed');
+
+  assert.equal(readItems('acme', 'traces') - before.traces, golden.counts.spans);
+  assert.equal(readItems('acme', 'metrics') - before.metrics, golden.counts.metricPoints);
+  assert.equal(readItems('acme', 'logs') - before.logs, golden.counts.logs);
+  for (const s of SIGNALS) assert.equal(readItems('other', s), 0, `nothing for the default route (${s})`);
+  const m = await collectorMetrics();
+  for (const [signal, n] of [['traces', golden.counts.spans], ['metrics', golden.counts.metricPoints], ['logs', golden.counts.logs]] as const)
+    assert.match(m, new RegExp(`kscope_collector_accepted_items_total\\{[^}]*component="otelarrow"[^}]*signal="${signal}"[^}]*tenant="acme"[^}]*\\} ${n}\\b`), `the otelarrow receiver accepted ${signal} for tenant acme`);
+  assert.match(m, /kscope_receiver_requests_total\{[^}]*receiver="otelarrow"[^}]*transport="otap"[^}]*code="0"[^}]*\} \d+/, 'received as OTAP batches, not OTLP');
+});
+
+test('otelarrow: an agent without a client certificate is refused at the TLS handshake', { timeout: 60_000 }, async (t) => {
+  if (!requires(t, opensslAvailable(), 'the openssl CLI')) return;
+  const before = acceptedLines(await collectorMetrics());
+  const r = await runRefused({ ca_file: ca.cert }, 'otelarrow');
+  assertRefused(r, /UNAVAILABLE: No connection established\. Last error: [^"]*alert certificate required/);
+  assert.equal(acceptedLines(await collectorMetrics()), before, 'the collector accepted nothing more');
+});
+
+test('otelarrow: a trusted certificate whose CN is not a known tenant has every batch refused', { timeout: 60_000 }, async (t) => {
+  if (!requires(t, opensslAvailable(), 'the openssl CLI')) return;
+  const before = acceptedLines(await collectorMetrics());
+  const mallory = ca.client('mallory');
+  const r = await runRefused({ ca_file: ca.cert, cert_file: mallory.cert, key_file: mallory.key }, 'otelarrow');
+  assertRefused(r, /unauthenticated: unknown tenant \\"mallory\\"/);
+  assert.equal(acceptedLines(await collectorMetrics()), before, 'the collector accepted nothing more');
   for (const s of SIGNALS) assert.equal(readItems('other', s), 0, `nothing routed to the default (${s})`);
 });

@@ -80,18 +80,47 @@ test('encoded storage: late spans, early decisions and shutdown flush', async ()
   assert.equal(p.metrics().decodeErrors, 0);
 });
 
-test('encoded storage accounts about the wire size per span', async () => {
+test('encoded storage accounts the real encoded size plus fixed per-span and per-trace overheads', async () => {
   const o = make('objects', { policies }), e = make('encoded', { policies });
-  const mk = () => Array.from({ length: 200 }, (_, i) => realisticSpan(tid(i, 11), i));
+  // 40 traces × 5 spans.
+  const mk = () => Array.from({ length: 200 }, (_, i) => realisticSpan(tid(i % 40, 11), i));
   await o.p.consume(traces(mk()), {});
   await e.p.consume(traces(mk()), {});
   const mo = o.p.metrics(), me = e.p.metrics();
   assert.equal(me.bufferedSpans, 200);
-  // Encoded: the accounted wire bytes are the real encoded size; heap adds a few bytes per span.
-  assert.ok(me.bufferedHeapBytes < me.bufferedWireBytes * 1.1, `${me.bufferedHeapBytes} vs ${me.bufferedWireBytes}`);
-  assert.ok(me.bufferedHeapBytes * 2 < mo.bufferedHeapBytes);
+  assert.equal(me.liveTraces, 40);
+  assert.equal(me.bufferedHeapBytes, me.bufferedWireBytes + 200 * 50 + 40 * 900);
+  assert.ok(me.bufferedHeapBytes < mo.bufferedHeapBytes * 0.6, `${me.bufferedHeapBytes} vs ${mo.bufferedHeapBytes}`);
+  e.at(1000);
+  e.p.tick();
+  assert.equal(e.p.metrics().bufferedHeapBytes, 0);
 });
 
 test('span_storage is validated', () => {
   assert.throws(() => validateConfig({ policies, span_storage: 'disk' }, 'ts'), /ts\.span_storage/);
+});
+
+test('encoded storage: several resources and scopes per request, spans mixed with invalid ones', async () => {
+  const { p, sink, at } = make('encoded', { policies: [{ name: 'all', type: 'always_sample' }] });
+  const bad = span(tid(1, 12));
+  bad.traceId = new Uint8Array(3);
+  const mk = (svc: string, t: number) => ({
+    resource: { attributes: [{ key: 'service.name', value: svc }], droppedAttributesCount: 0 },
+    schemaUrl: 'r',
+    scopeSpans: [
+      { scope: { name: `${svc}-a`, version: '1', attributes: [], droppedAttributesCount: 0 }, schemaUrl: '', spans: [span(tid(t, 12), { name: `${svc}-a1` }), bad, span(tid(t + 1, 12), { name: `${svc}-a2` })] },
+      { scope: { name: `${svc}-b`, version: '1', attributes: [], droppedAttributesCount: 0 }, schemaUrl: '', spans: [span(tid(t, 12), { name: `${svc}-b1` })] },
+    ],
+  });
+  await p.consume({ resourceSpans: [mk('web', 100), mk('db', 200)] }, {});
+  at(1000);
+  p.tick();
+  assert.equal(p.metrics().invalidSpans, 2);
+  const out = sink.batches[0];
+  const names = new Map<string, string>(); // span name → "service/scope"
+  for (const rs of out.resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans)
+    names.set(s.name, `${rs.resource.attributes[0].value}/${ss.scope.name}`);
+  assert.deepEqual(Object.fromEntries([...names].sort()), {
+    'db-a1': 'db/db-a', 'db-a2': 'db/db-a', 'db-b1': 'db/db-b', 'web-a1': 'web/web-a', 'web-a2': 'web/web-a', 'web-b1': 'web/web-b',
+  });
 });

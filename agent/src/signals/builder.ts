@@ -7,7 +7,7 @@ import { EventType } from '../decode/layouts.ts';
 import { errnoName } from '../decode/format.ts';
 import type { ProcEventFields, TcpEventFields } from './events.ts';
 import { ATTR_DIRECTION, METRICS, MetricsAggregator, type MetricsConfig, defaultMetricsConfig } from './metrics.ts';
-import { EndpointTable } from './endpoints.ts';
+import { EndpointTable, OTHER_ENDPOINT } from './endpoints.ts';
 import { buildTcpSpan, cookieIds, type SpanIdSource } from './spans.ts';
 
 export const SCOPE = { name: 'kernelscope.agent', version: '0.1.0' };
@@ -75,14 +75,16 @@ export class SignalBuilder {
     const now = this.toUnixNano(ev.tsNs);
     const m = this.metrics;
     const ep = this.endpoints;
+    // Interned once per event, shared by the metrics and the span (resets need neither).
+    const dst = type < EventType.TcpResetSent ? ep.dst(ev) : OTHER_ENDPOINT;
     let inbound = false;
     switch (type) {
       case EventType.TcpConnect:
-        m.addEndpoint(resource, METRICS.connectDuration, ep.dst(ev), ev.durationNs / 1e9, now);
+        m.addEndpoint(resource, METRICS.connectDuration, dst, ev.durationNs / 1e9, now);
         m.add(resource, METRICS.connectionsOpened, 'outbound', DIR_OUTBOUND, 1, now);
         break;
       case EventType.TcpConnectFail:
-        m.addPeerExtra(resource, METRICS.connectionsFailed, ep.dst(ev), 1, now, {
+        m.addPeerExtra(resource, METRICS.connectionsFailed, dst, 1, now, {
           key: 'error.type', value: errnoName(ev.error) ?? String(ev.error),
         });
         break;
@@ -95,7 +97,7 @@ export class SignalBuilder {
         if (inbound) m.add(resource, METRICS.connectionsClosed, 'inbound', DIR_INBOUND, 1, now);
         else m.add(resource, METRICS.connectionsClosed, 'outbound', DIR_OUTBOUND, 1, now);
         // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
-        const peer = inbound ? ep.src(ev) : ep.dst(ev);
+        const peer = inbound ? ep.src(ev) : dst;
         m.addEndpoint(resource, METRICS.bytesSent, peer, ev.bytesAcked, now);
         m.addEndpoint(resource, METRICS.bytesReceived, peer, ev.bytesReceived, now);
         const srtt = ev.srttUs;
@@ -103,7 +105,7 @@ export class SignalBuilder {
         break;
       }
       case EventType.TcpRetransmit:
-        m.addEndpoint(resource, METRICS.retransmits, ep.dst(ev), 1, now);
+        m.addEndpoint(resource, METRICS.retransmits, dst, 1, now);
         return;
       case EventType.TcpResetSent:
       case EventType.TcpResetReceived: {
@@ -121,7 +123,7 @@ export class SignalBuilder {
         return;
     }
     if (!this.cfg.spans) return;
-    const span = buildTcpSpan(ev, this.ids, now, inbound, ep);
+    const span = buildTcpSpan(ev, this.ids, now, inbound, dst, ep.src(ev));
     if (!span) return;
     let list: Span[] | undefined;
     if (resource === this.lastSpanResource) list = this.lastSpanList!;

@@ -22,9 +22,12 @@ export function bucketIndex(value: number, scale: number): number {
   const e = ((hi >>> 20) & 0x7ff) - 1023;
   const exact = (hi & 0xfffff) === 0 && u32[0] === 0;
   if (scale <= 0) return (exact ? e - 1 : e) >> -scale;
-  if (exact) return e * 2 ** scale - 1;
-  return Math.ceil(Math.log(value) * LOG2E * 2 ** scale) - 1;
+  const factor = scale <= MAX_SCALE ? POW2[scale]! : 2 ** scale; // a table: Math.pow per call showed in profiles
+  if (exact) return e * factor - 1;
+  return Math.ceil(Math.log(value) * LOG2E * factor) - 1;
 }
+
+const POW2 = Float64Array.from({ length: MAX_SCALE + 1 }, (_, i) => 2 ** i);
 
 export class ExpHistogram {
   scale = MAX_SCALE;

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { EMPTY_BYTES, type KeyValue, type Span, SpanKind, StatusCode } from '../../../proto/src/model.ts';
 import { AF_INET6, EventType } from '../decode/layouts.ts';
 import { errnoName } from '../decode/format.ts';
-import { EndpointTable } from './endpoints.ts';
+import { type Endpoint, EndpointTable } from './endpoints.ts';
 import type { TcpEventFields } from './events.ts';
 
 export const ATTR_TCP_BYTES_SENT = 'kscope.tcp.bytes_sent';
@@ -131,11 +131,11 @@ export function tcpEventToSpan(
   /** For close events: whether the socket was accepted (server side) rather than connected. */
   inbound = false,
 ): Span | null {
-  return buildTcpSpan(ev, ids, toUnixNano(ev.tsNs), inbound, defaultEndpoints);
+  return buildTcpSpan(ev, ids, toUnixNano(ev.tsNs), inbound, defaultEndpoints.dst(ev), defaultEndpoints.src(ev));
 }
 
-/** tcpEventToSpan with the end time already mapped and the caller's endpoint table. */
-export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint, inbound: boolean, endpoints: EndpointTable): Span | null {
+/** tcpEventToSpan with the end time already mapped and the event's interned endpoints (remote, local). */
+export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint, inbound: boolean, dst: Endpoint, src: Endpoint): Span | null {
   const type = ev.typeCode;
   let name: string;
   let kind: SpanKind;
@@ -169,8 +169,6 @@ export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint,
   }
   const durationNs = ev.durationNs;
   const start = durationNs > 0 ? end - BigInt(durationNs) : end;
-  const dst = endpoints.dst(ev);
-  const src = endpoints.src(ev);
   const netType = ev.family === AF_INET6 ? KV_TYPE_IPV6 : KV_TYPE_IPV4;
   let traceId: Uint8Array, spanId: Uint8Array, parent: Uint8Array = EMPTY_BYTES;
   if (ids.traceIdOf !== undefined && ids.spanIdOf !== undefined) {

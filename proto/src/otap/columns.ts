@@ -479,6 +479,9 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
 
   /** Dictionary index of `key`, adding it when new; pair with appendIndex(). */
   intern(key: K, bytes: Uint8Array | null = null): number {
+    // Runs of one value (span names, resource strings) skip the Map lookup; `===` is exact for
+    // strings and bigints, so a stale memo can only miss.
+    if (key === this.lastKey) return this.lastIdx;
     let i = this.map.get(key);
     if (i === undefined) {
       i = this.values.length;
@@ -486,8 +489,12 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
       if (bytes) this.byteValues.push(bytes);
       this.map.set(key, i);
     }
+    this.lastKey = key;
+    this.lastIdx = i;
     return i;
   }
+  private lastKey: K | undefined = undefined;
+  private lastIdx = 0;
   internBytes(b: Uint8Array): number {
     let key = '';
     for (let i = 0; i < b.length; i++) key += String.fromCharCode(b[i]);
@@ -561,6 +568,7 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
       this.idx[r] = j;
     }
     this.map.clear();
+    this.lastKey = undefined;
     this.values.length = 0;
     for (let j = 0; j < keep.length; j++) {
       this.values.push(keep[j]);

@@ -10,6 +10,7 @@ import { LruSet } from './lru.ts';
 import { PolicySet, type TraceView } from './policies.ts';
 import { spanHeapBytes, spanWireBytes, traceKey, TracesBuilder } from './traces.ts';
 import { encodeTraces } from '../../../../proto/src/otlp/encode.ts';
+import { spanFieldRanges, wrapSpanFields } from './spanbytes.ts';
 import { decodeTraces } from '../../../../proto/src/otlp/decode.ts';
 
 interface TraceEntry extends TraceView {
@@ -30,8 +31,9 @@ interface TraceEntry extends TraceView {
 // Encoded spans are copied into shared slabs: one ArrayBuffer per 256 KiB of spans instead of one
 // per span. Spans arrive and are decided in time order, so a slab's spans are released together.
 const SLAB_BYTES = 256 * 1024;
-const EMPTY_RESOURCE = { attributes: [], droppedAttributesCount: 0 };
-const EMPTY_SCOPE = { name: '', version: '', attributes: [], droppedAttributesCount: 0 };
+const ENCODED_TRACE_OVERHEAD = 900;
+const ENCODED_SPAN_OVERHEAD = 50;
+
 
 export interface TailSamplingMetrics {
   liveTraces: number;
@@ -99,11 +101,10 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   private readonly encoded: boolean;
   private slab = new Uint8Array(0);
   private slabPos = 0;
-  /** One reusable single-span request: each buffered span is encoded through it. */
-  private readonly encSpan: Span[] = [];
-  private readonly encReq: TracesData = {
-    resourceSpans: [{ resource: EMPTY_RESOURCE, schemaUrl: '', scopeSpans: [{ scope: EMPTY_SCOPE, schemaUrl: '', spans: this.encSpan }] }],
-  };
+  /** Encoded batch being consumed and the (offset, length) of each span field in it. */
+  private encBatch: Uint8Array = new Uint8Array(0);
+  private readonly encRanges: number[] = [];
+  private encIndex = 0;
   readonly counters: ComponentCounters = { accepted: 0, refused: 0, dropped: 0 };
 
   constructor(
@@ -156,6 +157,12 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     let late: TracesBuilder | undefined;
     let outs: Map<string, { b: TracesBuilder; ctx: RequestContext }> | undefined;
     let n = 0;
+    if (this.encoded) {
+      // One encode per request; spans are then copied out of it by their byte ranges.
+      this.encRanges.length = 0;
+      this.encBatch = encodeTraces(batch);
+      spanFieldRanges(this.encBatch, this.encRanges);
+    }
     for (const rs of batch.resourceSpans) {
       // Buffered spans point at shells holding only the resource / scope, never at the incoming
       // ResourceSpans / ScopeSpans: those list every span of the request, and one pending trace
@@ -166,6 +173,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
         let ssShell: ScopeSpans | undefined;
         for (let i = 0; i < spans.length; i++) {
           const span = spans[i];
+          this.encIndex = n; // index of this span's byte range (encoded storage)
           n++;
           if (span.traceId.length !== 16) { this.m.invalidSpans++; continue; }
           const key = traceKey(span.traceId);
@@ -184,7 +192,14 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
               key, traceId: this.encoded ? span.traceId.slice() : span.traceId, spans: [], resources: [], scopes: [], spanCount: 0,
               wireBytes: 0, heapBytes: 0, deadline: now + cfg.decisionWaitMs, set, tenant: ctx.tenant, tier: ctx.tier,
             };
-            if (this.encoded) { e.encSlabs = []; e.encPos = []; }
+            if (this.encoded) {
+              e.encSlabs = [];
+              e.encPos = [];
+              // Per-trace cost that dominates once spans are compact: entry, key, Map slot, five
+              // arrays, own trace id copy (calibrated against the bench's measured delta).
+              e.heapBytes = ENCODED_TRACE_OVERHEAD;
+              this.bufferedHeap += ENCODED_TRACE_OVERHEAD;
+            }
             this.pending.set(key, e);
           }
           const wire = spanWireBytes(span);
@@ -214,6 +229,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     }
     this.m.spansReceived += n;
     this.counters.accepted += n;
+    if (this.encoded) this.encBatch = new Uint8Array(0);
     while (this.bufferedHeap > cfg.maxBufferedBytes && this.pending.size > 0) this.evictOldest();
 
     const sends: Promise<void>[] = [];
@@ -226,7 +242,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   }
 
   private appendSpan(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans, span: Span, wire: number): void {
-    if (e.encSlabs) return this.appendEncoded(e, rs, ss, span);
+    if (e.encSlabs) return this.appendEncoded(e, rs, ss);
     let heap = spanHeapBytes(span) + 12; // + three array slots
     // Spans of a trace share one trace id view instead of holding one each.
     if (span.traceId !== e.traceId) { span.traceId = e.traceId; heap -= 100; }
@@ -241,14 +257,12 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     this.bufferedHeap += heap;
   }
 
-  private appendEncoded(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans, span: Span): void {
-    this.encSpan[0] = span;
-    const bytes = encodeTraces(this.encReq);
-    this.encSpan.length = 0;
-    const len = bytes.length;
+  private appendEncoded(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans): void {
+    const src = this.encBatch;
+    const off0 = this.encRanges[2 * this.encIndex], len = this.encRanges[2 * this.encIndex + 1];
     let slab: Uint8Array, off: number;
     if (len > SLAB_BYTES / 8) {
-      slab = bytes; // large span: its own buffer
+      slab = src.slice(off0, off0 + len); // large span: its own buffer
       off = 0;
     } else {
       if (this.slabPos + len > this.slab.length) {
@@ -257,15 +271,15 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
       }
       slab = this.slab;
       off = this.slabPos;
-      slab.set(bytes, off);
+      slab.set(src.subarray(off0, off0 + len), off);
       this.slabPos += len;
     }
     e.encSlabs!.push(slab);
     e.encPos!.push(off, len);
     e.resources.push(rs);
     e.scopes.push(ss);
-    // bytes + slab ref + two small ints + two array slots
-    const heap = len + 4 + 8 + 8;
+    // bytes + slab ref, two small ints, two array slots and their share of array growth
+    const heap = len + ENCODED_SPAN_OVERHEAD;
     e.spanCount++;
     e.wireBytes += len;
     e.heapBytes += heap;
@@ -276,22 +290,12 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
 
   /** span_storage: encoded — decodes the trace's spans for evaluation (one decode per trace). */
   private materialise(e: TraceEntry): boolean {
-    const slabs = e.encSlabs!, pos = e.encPos!;
-    let total = 0;
-    for (let i = 1; i < pos.length; i += 2) total += pos[i];
-    const buf = Buffer.allocUnsafe(total);
-    let o = 0;
-    for (let i = 0; i < slabs.length; i++) {
-      buf.set(slabs[i].subarray(pos[2 * i], pos[2 * i] + pos[2 * i + 1]), o);
-      o += pos[2 * i + 1];
-    }
+    const buf = wrapSpanFields(e.encSlabs!, e.encPos!);
     e.encSlabs = undefined;
     e.encPos = undefined;
     try {
-      // Concatenated TracesData messages decode as one whose resourceSpans are the spans in order.
       const d = decodeTraces(buf);
-      const spans: Span[] = new Array(d.resourceSpans.length);
-      for (let i = 0; i < spans.length; i++) spans[i] = d.resourceSpans[i].scopeSpans[0].spans[0];
+      const spans = d.resourceSpans[0]?.scopeSpans[0]?.spans ?? [];
       if (spans.length !== e.spanCount) throw new Error(`decoded ${spans.length} spans, expected ${e.spanCount}`);
       e.spans = spans;
       return true;

@@ -3,10 +3,10 @@
 import type { RequestContext } from '../../component/index.ts';
 import type { Identity } from './auth.ts';
 
-/** IPv4-mapped IPv6 peers as plain IPv4, so k8s attribute association matches pod IPs. */
+/** IPv4-mapped IPv6 peers (::ffff:10.0.0.1) as plain IPv4, so k8s attribute association matches pod IPs. */
 export function normalisePeerAddress(addr: string | undefined): string | undefined {
   if (!addr) return undefined;
-  return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
 export function receiverContext(call: RequestContext, id: Identity, headers: Record<string, string>, metadataKeys: readonly string[]): RequestContext {

@@ -41,16 +41,42 @@ export function readServerTls(r: ConfigReader): ServerTlsConfig | undefined {
   return cfg;
 }
 
-/** gRPC server credentials for these settings (insecure without TLS). */
+/**
+ * gRPC server credentials for these settings (insecure without TLS). grpc-js's createSsl either
+ * requires a verified client certificate or never asks for one, so an optional client certificate
+ * (client CA without require_client_cert, as on the HTTP side) goes through the certificate-
+ * provider credentials, which request one and accept the handshake without it.
+ */
 export function grpcServerCredentials(tls: ServerTlsConfig | undefined): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();
+  if (tls.clientCa && !tls.requireClientCert) {
+    return grpc.experimental.createCertificateProviderServerCredentials(
+      staticProvider({ certificate: tls.cert, privateKey: tls.key }),
+      staticProvider(undefined, { caCertificate: tls.clientCa }),
+      false,
+    );
+  }
   return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.requireClientCert);
+}
+
+/**
+ * A certificate provider for material read once at startup. Listeners get it on the next
+ * microtask: grpc-js registers them before it adds the server's watcher, so a synchronous call
+ * would update credentials no server is watching yet (and every connection would be dropped).
+ */
+function staticProvider(identity?: grpc.experimental.IdentityCertificateUpdate, ca?: grpc.experimental.CaCertificateUpdate): grpc.experimental.CertificateProvider {
+  return {
+    addCaCertificateListener: (l) => queueMicrotask(() => l(ca ?? null)),
+    removeCaCertificateListener: () => {},
+    addIdentityCertificateListener: (l) => queueMicrotask(() => l(identity ?? null)),
+    removeIdentityCertificateListener: () => {},
+  };
 }
 
 /**
  * CN of the client certificate on a gRPC call (unary or stream), or undefined without one.
  * grpc-js reports a peer certificate only when it verified against the client CA (socket
- * authorized), so with `require_client_cert: false` an unverified certificate yields nothing.
+ * authorized), so with an optional client certificate an unverified one yields nothing.
  */
 export function grpcClientCertCN(call: object): string | undefined {
   const c = call as { getAuthContext?: () => { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } | undefined };

@@ -99,9 +99,11 @@ export class OtelArrowServer implements SharedServer {
       // The stream's identity from its TLS session, read once: a client cannot change it per batch
       // (HPACK headers only add metadata), and a tenant never rides in from the sender's metadata.
       streamContext: (call, base) => {
-        const { tenant: _ignored, ...rest } = base;
+        const ctx: RequestContext = { ...base };
+        delete ctx.tenant;
         const cn = tls ? grpcClientCertCN(call) : undefined;
-        return cn ? { ...rest, tenant: cn } : rest;
+        if (cn) ctx.tenant = cn;
+        return ctx;
       },
     });
     new OtlpGrpcServices({ id: this.settings.id, auth: this.cfg.auth, metadataKeys: this.cfg.metadataKeys, consumers: this.consumers, logger: this.settings.logger, telemetry: this.settings.telemetry, tls: !!tls }).addTo(server);

@@ -14,6 +14,7 @@ import { decodeSignal, decodeJson, encodeExportResponse } from '../../../../prot
 import type { Consumer, Logger, RequestContext } from '../../component/index.ts';
 import type { SelfTelemetry } from '../../telemetry/metrics.ts';
 import { AuthError, resolveIdentity, type AuthConfig } from '../common/auth.ts';
+import { normalisePeerAddress } from '../common/context.ts';
 import { retryAfterHeader, statusOf, GRPC } from '../common/status.ts';
 import type { HttpProtocolConfig } from './config.ts';
 
@@ -48,10 +49,7 @@ class HttpError extends Error {
   }
 }
 
-export function normalisePeer(addr: string | undefined): string | undefined {
-  if (!addr) return undefined;
-  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
-}
+export { normalisePeerAddress as normalisePeer } from '../common/context.ts';
 
 export interface HttpReceiverOptions {
   id: string;
@@ -197,7 +195,7 @@ export class OtlpHttpServer {
       const ctx: RequestContext = { bytes: body.length };
       if (identity.tenant !== undefined) ctx.tenant = identity.tenant;
       if (identity.tier !== undefined) ctx.tier = identity.tier;
-      const peer = normalisePeer(req.socket.remoteAddress);
+      const peer = normalisePeerAddress(req.socket.remoteAddress);
       if (peer) ctx.peerAddress = peer;
       if (this.o.metadataKeys.length) {
         const md: Record<string, string> = {};
