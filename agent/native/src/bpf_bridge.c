@@ -1204,8 +1204,10 @@ static int on_sample(void *ctx, void *data, size_t size)
 	if (r->cur >= 0 && r->pool[r->cur].len + need > r->batch_bytes)
 		batch_flush(r);
 	if (r->cur < 0 && batch_acquire(r) < 0) {
+		/* stopping with every batch still held by JS: count the rest of the ring as dropped
+		 * (and keep consuming so the count is complete; programs are detached by then) */
 		atomic_fetch_add(&r->dropped_stopping, 1);
-		return -ECANCELED; /* stop: libbpf returns from consume */
+		return 0;
 	}
 	b = &r->pool[r->cur];
 	uint8_t *p = b->data + b->len;
