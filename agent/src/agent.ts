@@ -61,6 +61,8 @@ export class Agent {
       const raw = structuredClone((config ?? {}) as Record<string, any>);
       const storage = raw?.sending_queue?.storage;
       if (storage?.directory) storage.directory = `${storage.directory}/${signal}`;
+      // The agent's spool keeps the newest data when full (oldest dropped and counted).
+      if (storage && storage.drop_oldest === undefined) storage.drop_oldest = true;
       const cfg = factory.validate(raw, 'exporter.config');
       return factory.create({ id: `${type}/${signal}`, logger: this.log.child({ exporter: type, signal }) }, cfg, signal) as SignalExporter<S>;
     };

@@ -71,15 +71,23 @@ function recordedAgentTraces(batch: number, batches: number): TracesData[] {
     }
     return r;
   };
+  // One builder for all passes (a batch may span passes); each pass shifts time and salts the ids.
+  let offset = 0n;
+  let ids = cookieIds(1n);
+  const builder = new SignalBuilder(defaultSignalsConfig(), (mono) => mono + offset, {
+    traceId: (cookie) => ids.traceId(cookie),
+    spanId: (cookie, role) => ids.spanId(cookie, role),
+  });
+  const decoder = new EventDecoder({
+    tcp: (ev) => {
+      builder.onTcp(ev, resourceOf(ev.tgid, ev.comm));
+      if (builder.spanCount >= batch && out.length < batches) out.push(builder.drainSpans());
+    },
+  });
   for (let pass = 0; out.length < batches; pass++) {
-    const offset = 1_763_770_000_000_000_000n + BigInt(pass) * 60_000_000_000n;
-    const builder = new SignalBuilder(defaultSignalsConfig(), (mono) => mono + offset, cookieIds(0x9e3779b97f4a7c15n * BigInt(pass + 1)));
-    const decoder = new EventDecoder({
-      tcp: (ev) => {
-        builder.onTcp(ev, resourceOf(ev.tgid, ev.comm));
-        if (builder.spanCount >= batch && out.length < batches) out.push(builder.drainSpans());
-      },
-    });
+    if (pass === 1 && out.length === 0 && builder.spanCount === 0) throw new Error('recorded fixture yields no spans');
+    offset = 1_763_770_000_000_000_000n + BigInt(pass) * 60_000_000_000n;
+    ids = cookieIds(0x9e3779b97f4a7c15n * BigInt(pass + 1));
     const reader = new FixtureReader(FIXTURE);
     try {
       for (let f = reader.next(); f && out.length < batches; f = reader.next()) decoder.decodeBatch(f.buf, f.byteLength, f.count);

@@ -23,6 +23,8 @@ export interface PersistentStorageConfig {
   segmentBytes: number;
   /** fsync appends and acks before acknowledging (at-least-once across power loss, not only crashes). */
   fsync: boolean;
+  /** When full, drop the oldest pending records (counted) instead of refusing new data. */
+  dropOldest?: boolean;
 }
 
 export interface QueueConfig {
@@ -84,6 +86,7 @@ export function readExporterHelperConfig(r: ConfigReader, defaults = defaultExpo
       maxBytes: sr.size('max_bytes', 256 * 1024 * 1024),
       segmentBytes: sr.size('segment_bytes', 8 * 1024 * 1024),
       fsync: sr.bool('fsync', true),
+      dropOldest: sr.bool('drop_oldest', false),
     };
     if (queue.storage.segmentBytes < 4096) throw new ConfigError(sr.field('segment_bytes'), 'must be >= 4096');
     if (queue.storage.maxBytes < queue.storage.segmentBytes) throw new ConfigError(sr.field('max_bytes'), 'must be >= segment_bytes');

@@ -191,9 +191,13 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
     const reg = this.telemetry.registry;
     const size = reg.gauge('kscope_exporter_queue_size', 'Requests waiting in the sending queue.');
     const bytes = reg.gauge('kscope_exporter_queue_bytes', 'Bytes held by the persistent sending queue on disk.');
+    const droppedOldest = reg.counter('kscope_exporter_queue_dropped_oldest_batches_total', 'Batches dropped from a full persistent queue to make room for newer data (drop_oldest).');
     this.unregisterCollect = reg.onCollect(() => {
       size.set(this.labels, this.queueSize);
-      if (this.diskQueue) bytes.set(this.labels, this.diskQueue.bytes);
+      if (this.diskQueue) {
+        bytes.set(this.labels, this.diskQueue.bytes);
+        droppedOldest.set(this.labels, this.diskQueue.droppedOldest);
+      }
     });
     for (let i = 0; i < q.numConsumers; i++) this.workers.push(this.diskQueue ? this.diskWorker() : this.memWorker());
   }

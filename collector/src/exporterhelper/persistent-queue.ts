@@ -76,6 +76,8 @@ export class PersistentQueue {
   private stopped = false;
   /** Bytes reserved by appends not yet written, so the bound holds under concurrency. */
   private reserved = 0;
+  /** Pending records dropped to make room (drop_oldest). */
+  droppedOldest = 0;
 
   constructor(private readonly cfg: PersistentStorageConfig, private readonly logger: Logger) {}
 
@@ -175,7 +177,10 @@ export class PersistentQueue {
   append(payload: Uint8Array): Promise<void> {
     if (this.closed) return Promise.reject(new Error('persistent queue is closed'));
     const need = HEADER + payload.length;
-    if (this.bytes + need > this.cfg.maxBytes) return Promise.reject(new QueueFullError(`persistent queue is full (${this.bytes} of ${this.cfg.maxBytes} bytes)`));
+    if (this.bytes + need > this.cfg.maxBytes) {
+      if (!this.cfg.dropOldest || need > this.cfg.maxBytes) return Promise.reject(this.fullError());
+      return this.dropOldestFor(need).then(() => this.append(payload));
+    }
     const seq = this.nextSeq++;
     const buf = Buffer.allocUnsafe(need);
     buf.writeUInt32LE(payload.length, 0);
@@ -187,6 +192,33 @@ export class PersistentQueue {
       this.appendBatch.push({ buf, payloadLen: payload.length, seq, resolve, reject });
       if (!this.appendFlushing) this.appendFlushing = this.flushAppends();
     });
+  }
+
+  private fullError(): QueueFullError {
+    return new QueueFullError(`persistent queue is full (${this.bytes} of ${this.cfg.maxBytes} bytes)`);
+  }
+
+  /**
+   * Makes room by dropping the oldest pending records a sealed segment at a time: they are
+   * acknowledged as done (counted in droppedOldest) so their segment is deleted once records of it
+   * still in flight are acknowledged too. Refuses when only the active segment or in-flight
+   * records are left.
+   */
+  private async dropOldestFor(need: number): Promise<void> {
+    while (this.bytes + need > this.cfg.maxBytes) {
+      if (this.pendingCount === 0) throw this.fullError();
+      const seg = this.pending[this.pendingHead].seg;
+      if (seg.active) {
+        if (this.segments.length > 1 || seg.size === 0) throw this.fullError();
+        await this.sealSegment(seg); // the next append opens a new segment
+      }
+      const seqs: number[] = [];
+      while (this.pendingCount > 0 && this.pending[this.pendingHead].seg === seg) seqs.push(this.pending[this.pendingHead++].seq);
+      this.droppedOldest += seqs.length;
+      this.logger.warn({ records: seqs.length, segment: seg.path }, 'persistent queue full: oldest records dropped');
+      await Promise.all(seqs.map((q) => this.ack(q)));
+      if (this.segments.includes(seg)) throw this.fullError(); // records of it are still in flight
+    }
   }
 
   private async activeSegment(firstSeq: number): Promise<Segment> {
