@@ -126,6 +126,9 @@ export class OtapClient<S extends SignalType = SignalType> {
     this.opts = opts;
     this.client = new grpc.Client(address, opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_send_message_length': 64 * 1024 * 1024,
+      // grpc-js backs reconnects off up to 120 s by default; callers retry on their own schedule,
+      // so cap it to pick a returning server up within seconds.
+      'grpc.max_reconnect_backoff_ms': 5000,
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
       ...opts.channelOptions,
     });

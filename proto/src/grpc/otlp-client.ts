@@ -39,6 +39,9 @@ export class OtlpGrpcClient {
   constructor(opts: OtlpGrpcClientOptions) {
     const options: grpc.ChannelOptions = {
       'grpc.max_send_message_length': opts.maxSendMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      // grpc-js backs reconnects off up to 120 s by default; callers retry on their own schedule,
+      // so cap it to pick a returning server up within seconds.
+      'grpc.max_reconnect_backoff_ms': 5000,
       'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       'grpc-node.flow_control_window': opts.flowControlWindowBytes ?? DEFAULT_WINDOW_BYTES,
       ...opts.channelOptions,
