@@ -120,8 +120,8 @@ for (const dir of OVERLAYS.filter((d) => d !== 'examples')) {
       const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === name)!;
       const cfg = parseConfig(parseYaml(cm.data['collector.yaml']), { POD_NAMESPACE: 'kscope' });
       validateConfig(cfg, fullRegistry());
-      const wl = objs.find((o) => (o.kind === 'Deployment' || o.kind === 'StatefulSet') && o.metadata.name === name)!;
-      const c = wl.spec.template.spec.containers[0];
+      const wl: K8sObject = objs.find((o) => (o.kind === 'Deployment' || o.kind === 'StatefulSet') && o.metadata.name === name)!;
+      const c: any = wl.spec.template.spec.containers[0];
       const telemetryPort = Number(cfg.telemetry.metricsAddress.split(':').pop());
       assert.equal(c.ports.find((p: any) => p.name === 'telemetry').containerPort, telemetryPort, `${name} probes hit the telemetry port`);
       assert.match(cfg.telemetry.metricsAddress, /^0\.0\.0\.0:/, `${name} telemetry reachable by the kubelet`);
