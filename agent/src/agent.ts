@@ -2,10 +2,11 @@
 // enricher (with the Kubernetes pod informer when a cluster is configured), the event source
 // (live eBPF, or a fixture replay), the pipeline, and the health/metrics HTTP server.
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { Host } from '../../collector/src/component/index.ts';
 import type { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
-import type { SignalType } from '../../proto/src/model.ts';
+import type { Resource, SignalType } from '../../proto/src/model.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import type { AgentConfig } from './config.ts';
 import type { KernelEvent } from './decode/decoder.ts';
@@ -40,6 +41,8 @@ export class Agent {
   enrichment!: Enrichment<KernelEvent>;
   /** 'live' or 'replay': what the source really is (live may fall back to replay). */
   mode: 'live' | 'replay' = 'live';
+  /** BPF load/attach failures seen at start (reported as log records once the pipeline runs). */
+  readonly bpfFailures: Array<{ program: string; message: string; verifierLog: string }> = [];
   private server: Server | undefined;
   private ready = false;
   private stopping: Promise<void> | undefined;
@@ -99,6 +102,7 @@ export class Agent {
     } catch (err) {
       const e = err as Error & { verifierLog?: string; program?: string };
       this.log.error({ err: e.message, program: e.program, verifierLog: e.verifierLog }, 'BPF load failed');
+      this.bpfFailures.push({ program: e.program ?? '(object)', message: e.message, verifierLog: e.verifierLog ?? '' });
       if (!cfg.probes.fallbackFixture) throw err;
       this.log.warn({ fixture: cfg.probes.fallbackFixture }, '*** live eBPF unavailable: REPLAYING A RECORDED FIXTURE instead ***');
       return this.openReplay(cfg.probes.fallbackFixture, 'recorded');
@@ -169,11 +173,27 @@ export class Agent {
       st.recordProbes(span, source.probes, { start: loadStart, end: loadEnd }, { start: attachStart, end: Date.now() });
       for (const p of source.probes)
         for (const a of p.attach)
-          if (!a.ok) this.log.warn({ probe: p.name, program: a.program, error: a.error }, 'program did not attach');
+          if (!a.ok) {
+            this.log.warn({ probe: p.name, program: a.program, error: a.error }, 'program did not attach');
+            this.bpfFailures.push({ program: a.program, message: `attach failed: ${a.error ?? 'unknown'}`, verifierLog: (a as { log?: string }).log ?? '' });
+          }
     }
+    // Every load or attach failure also leaves as an OTel log record (with the verifier log tail).
+    for (const f of this.bpfFailures) this.pipeline.builder.onBpfFailure(this.agentResource(), f.program, f.message, f.verifierLog.slice(-4096));
     this.ready = true;
     span.setAttribute('kscope.mode', this.mode);
     this.log.info({ mode: this.mode, server: cfg.server.address }, 'agent running');
+  }
+
+  /** The resource of the agent itself (for its own log records). */
+  private agentResource(): Resource {
+    const attributes: Resource['attributes'] = [
+      { key: 'service.name', value: 'kscope-agent' },
+      { key: 'host.name', value: hostname() },
+      { key: 'process.pid', value: BigInt(process.pid) },
+    ];
+    if (this.opts.config.nodeName) attributes.push({ key: 'k8s.node.name', value: this.opts.config.nodeName });
+    return { attributes, droppedAttributesCount: 0 };
   }
 
   /** The BPF side's per-CPU counters: ring-buffer reserve failures (lost events) and events emitted. */
