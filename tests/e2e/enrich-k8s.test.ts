@@ -185,6 +185,10 @@ test('two pods (Deployment via ReplicaSet, StatefulSet) resolve from (cgroup id,
   assert.equal(attr(rw, 'process.executable.name'), 'sleep');
   assert.equal(enricher!.resolve(web.cgroupId, web.pid), rw, 'interned');
 
+  // The db pod's status patch (containerIDs) may reach the informer after web's: wait for it too.
+  // (the pod uid in the cgroup path finds the pod even before its status patch: wait for the
+  // patch itself, i.e. the container id and the pod IP).
+  await until(() => attr(enricher!.resolve(db.cgroupId, db.pid), 'container.id') === db.id && informer!.store.getByIp('10.244.0.11') !== undefined, 10_000, 'db pod status');
   const rd = enricher!.resolve(db.cgroupId, db.pid);
   assert.equal(attr(rd, 'k8s.pod.name'), 'db-0');
   assert.equal(attr(rd, 'k8s.statefulset.name'), 'db');
