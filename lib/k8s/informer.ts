@@ -2,71 +2,12 @@
 // resourceVersion, re-listing on 410 Gone), restarted with backoff after errors, converting each
 // V1Pod to a PodMeta (owner workload resolved) into a PodStore.
 import { CoreV1Api, ListWatch, Watch, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { ConfigError } from '../../collector/src/component/errors.ts';
 import { RateLimitedLog, silentLogger, type Logger } from '../log.ts';
-import { defaultOwnerResolverOptions, kubeOwnerLookup, OwnerResolver, type OwnerLookup, type OwnerResolverOptions } from './owners.ts';
+import { kubeOwnerLookup, OwnerResolver, type OwnerLookup } from './owners.ts';
+import type { PodInformerConfig } from './informer-config.ts';
+export { defaultPodInformerConfig, validatePodInformerConfig, type PodInformerConfig } from './informer-config.ts';
 import { controllerRef, podMetaFromV1, type PodMeta } from './pod-model.ts';
-import { defaultPodStoreOptions, PodStore, type PodStoreOptions } from './pod-store.ts';
-
-export interface PodInformerConfig {
-  /** Watch only pods scheduled here (fieldSelector spec.nodeName). '' watches every pod (collector). */
-  nodeName: string;
-  /** Annotation keys copied into PodMeta ('prefix*' allowed). */
-  annotations: string[];
-  store: PodStoreOptions;
-  owners: OwnerResolverOptions & { /** Read ReplicaSets/Jobs to find Deployments/CronJobs. */ enabled: boolean };
-  backoffMinMs: number;
-  backoffMaxMs: number;
-}
-
-export function defaultPodInformerConfig(): PodInformerConfig {
-  return {
-    nodeName: process.env.NODE_NAME ?? '',
-    annotations: [],
-    store: { ...defaultPodStoreOptions },
-    owners: { ...defaultOwnerResolverOptions, enabled: true },
-    backoffMinMs: 500,
-    backoffMaxMs: 30_000,
-  };
-}
-
-function posInt(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ConfigError(field, `must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** Applies defaults and checks types; errors name the field. */
-export function validatePodInformerConfig(raw: unknown, path = 'k8s'): PodInformerConfig {
-  const d = defaultPodInformerConfig();
-  if (raw === undefined || raw === null) return d;
-  if (typeof raw !== 'object') throw new ConfigError(path, 'must be an object');
-  const r = raw as Record<string, unknown>;
-  const out: PodInformerConfig = { ...d, store: { ...d.store }, owners: { ...d.owners } };
-  if (r.nodeName !== undefined) {
-    if (typeof r.nodeName !== 'string') throw new ConfigError(`${path}.nodeName`, 'must be a string');
-    out.nodeName = r.nodeName;
-  }
-  if (r.annotations !== undefined) {
-    if (!Array.isArray(r.annotations) || r.annotations.some((a) => typeof a !== 'string')) throw new ConfigError(`${path}.annotations`, 'must be a list of strings');
-    out.annotations = r.annotations as string[];
-  }
-  const s = (r.store ?? {}) as Record<string, unknown>;
-  if (s.maxPods !== undefined) out.store.maxPods = posInt(s.maxPods, `${path}.store.maxPods`);
-  if (s.deletedTtlMs !== undefined) out.store.deletedTtlMs = posInt(s.deletedTtlMs, `${path}.store.deletedTtlMs`);
-  if (s.maxDeleted !== undefined) out.store.maxDeleted = posInt(s.maxDeleted, `${path}.store.maxDeleted`);
-  const o = (r.owners ?? {}) as Record<string, unknown>;
-  if (o.enabled !== undefined) {
-    if (typeof o.enabled !== 'boolean') throw new ConfigError(`${path}.owners.enabled`, 'must be a boolean');
-    out.owners.enabled = o.enabled;
-  }
-  if (o.ttlMs !== undefined) out.owners.ttlMs = posInt(o.ttlMs, `${path}.owners.ttlMs`);
-  if (o.errorTtlMs !== undefined) out.owners.errorTtlMs = posInt(o.errorTtlMs, `${path}.owners.errorTtlMs`);
-  if (o.maxEntries !== undefined) out.owners.maxEntries = posInt(o.maxEntries, `${path}.owners.maxEntries`);
-  if (r.backoffMinMs !== undefined) out.backoffMinMs = posInt(r.backoffMinMs, `${path}.backoffMinMs`);
-  if (r.backoffMaxMs !== undefined) out.backoffMaxMs = posInt(r.backoffMaxMs, `${path}.backoffMaxMs`);
-  if (out.backoffMaxMs < out.backoffMinMs) throw new ConfigError(`${path}.backoffMaxMs`, 'must be ≥ backoffMinMs');
-  return out;
-}
+import { PodStore } from './pod-store.ts';
 
 /** Equality on what enrichment uses, so status-only churn (readiness, conditions) does not invalidate caches. */
 function sameMeta(a: PodMeta, b: PodMeta): boolean {

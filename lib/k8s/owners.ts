@@ -11,15 +11,8 @@ export interface OwnerLookup {
   ownerRefs(kind: IntermediateKind, namespace: string, name: string): Promise<V1OwnerReference[] | null>;
 }
 
-export interface OwnerResolverOptions {
-  /** How long a found parent stays cached. */
-  ttlMs: number;
-  /** How long a failed lookup is remembered before another try. */
-  errorTtlMs: number;
-  maxEntries: number;
-}
-
-export const defaultOwnerResolverOptions: OwnerResolverOptions = { ttlMs: 10 * 60_000, errorTtlMs: 30_000, maxEntries: 4096 };
+export { defaultOwnerResolverOptions, type OwnerResolverOptions } from './informer-config.ts';
+import { defaultOwnerResolverOptions, type OwnerResolverOptions } from './informer-config.ts';
 
 export interface ParentAnswer {
   /** The controller's controller (Deployment / CronJob), when known or guessed safely. */

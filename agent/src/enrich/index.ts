@@ -5,7 +5,7 @@ import { ConfigError } from '../../../collector/src/component/errors.ts';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { PodInformer, PodInformerConfig } from '../../../lib/k8s/index.ts';
-import { defaultPodStoreOptions } from '../../../lib/k8s/pod-store.ts';
+import { validatePodInformerConfig } from '../../../lib/k8s/informer-config.ts';
 import { silentLogger, type Logger } from '../../../lib/log.ts';
 import { Enricher, validateEnricherConfig, type EnricherConfig, type ReleaseHandler } from './enricher.ts';
 
@@ -38,55 +38,6 @@ function kubeConfigPresent(kubeconfig: string, env: NodeJS.ProcessEnv): boolean 
   return !!env.KUBECONFIG && env.KUBECONFIG.split(':').some((f) => f !== '' && existsSync(f));
 }
 
-function posInt(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ConfigError(field, `must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/**
- * lib/k8s validatePodInformerConfig, restated here because config parsing must not load the
- * client (informer.ts imports it). Keep the two in step (same defaults, fields and messages);
- * the owner-resolver defaults restate lib/k8s/owners.ts defaultOwnerResolverOptions.
- */
-function validateInformerConfig(raw: unknown, path: string): PodInformerConfig {
-  const d: PodInformerConfig = {
-    nodeName: process.env.NODE_NAME ?? '',
-    annotations: [],
-    store: { ...defaultPodStoreOptions },
-    owners: { ttlMs: 10 * 60_000, errorTtlMs: 30_000, maxEntries: 4096, enabled: true },
-    backoffMinMs: 500,
-    backoffMaxMs: 30_000,
-  };
-  if (raw === undefined || raw === null) return d;
-  if (typeof raw !== 'object') throw new ConfigError(path, 'must be an object');
-  const r = raw as Record<string, unknown>;
-  const out = d;
-  if (r.nodeName !== undefined) {
-    if (typeof r.nodeName !== 'string') throw new ConfigError(`${path}.nodeName`, 'must be a string');
-    out.nodeName = r.nodeName;
-  }
-  if (r.annotations !== undefined) {
-    if (!Array.isArray(r.annotations) || r.annotations.some((a) => typeof a !== 'string')) throw new ConfigError(`${path}.annotations`, 'must be a list of strings');
-    out.annotations = r.annotations as string[];
-  }
-  const s = (r.store ?? {}) as Record<string, unknown>;
-  if (s.maxPods !== undefined) out.store.maxPods = posInt(s.maxPods, `${path}.store.maxPods`);
-  if (s.deletedTtlMs !== undefined) out.store.deletedTtlMs = posInt(s.deletedTtlMs, `${path}.store.deletedTtlMs`);
-  if (s.maxDeleted !== undefined) out.store.maxDeleted = posInt(s.maxDeleted, `${path}.store.maxDeleted`);
-  const o = (r.owners ?? {}) as Record<string, unknown>;
-  if (o.enabled !== undefined) {
-    if (typeof o.enabled !== 'boolean') throw new ConfigError(`${path}.owners.enabled`, 'must be a boolean');
-    out.owners.enabled = o.enabled;
-  }
-  if (o.ttlMs !== undefined) out.owners.ttlMs = posInt(o.ttlMs, `${path}.owners.ttlMs`);
-  if (o.errorTtlMs !== undefined) out.owners.errorTtlMs = posInt(o.errorTtlMs, `${path}.owners.errorTtlMs`);
-  if (o.maxEntries !== undefined) out.owners.maxEntries = posInt(o.maxEntries, `${path}.owners.maxEntries`);
-  if (r.backoffMinMs !== undefined) out.backoffMinMs = posInt(r.backoffMinMs, `${path}.backoffMinMs`);
-  if (r.backoffMaxMs !== undefined) out.backoffMaxMs = posInt(r.backoffMaxMs, `${path}.backoffMaxMs`);
-  if (out.backoffMaxMs < out.backoffMinMs) throw new ConfigError(`${path}.backoffMaxMs`, 'must be ≥ backoffMinMs');
-  return out;
-}
-
 export interface K8sEnrichmentConfig extends PodInformerConfig {
   /** 'auto': on when a kubeconfig or in-cluster service account is found. */
   enabled: 'auto' | boolean;
@@ -112,7 +63,7 @@ export function validateEnrichmentConfig(raw: unknown, path = 'enrich'): Enrichm
   if (syncTimeoutMs !== undefined && (typeof syncTimeoutMs !== 'number' || !Number.isInteger(syncTimeoutMs) || syncTimeoutMs < 0)) {
     throw new ConfigError(`${path}.k8s.syncTimeoutMs`, 'must be a non-negative integer');
   }
-  const informer = validateInformerConfig(informerRaw, `${path}.k8s`);
+  const informer = validatePodInformerConfig(informerRaw, `${path}.k8s`);
   if (!informer.nodeName && enricher.nodeName) informer.nodeName = enricher.nodeName;
   return {
     enricher,
