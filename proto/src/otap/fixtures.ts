@@ -1,18 +1,10 @@
 // Deterministic telemetry shaped like the agent's output, for tests and benchmarks: TCP
 // connection spans with network.* attributes under a k8s resource (~10 attributes per span).
 import type { KeyValue, ResourceSpans, Span, TracesData } from '../model.ts';
+import { prng } from '../otlp/fixtures.ts';
 
-/** Small seeded PRNG (mulberry32) so fixtures are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Small seeded PRNG (the OTLP fixtures' mulberry32) so fixtures are reproducible. */
+export const rng: (seed: number) => () => number = prng;
 
 function randomBytes(r: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);
