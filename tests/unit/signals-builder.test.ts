@@ -83,3 +83,15 @@ test('metrics: histogram count equals connects; peers beyond the cap fold into _
   // Delta temporality: nothing new → nothing exported.
   assert.equal(b.collectMetrics().resourceMetrics.length, 0);
 });
+
+test('metrics: equal resources in different objects (e.g. released from a hold) share one series', async () => {
+  const { SignalBuilder, defaultSignalsConfig } = await import('../../agent/src/signals/builder.ts');
+  const b = new SignalBuilder(defaultSignalsConfig(), (mono: bigint) => mono);
+  const mk = (): Resource => ({ attributes: [{ key: 'process.pid', value: 7n }, { key: 'k8s.pod.name', value: 'web-1' }], droppedAttributesCount: 0 });
+  for (let i = 0; i < 3; i++) b.onTcp(tcp({ sockCookie: BigInt(i + 1) }), mk());
+  const md = b.collectMetrics();
+  assert.equal(md.resourceMetrics.length, 1, 'one resource, not three twins');
+  const opened = md.resourceMetrics[0].scopeMetrics[0].metrics.find((m) => m.name === 'kscope.tcp.connections.opened')!;
+  assert.equal(opened.data.type === 'sum' && opened.data.dataPoints.length, 1);
+  assert.equal(opened.data.type === 'sum' && opened.data.dataPoints[0].value, 3n);
+});

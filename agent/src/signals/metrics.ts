@@ -71,7 +71,26 @@ type SeriesSlots = Array<Series | null>;
 
 const newSlots = (): SeriesSlots => new Array<Series | null>(METRIC_COUNT).fill(null);
 
+/** Stable content key of a resource's attributes (computed once per resource object). */
+export function resourceKey(r: Resource): string {
+  let k = '';
+  for (const a of r.attributes) k += `${a.key}\u0001${valueKey(a.value)}\u0002`;
+  return k;
+}
+
+function valueKey(v: unknown): string {
+  if (typeof v === 'bigint') return `i${v}`;
+  if (typeof v === 'number') return `d${v}`;
+  if (typeof v === 'string') return `s${v}`;
+  if (typeof v === 'boolean') return `b${v}`;
+  if (v instanceof Uint8Array) return `x${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+  if (Array.isArray(v)) return `a[${v.map(valueKey).join(',')}]`;
+  if (v && typeof v === 'object' && 'values' in v) return `k{${(v as { values: { key: string; value: unknown }[] }).values.map((x) => `${x.key}:${valueKey(x.value)}`).join(',')}}`;
+  return 'n';
+}
+
 class ResourceState {
+  key = '';
   /** Every series in creation order (collect walks this). */
   readonly list: Series[] = [];
   /** IPv4 peers by Endpoint.numKey. */
@@ -104,7 +123,14 @@ const IDLE_COLLECTS_DELTA = 1;
 const IDLE_COLLECTS_CUMULATIVE = 10;
 
 export class MetricsAggregator {
-  private readonly resources = new Map<Resource, ResourceState>();
+  /** One state per distinct resource (by attribute content): the series that are exported. */
+  private readonly resources = new Map<string, ResourceState>();
+  /**
+   * Resource object → its state. The enricher interns resources, but an event released from a
+   * hold (or resolved while its cgroup is pending) may carry a fresh object with the same
+   * attributes: it must land in the same series, not a twin with identical attributes.
+   */
+  private readonly byObject = new Map<Resource, ResourceState>();
   /** Series folded into "_other" because a resource hit its peer cap. */
   foldedPeers = 0;
   /** Events attributed to an existing resource because maxResources was reached. */
@@ -122,14 +148,22 @@ export class MetricsAggregator {
 
   private state(resource: Resource): ResourceState {
     if (resource === this.lastResource) return this.lastState!;
-    let st = this.resources.get(resource);
+    let st = this.byObject.get(resource);
     if (st === undefined) {
-      if (this.resources.size >= this.cfg.maxResources) {
-        this.foldedResources++;
-        return this.resources.values().next().value as ResourceState;
+      const key = resourceKey(resource);
+      st = this.resources.get(key);
+      if (st === undefined) {
+        if (this.resources.size >= this.cfg.maxResources) {
+          this.foldedResources++;
+          return this.resources.values().next().value as ResourceState;
+        }
+        st = new ResourceState(resource);
+        st.key = key;
+        this.resources.set(key, st);
       }
-      st = new ResourceState(resource);
-      this.resources.set(resource, st);
+      // Bounded: transient resource objects must not accumulate here.
+      if (this.byObject.size >= this.cfg.maxResources * 2) this.byObject.clear();
+      this.byObject.set(resource, st);
     }
     this.lastResource = resource;
     this.lastState = st;
@@ -225,7 +259,8 @@ export class MetricsAggregator {
       for (const s of st.list) if (s.touched) { active = true; break; }
       if (active) st.idleCollects = 0;
       else if (++st.idleCollects >= idleLimit) {
-        this.resources.delete(st.resource);
+        this.resources.delete(st.key);
+        this.byObject.clear();
         continue;
       }
       const byName = new Map<string, Metric>();
@@ -265,7 +300,9 @@ export class MetricsAggregator {
   /** Drops resources whose processes are gone (called by the pipeline with the resource set still alive). */
   retain(alive: (r: Resource) => boolean): void {
     this.forget();
-    for (const r of this.resources.keys()) if (!alive(r)) this.resources.delete(r);
+    for (const [k, st] of this.resources) if (!alive(st.resource)) this.resources.delete(k);
+    this.byObject.clear();
+    this.forget();
   }
 
   get resourceCount(): number {
