@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { Host } from '../../collector/src/component/index.ts';
 import type { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
+import { parseEndpoint } from '../../collector/src/receivers/otlp/config.ts';
 import type { Resource, SignalType } from '../../proto/src/model.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import type { AgentConfig } from './config.ts';
@@ -216,7 +217,7 @@ export class Agent {
   }
 
   private startServer(): Promise<void> {
-    const [host, port] = splitHostPort(this.opts.config.server.address);
+    const { host, port } = parseEndpoint(this.opts.config.server.address, 'server.address');
     this.server = createServer((req, res) => {
       const url = req.url ?? '/';
       if (url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
@@ -255,9 +256,4 @@ export class Agent {
     })();
     return this.stopping;
   }
-}
-
-export function splitHostPort(address: string): [string, number] {
-  const i = address.lastIndexOf(':');
-  return [address.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', Number(address.slice(i + 1))];
 }

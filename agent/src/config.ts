@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../collector/src/component/errors.ts';
 import { ConfigReader, isObject, type Raw } from '../../collector/src/config/reader.ts';
 import { substituteEnv } from '../../collector/src/config/load.ts';
+import { parseEndpoint } from '../../collector/src/receivers/otlp/config.ts';
 import { type EnrichmentConfig, validateEnrichmentConfig } from './enrich/index.ts';
 import { type SignalsConfig, defaultSignalsConfig } from './signals/builder.ts';
 import { readSelfTelemetryConfig, type SelfTelemetryConfig } from './telemetry.ts';
@@ -155,7 +156,7 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
 
   const svr = r.sub('server');
   const server = { address: svr.str('address', '0.0.0.0:8081') };
-  if (!/^[^\s]*:\d+$/.test(server.address)) throw new ConfigError(svr.field('address'), 'expected host:port');
+  parseEndpoint(server.address, svr.field('address'));
   svr.done();
 
   const lg = r.sub('log');

@@ -3,7 +3,7 @@
 // spans, logs and metrics to the exporters. Sizes and timers bound what is held in memory.
 import type { Component, Consumer, Host } from '../../collector/src/component/index.ts';
 import { MetricsRegistry } from '../../collector/src/telemetry/metrics.ts';
-import type { LogsData, MetricsData, Resource, SignalType, TracesData } from '../../proto/src/model.ts';
+import { countDataPoints, type LogsData, type MetricsData, type Resource, type SignalType, type TracesData } from '../../proto/src/model.ts';
 import { EventDecoder, type ExecEventView, type KernelEvent, type ProcEventView, type TcpEventView } from './decode/decoder.ts';
 import { EventType } from './decode/layouts.ts';
 import type { Enricher } from './enrich/enricher.ts';
@@ -169,9 +169,7 @@ export class AgentPipeline {
 
   exportMetrics(): void {
     const md = this.builder.collectMetrics();
-    let n = 0;
-    for (const rm of md.resourceMetrics) for (const sm of rm.scopeMetrics) for (const m of sm.metrics) if (m.data.type !== 'empty') n += m.data.dataPoints.length;
-    this.send('metrics', md, n);
+    this.send('metrics', md, countDataPoints(md));
   }
 
   /** Waits until every export call in flight has settled. */

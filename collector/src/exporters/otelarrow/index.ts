@@ -2,15 +2,13 @@
 // signal, Arrow IPC with zstd body compression and delta dictionaries across batches, each batch
 // acknowledged by a BatchStatus — behind the shared exporterhelper (queue, retry, persistent
 // queue on disk). The agent's default transport to the collector.
-import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
 import type { SignalType } from '../../../../proto/src/model.ts';
 import { OtapClient } from '../../../../proto/src/grpc/otap-client.ts';
 import type { CreateSettings, ExporterFactory } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/index.ts';
 import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
-import { readGrpcClientConfig, type OtlpGrpcClientConfig } from '../otlp/index.ts';
+import { grpcClientCredentials, readGrpcClientConfig, type OtlpGrpcClientConfig } from '../otlp/index.ts';
 
 export interface OtelArrowExporterConfig {
   client: OtlpGrpcClientConfig;
@@ -41,15 +39,6 @@ export function validateOtelArrowExporterConfig(raw: unknown, path: string): Ote
   return cfg;
 }
 
-function credentialsOf(c: OtlpGrpcClientConfig): grpc.ChannelCredentials {
-  if (c.insecure) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    c.caFile ? readFileSync(c.caFile) : null,
-    c.keyFile ? readFileSync(c.keyFile) : null,
-    c.certFile ? readFileSync(c.certFile) : null,
-  );
-}
-
 export function createOtelArrowExporter<S extends SignalType>(settings: CreateSettings, cfg: OtelArrowExporterConfig, signal: S): QueuedExporter<S> {
   let client: OtapClient<S> | undefined;
   return new QueuedExporter(
@@ -64,7 +53,7 @@ export function createOtelArrowExporter<S extends SignalType>(settings: CreateSe
       codec: otlpBatchCodec,
       start: async () => {
         client = new OtapClient(cfg.client.endpoint, signal, {
-          credentials: credentialsOf(cfg.client),
+          credentials: grpcClientCredentials(cfg.client),
           headers: cfg.client.headers,
           compression: cfg.payloadCompression,
           zstdLevel: cfg.zstdLevel,

@@ -65,6 +65,16 @@ export function errorFromGrpc(err: grpc.ServiceError, what: string): Error {
   return e;
 }
 
+/** Channel credentials for a client config: plain, TLS, or mTLS with a client certificate. */
+export function grpcClientCredentials(cfg: OtlpGrpcClientConfig): grpc.ChannelCredentials {
+  if (cfg.insecure) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(
+    cfg.caFile ? readFileSync(cfg.caFile) : null,
+    cfg.keyFile ? readFileSync(cfg.keyFile) : null,
+    cfg.certFile ? readFileSync(cfg.certFile) : null,
+  );
+}
+
 /**
  * One gRPC connection exporting one signal, on the proto/src/grpc OtlpGrpcClient (16 MiB HTTP/2
  * window: grpc-js's 64 KiB default costs round trips and CPU on 100 KiB+ requests). Used by the
@@ -74,10 +84,7 @@ export class OtlpGrpcSender<S extends SignalType> {
   private readonly client: OtlpGrpcClient;
 
   constructor(readonly cfg: OtlpGrpcClientConfig, readonly signal: S) {
-    const credentials = cfg.insecure
-      ? grpc.credentials.createInsecure()
-      : grpc.credentials.createSsl(cfg.caFile ? readFileSync(cfg.caFile) : null, cfg.keyFile ? readFileSync(cfg.keyFile) : null, cfg.certFile ? readFileSync(cfg.certFile) : null);
-    this.client = new OtlpGrpcClient({ address: cfg.endpoint, credentials, compression: cfg.compression, headers: cfg.headers, maxSendMessageBytes: 64 * 1024 * 1024 });
+    this.client = new OtlpGrpcClient({ address: cfg.endpoint, credentials: grpcClientCredentials(cfg), compression: cfg.compression, headers: cfg.headers, maxSendMessageBytes: 64 * 1024 * 1024 });
   }
 
   send(batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<void> {
