@@ -571,25 +571,12 @@ function spanFromJson(v: unknown, path: string): Span {
 
 /** OTLP/JSON value → TracesData. */
 export function tracesFromJson(v: unknown): TracesData {
-  const root = obj(v, '$');
   return {
-    resourceSpans: arr(root.resourceSpans, '$.resourceSpans').map((x, i) => {
-      const p = `$.resourceSpans[${i}]`;
-      const rs = obj(x, p);
-      return {
-        resource: resourceFromJson(rs.resource, p + '.resource'),
-        scopeSpans: arr(rs.scopeSpans, p + '.scopeSpans').map((y, j) => {
-          const q = `${p}.scopeSpans[${j}]`;
-          const ss = obj(y, q);
-          return {
-            scope: scopeFromJson(ss.scope, q + '.scope'),
-            spans: arr(ss.spans, q + '.spans').map((z, k) => spanFromJson(z, `${q}.spans[${k}]`)),
-            schemaUrl: str(ss.schemaUrl, q + '.schemaUrl'),
-          };
-        }),
-        schemaUrl: str(rs.schemaUrl, p + '.schemaUrl'),
-      };
-    }),
+    resourceSpans: envelopesFromJson(v, 'resourceSpans', 'scopeSpans', 'spans', spanFromJson).map((r) => ({
+      resource: r.resource,
+      scopeSpans: r.scopes.map((sc) => ({ scope: sc.scope, spans: sc.items, schemaUrl: sc.schemaUrl })),
+      schemaUrl: r.schemaUrl,
+    })),
   };
 }
 
@@ -727,25 +714,12 @@ function metricFromJson(v: unknown, p: string): Metric {
 
 /** OTLP/JSON value → MetricsData. */
 export function metricsFromJson(v: unknown): MetricsData {
-  const root = obj(v, '$');
   return {
-    resourceMetrics: arr(root.resourceMetrics, '$.resourceMetrics').map((x, i) => {
-      const p = `$.resourceMetrics[${i}]`;
-      const rm = obj(x, p);
-      return {
-        resource: resourceFromJson(rm.resource, p + '.resource'),
-        scopeMetrics: arr(rm.scopeMetrics, p + '.scopeMetrics').map((y, j) => {
-          const q = `${p}.scopeMetrics[${j}]`;
-          const sm = obj(y, q);
-          return {
-            scope: scopeFromJson(sm.scope, q + '.scope'),
-            metrics: arr(sm.metrics, q + '.metrics').map((z, k) => metricFromJson(z, `${q}.metrics[${k}]`)),
-            schemaUrl: str(sm.schemaUrl, q + '.schemaUrl'),
-          };
-        }),
-        schemaUrl: str(rm.schemaUrl, p + '.schemaUrl'),
-      };
-    }),
+    resourceMetrics: envelopesFromJson(v, 'resourceMetrics', 'scopeMetrics', 'metrics', metricFromJson).map((r) => ({
+      resource: r.resource,
+      scopeMetrics: r.scopes.map((sc) => ({ scope: sc.scope, metrics: sc.items, schemaUrl: sc.schemaUrl })),
+      schemaUrl: r.schemaUrl,
+    })),
   };
 }
 
@@ -768,26 +742,38 @@ function logFromJson(v: unknown, p: string): LogRecord {
 
 /** OTLP/JSON value → LogsData. */
 export function logsFromJson(v: unknown): LogsData {
-  const root = obj(v, '$');
   return {
-    resourceLogs: arr(root.resourceLogs, '$.resourceLogs').map((x, i) => {
-      const p = `$.resourceLogs[${i}]`;
-      const rl = obj(x, p);
-      return {
-        resource: resourceFromJson(rl.resource, p + '.resource'),
-        scopeLogs: arr(rl.scopeLogs, p + '.scopeLogs').map((y, j) => {
-          const q = `${p}.scopeLogs[${j}]`;
-          const sl = obj(y, q);
-          return {
-            scope: scopeFromJson(sl.scope, q + '.scope'),
-            logRecords: arr(sl.logRecords, q + '.logRecords').map((z, k) => logFromJson(z, `${q}.logRecords[${k}]`)),
-            schemaUrl: str(sl.schemaUrl, q + '.schemaUrl'),
-          };
-        }),
-        schemaUrl: str(rl.schemaUrl, p + '.schemaUrl'),
-      };
-    }),
+    resourceLogs: envelopesFromJson(v, 'resourceLogs', 'scopeLogs', 'logRecords', logFromJson).map((r) => ({
+      resource: r.resource,
+      scopeLogs: r.scopes.map((sc) => ({ scope: sc.scope, logRecords: sc.items, schemaUrl: sc.schemaUrl })),
+      schemaUrl: r.schemaUrl,
+    })),
   };
+}
+
+/**
+ * The resource → scope → items envelope every signal shares, with JSON paths in errors
+ * (`$.resourceSpans[0].scopeSpans[1].spans[2]`); `item` decodes one span/metric/log record.
+ */
+function envelopesFromJson<T>(v: unknown, rKey: string, sKey: string, iKey: string, item: (x: unknown, path: string) => T) {
+  const root = obj(v, '$');
+  return arr(root[rKey], `$.${rKey}`).map((x, i) => {
+    const p = `$.${rKey}[${i}]`;
+    const r = obj(x, p);
+    return {
+      resource: resourceFromJson(r.resource, p + '.resource'),
+      scopes: arr(r[sKey], `${p}.${sKey}`).map((y, j) => {
+        const q = `${p}.${sKey}[${j}]`;
+        const sc = obj(y, q);
+        return {
+          scope: scopeFromJson(sc.scope, q + '.scope'),
+          items: arr(sc[iKey], `${q}.${iKey}`).map((z, k) => item(z, `${q}.${iKey}[${k}]`)),
+          schemaUrl: str(sc.schemaUrl, q + '.schemaUrl'),
+        };
+      }),
+      schemaUrl: str(r.schemaUrl, p + '.schemaUrl'),
+    };
+  });
 }
 
 export function signalFromJson<S extends SignalType>(signal: S, v: unknown): SignalData[S] {
