@@ -76,22 +76,18 @@ export class Agent {
   private openSource(): { source: BatchSource; toUnixNano: (m: bigint) => bigint } {
     const cfg = this.opts.config;
     if (this.opts.replay) return this.openReplay(this.opts.replay.path, this.opts.replay.speed);
-    const specs = [];
-    // accept() ownership comes from syscall tracepoints; where tracefs lacks them, the optional
-    // raw_tp/sys_exit variant takes over (absence is reported by attach, never fatal).
     // Tracepoint attach needs tracefs: mount it when absent (as root), like `agent probe` does.
     const caps = kernelCapabilities({ mountTracefs: true });
     if (caps.tracefs.mountedByUs) this.log.info({ path: caps.tracefs.path }, 'mounted tracefs');
     else if (!caps.tracefs.mounted) this.log.warn({ error: caps.tracefs.error }, 'tracefs unavailable: tracepoint programs will not attach');
+    // accept() ownership comes from syscall tracepoints; where tracefs lacks them, the optional
+    // raw_tp/sys_exit variant takes over (absence is reported by attach, never fatal).
     const syscallTracepoints = existsSync(`${caps.tracefs.path}/events/syscalls/sys_exit_accept4`);
     if (!syscallTracepoints) this.log.warn('syscall tracepoints unavailable: using the raw_tp accept fallback');
-    if (cfg.probes.tcp)
-      specs.push({
-        ...knownProbes.tcp,
-        enable: syscallTracepoints ? [] : ['ks_raw_sys_exit_accept'],
-        globals: { ...(cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {}) },
-      });
-    if (cfg.probes.proc) specs.push({ ...knownProbes.proc, globals: { ...(cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {}) } });
+    const globals: Record<string, number> = cfg.probes.targetTgid ? { target_tgid: cfg.probes.targetTgid } : {};
+    const specs = [];
+    if (cfg.probes.tcp) specs.push({ ...knownProbes.tcp, enable: syscallTracepoints ? [] : ['ks_raw_sys_exit_accept'], globals });
+    if (cfg.probes.proc) specs.push({ ...knownProbes.proc, globals });
     try {
       const source = new LiveSource(specs, {
         ringBytes: cfg.probes.ringBufferBytes,
