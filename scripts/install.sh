@@ -32,3 +32,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 # The native addon: built by node-gyp (npm's install hook); rebuild if missing.
 [ -f agent/native/build/Release/bpf_bridge.node ] || npm run build:native
+# The bundled agent and collector (dist/): what start.sh and the images run, without tsx.
+node scripts/build-dist.mjs --check || npm run build:dist

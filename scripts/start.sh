@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 if [ ! -d /sys/kernel/tracing/events ] && [ "$(id -u)" -eq 0 ]; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 fi
-exec node --import tsx agent/bin/agent.ts up "$@"
+# the bundled build (no tsx loader: less memory and start-up); rebuilt when sources changed
+node scripts/build-dist.mjs --check || node scripts/build-dist.mjs >/dev/null
+exec node dist/agent.mjs up "$@"

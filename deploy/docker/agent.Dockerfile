@@ -13,7 +13,7 @@ RUN npm ci --no-audit --no-fund
 COPY . .
 # vmlinux.h comes from the build host's BTF; CO-RE relocates at load time on the node's kernel.
 RUN if [ -r /sys/kernel/btf/vmlinux ]; then make -C bpf; fi
-RUN npx tsc -p tsconfig.json --noEmit && npm prune --omit=dev
+RUN npx tsc -p tsconfig.json --noEmit && npm run build:dist && npm prune --omit=dev
 
 FROM node:20.20.2-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libbpf1 libelf1 zlib1g \
@@ -25,9 +25,11 @@ COPY --from=build /src/agent agent
 COPY --from=build /src/collector collector
 COPY --from=build /src/proto proto
 COPY --from=build /src/lib lib
+COPY --from=build /src/dist dist
 COPY --from=build /src/bpf/tcp/tcp.bpf.o bpf/tcp/
 COPY --from=build /src/bpf/proc/proc.bpf.o bpf/proc/
 ENV NODE_ENV=production
 EXPOSE 8081
-ENTRYPOINT ["node", "--import", "tsx", "agent/bin/agent.ts"]
+# the esbuild bundle: no TypeScript loader at run time (~40 MB less RSS per node)
+ENTRYPOINT ["node", "dist/agent.mjs"]
 CMD ["run"]

@@ -9,7 +9,8 @@ COPY collector collector
 COPY proto proto
 COPY lib lib
 COPY tsconfig.json ./
-RUN npm prune --omit=dev
+COPY scripts/build-dist.mjs scripts/
+RUN node scripts/build-dist.mjs collector && npm prune --omit=dev
 
 FROM node:20.20.2-bookworm-slim
 WORKDIR /app
@@ -18,8 +19,10 @@ COPY --from=build /src/node_modules node_modules
 COPY --from=build /src/collector collector
 COPY --from=build /src/proto proto
 COPY --from=build /src/lib lib
+COPY --from=build /src/dist dist
 RUN groupadd --system --gid 10001 kscope && useradd --system --uid 10001 --gid kscope kscope
 USER 10001:10001
 ENV NODE_ENV=production
 EXPOSE 4317 4318 8888
-ENTRYPOINT ["node", "--import", "tsx", "collector/bin/collector.ts"]
+# the esbuild bundle: no TypeScript loader at run time
+ENTRYPOINT ["node", "dist/collector.mjs"]

@@ -8,7 +8,7 @@
 //      pid), measured in the same run;
 //   2. paced: a child process feeds 10k events/s for 10 s (500-record batches every 50 ms, the
 //      ring reader's default poll interval) through the default-configured pipeline with its real
-//      timers, and reports the CPU share of one core and the RSS (split into node+tsx and the
+//      timers, and reports the CPU share of one core and the RSS (split into node and the
 //      agent's modules); the same child first measures the generator with decode only at the
 //      same pace, as its anchor.
 // Goals: ≥ 500k events/s per core; ≤ 1% of a core and ≤ 100 MB RSS at 10k events/s.
@@ -24,7 +24,7 @@ import type { KernelEvent } from '../../agent/src/decode/index.ts';
 import type { Enricher } from '../../agent/src/enrich/enricher.ts';
 import type { SignalData, SignalType } from '../../proto/src/model.ts';
 
-// Modules load dynamically so the paced child can tell the RSS of node + tsx and of the agent's
+// Modules load dynamically so the paced child can tell the RSS of node and of the agent's
 // modules apart. agent.ts is loaded for its module graph (what a running agent loads): with
 // Kubernetes off that must not include @kubernetes/client-node (enrich/index.ts loads it lazily).
 const rssAt = { start: process.memoryUsage.rss(), agent: 0 };
@@ -261,7 +261,8 @@ async function pacedRun(): Promise<void> {
   const RATE = 10_000;
   const TICK_MS = 50; // the ring reader's default poll interval (probes.poll_interval)
   const PER_TICK = (RATE * TICK_MS) / 1000;
-  const WINDOW_MS = quick ? 5_000 : 10_000;
+  const WINDOW_MS = Number(process.env.PACED_WINDOW_MS ?? (quick ? 5_000 : 10_000));
+  const WARMUP_MS = Number(process.env.PACED_WARMUP_MS ?? 2_000);
   const records = loadRecords();
   const { root, newEnricher } = fakeHost(records);
   try {
@@ -302,7 +303,7 @@ async function pacedRun(): Promise<void> {
 
     const pipeline = makePipeline(enricher, 'zstd', totals);
     await pipeline.start(host);
-    await feed(pipeline.onBatch, 2_000); // warm-up (JIT, caches, first metrics series)
+    await feed(pipeline.onBatch, WARMUP_MS); // warm-up (JIT, caches, first metrics series)
     const rss0 = process.memoryUsage.rss();
     const run = await feed(pipeline.onBatch, WINDOW_MS);
     await pipeline.shutdown();
@@ -310,7 +311,7 @@ async function pacedRun(): Promise<void> {
     const mb = (x: number) => x / 2 ** 20;
     const out = {
       rate: run.rate, windowMs: WINDOW_MS, cpu: run.cpu, baseCpu: base.cpu, rssPeakMb: mb(run.rssPeak), rssStartMb: mb(rss0),
-      rssNodeTsxMb: mb(rssAt.start), rssAgentModulesMb: mb(rssAt.agent - rssAt.start),
+      rssNodeMb: mb(rssAt.start), rssAgentModulesMb: mb(rssAt.agent - rssAt.start),
       heapUsedMb: mb(m.heapUsed), k8sClientLoaded: k8sClientLoaded() ? 1 : 0, dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
     };
     process.stdout.write(`PACED ${JSON.stringify(out)}\n`);
@@ -325,17 +326,22 @@ if (paced) {
   await throughput();
 } else {
   await throughput();
-  // a fresh process, so the RSS is the agent path's and not the throughput run's garbage
+  // a fresh process, so the RSS is the agent path's and not the throughput run's garbage; it runs
+  // this script bundled as the agent ships (dist/, plain node, no tsx loader)
   const self = fileURLToPath(import.meta.url);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8' });
+  // @ts-expect-error -- plain .mjs build script without types
+  const { bundleScript } = (await import('../../scripts/build-dist.mjs')) as { bundleScript: (entry: string, out: string) => Promise<void> };
+  const bundled = fileURLToPath(new URL('../../dist/bench/agent-pipeline.mjs', import.meta.url));
+  await bundleScript(self, bundled);
+  const r = spawnSync(process.execPath, [bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('PACED '));
   if (!line) throw new Error(`paced child failed (${r.status}): ${r.stderr}`);
   const p = JSON.parse(line.slice(6)) as Record<string, number>;
   const f = (x: number, d = 0) => x.toFixed(d);
-  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (node + tsx), default agent config, full path (encode + zstd)`);
+  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, plain node), default agent config, full path (encode + zstd)`);
   console.log(`  anchor  generator + decode only  ${f(p.baseCpu! * 100, 2)} % of a core`);
   console.log(`  full    pipeline                 ${f(p.cpu! * 100, 2)} % of a core (ratio to anchor ${f(p.cpu! / p.baseCpu!, 2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
-  console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node+tsx ${f(p.rssNodeTsxMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB`);
+  console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node ${f(p.rssNodeMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB`);
   console.log(`  goal ≤ ${GOAL_CPU * 100}% of a core: ${p.cpu! <= GOAL_CPU ? 'MET' : 'NOT MET'} (${f(p.cpu! / GOAL_CPU, 2)}× the budget); ` +
     `goal ≤ ${GOAL_RSS_MB} MB RSS: ${p.rssPeakMb! <= GOAL_RSS_MB ? 'MET' : 'NOT MET'} (${f(p.rssPeakMb! / GOAL_RSS_MB, 2)}×)`);
 }

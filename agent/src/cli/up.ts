@@ -108,7 +108,10 @@ export const upCommand: Command = {
     const port = await freePort();
     const cfgFile = join(out, 'collector.yaml');
     writeFileSync(cfgFile, collectorConfig(port, out));
-    const collector = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'collector/bin/collector.ts'), '--config', cfgFile], {
+    // from the bundle (dist/), the collector runs bundled too: no tsx loader in either process
+    const distDir = (globalThis as { KSCOPE_DIST_DIR?: string }).KSCOPE_DIST_DIR;
+    const collectorArgs = distDir ? [join(distDir, 'collector.mjs')] : ['--import', 'tsx', join(repoRoot, 'collector/bin/collector.ts')];
+    const collector = spawn(process.execPath, [...collectorArgs, '--config', cfgFile], {
       stdio: ['ignore', 'inherit', 'inherit'],
       cwd: repoRoot,
     });
