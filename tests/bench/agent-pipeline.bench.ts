@@ -1,11 +1,12 @@
 // The agent's whole data path after the ring buffer: decode → enrich → signal builders (spans,
-// aggregated metrics, logs) → OTLP protobuf encode → zstd compress, driven from recorded kernel
-// events (tests/fixtures/tcp-burst.kscope, re-framed with frameRecords) through AgentPipeline with
-// an exporter that encodes and compresses instead of sending.
-//   1. throughput: events/s per core (events / CPU time of the process) for three exporters side
-//      by side — drop (decode+enrich+signals), encode, encode+zstd (the full path) — against the
-//      anchor, decode-only throughput (EventDecoder over the same batches, visitor reads type and
-//      pid), measured in the same run;
+// aggregated metrics, logs) → encode → compress, driven from recorded kernel events
+// (tests/fixtures/tcp-burst.kscope, re-framed with frameRecords) through AgentPipeline with an
+// exporter that encodes and compresses instead of sending.
+//   1. throughput: events/s per core (events / CPU time of the process) for four exporters side
+//      by side — drop (decode+enrich+signals), OTLP encode, OTLP encode + zstd, and the agent's
+//      default exporter's work, OTel Arrow (OTAP) encode with zstd IPC body compression at the
+//      agent's level (the full path) — against the anchor, decode-only throughput (EventDecoder
+//      over the same batches, visitor reads type and pid), measured in the same run;
 //   2. paced: a child process feeds 10k events/s for 10 s (500-record batches every 50 ms, the
 //      ring reader's default poll interval) through the default-configured pipeline with its real
 //      timers, and reports the CPU share of one core and the RSS (split into node and the
@@ -15,6 +16,7 @@
 // Run: npx tsx tests/bench/agent-pipeline.bench.ts [--quick]
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,14 +41,18 @@ const { Enricher: EnricherClass, defaultEnricherConfig } = await import('../../a
 const { FixtureReader } = await import('../../agent/src/sources/fixture.ts');
 const { encodeLogs, encodeMetrics, encodeTraces } = await import('../../proto/src/otlp/index.ts');
 const { zstdCompressSync } = await import('../../proto/src/zstd.ts');
+const { OtapProducer } = await import('../../proto/src/otap/stream.ts');
+const { encodeBatchArrowRecords } = await import('../../proto/src/otap/messages.ts');
+const { AGENT_ZSTD_LEVEL } = await import('../../agent/src/agent.ts');
 const { silentLogger } = await import('../../lib/log.ts');
 rssAt.agent = process.memoryUsage.rss();
 
 const quick = process.argv.includes('--quick');
 const paced = process.argv.includes('--paced');
-/** `--only=drop|encode|zstd`: one lane and no paced run (for profiling with --cpu-prof). */
+const STAGES = ['drop', 'otlp', 'otlp-zstd', 'otap'] as const;
+/** `--only=drop|otlp|otlp-zstd|otap`: one lane and no paced run (for profiling with --cpu-prof). */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7) as Stage | undefined;
-if (only && !['drop', 'encode', 'zstd'].includes(only)) throw new Error(`--only=${only}: expected drop, encode or zstd`);
+if (only && !STAGES.includes(only)) throw new Error(`--only=${only}: expected ${STAGES.join(', ')}`);
 const FIXTURE = fileURLToPath(new URL('../fixtures/tcp-burst.kscope', import.meta.url));
 const GOAL_EPS = 500_000;
 const GOAL_CPU = 0.01;
@@ -118,20 +124,30 @@ function batchesOf(records: Uint8Array[], size: number): { buf: ArrayBuffer; cou
 // ---------------------------------------------------------------- exporters that stop short of sending
 
 interface Totals { calls: number; rawBytes: number; zstdBytes: number }
-/** 'drop': the batch is discarded (decode+enrich+signals only); 'encode': OTLP protobuf; 'zstd': encode + compress. */
-type Stage = 'drop' | 'encode' | 'zstd';
+/**
+ * 'drop': the batch is discarded (decode+enrich+signals only); 'otlp': OTLP protobuf encode;
+ * 'otlp-zstd': encode + zstd; 'otap': what the default exporter does before sending — OTAP encode
+ * on a per-signal stream with zstd IPC body compression at the agent's level, then the
+ * BatchArrowRecords message bytes.
+ */
+type Stage = (typeof STAGES)[number];
 
 function stageExporter<S extends SignalType>(signal: S, stage: Stage, totals: Totals): SignalExporter<S> {
   const encode = (signal === 'traces' ? encodeTraces : signal === 'metrics' ? encodeMetrics : encodeLogs) as (d: SignalData[S]) => Buffer;
+  const producer = stage === 'otap' ? new OtapProducer({ compression: 'zstd', zstdLevel: AGENT_ZSTD_LEVEL }) : undefined;
   return {
     async start() {},
     async shutdown() {},
     async consume(batch: SignalData[S]) {
       totals.calls++;
       if (stage === 'drop') return;
+      if (producer) {
+        totals.zstdBytes += encodeBatchArrowRecords(producer.produce(signal, batch)).length;
+        return;
+      }
       const raw = encode(batch);
       totals.rawBytes += raw.length;
-      if (stage === 'zstd') totals.zstdBytes += zstdCompressSync(raw).length;
+      if (stage === 'otlp-zstd') totals.zstdBytes += zstdCompressSync(raw, AGENT_ZSTD_LEVEL).length;
     },
   };
 }
@@ -164,8 +180,8 @@ async function throughput(): Promise<void> {
     const rounds = quick ? 3 : 5;
     const events = passes * perPass;
 
-    const stages: Stage[] = only ? [only] : ['drop', 'encode', 'zstd'];
-    const lanes = [];
+    const stages: Stage[] = only ? [only] : [...STAGES];
+    const lanes: { stage: Stage; pipeline: AgentPipeline; totals: Totals; cpu: number[]; wall: number[] }[] = [];
     for (const stage of stages) {
       const enricher = newEnricher();
       await enricher.start();
@@ -233,21 +249,25 @@ async function throughput(): Promise<void> {
     const de = median(dec);
     const evTotal = rounds * events;
     console.log(`  anchor  decode only                      ${(de / 1e6).toFixed(2)} M events/s per core (${(1e9 / de).toFixed(0)} ns/event)`);
-    const label: Record<Stage, string> = { drop: 'decode+enrich+signals', encode: '  + OTLP encode', zstd: '  + zstd (full path)' };
+    const label: Record<Stage, string> = { drop: 'decode+enrich+signals', otlp: '  + OTLP encode', 'otlp-zstd': '  + OTLP encode + zstd', otap: '  + OTAP encode+zstd (default, full)' };
     let full = 0;
     for (const l of lanes) {
       const c = l.pipeline.counters;
       if (c.droppedBatches || c.exportFailures) throw new Error(`${l.stage}: pipeline dropped ${c.droppedBatches} batches, ${c.exportFailures} export failures`);
       const fe = median(l.cpu);
-      if (l.stage === 'zstd') full = fe;
+      if (l.stage === 'otap') full = fe;
       console.log(`  ${label[l.stage].padEnd(38)} ${(fe / 1e3).toFixed(0).padStart(5)} k events/s per core, ${(1e9 / fe).toFixed(0).padStart(5)} ns/event (wall ${(median(l.wall) / 1e3).toFixed(0)} k/s), ratio to anchor ${(fe / de).toFixed(4)}`);
     }
-    const z = lanes.find((l) => l.stage === 'zstd');
-    if (!z) { for (const l of lanes) await l.pipeline.shutdown(); return; }
-    const b0 = before[lanes.indexOf(z)]!;
-    const raw = z.totals.rawBytes - b0.rawBytes, zb = z.totals.zstdBytes - b0.zstdBytes;
-    const c = z.pipeline.counters;
-    console.log(`  output per event: ${(raw / evTotal).toFixed(0)} B OTLP → ${(zb / evTotal).toFixed(1)} B zstd (${(raw / zb).toFixed(1)}×); exported ${c.spansExported} spans, ${c.pointsExported} metric points, ${c.logsExported} logs`);
+    const delta = (stage: Stage) => {
+      const l = lanes.find((x) => x.stage === stage);
+      if (!l) return undefined;
+      const b0 = before[lanes.indexOf(l)]!;
+      return { raw: (l.totals.rawBytes - b0.rawBytes) / evTotal, z: (l.totals.zstdBytes - b0.zstdBytes) / evTotal, c: l.pipeline.counters };
+    };
+    const oz = delta('otlp-zstd'), oa = delta('otap');
+    if (oz) console.log(`  output per event: OTLP ${oz.raw.toFixed(0)} B → ${oz.z.toFixed(1)} B with zstd-${AGENT_ZSTD_LEVEL}; exported ${oz.c.spansExported} spans, ${oz.c.pointsExported} metric points, ${oz.c.logsExported} logs`);
+    if (oa) console.log(`  output per event: OTAP+zstd-${AGENT_ZSTD_LEVEL} ${oa.z.toFixed(1)} B (BatchArrowRecords message bytes)`);
+    if (!oa) { for (const l of lanes) await l.pipeline.shutdown(); return; }
     console.log(`  goal ≥ ${GOAL_EPS / 1e3}k events/s per core (full path): ${full >= GOAL_EPS ? 'MET' : 'NOT MET'} (${(full / GOAL_EPS).toFixed(2)}× the goal)`);
     for (const l of lanes) await l.pipeline.shutdown();
   } finally {
@@ -301,7 +321,7 @@ async function pacedRun(): Promise<void> {
     const base = await feed((buf, len, count) => decoder.decodeBatch(buf, len, count), Math.min(WINDOW_MS, 5_000));
     if (sink === 0) throw new Error('unreachable');
 
-    const pipeline = makePipeline(enricher, 'zstd', totals);
+    const pipeline = makePipeline(enricher, 'otap', totals);
     await pipeline.start(host);
     await feed(pipeline.onBatch, WARMUP_MS); // warm-up (JIT, caches, first metrics series)
     const rss0 = process.memoryUsage.rss();
@@ -312,7 +332,8 @@ async function pacedRun(): Promise<void> {
     const out = {
       rate: run.rate, windowMs: WINDOW_MS, cpu: run.cpu, baseCpu: base.cpu, rssPeakMb: mb(run.rssPeak), rssStartMb: mb(rss0),
       rssNodeMb: mb(rssAt.start), rssAgentModulesMb: mb(rssAt.agent - rssAt.start),
-      heapUsedMb: mb(m.heapUsed), k8sClientLoaded: k8sClientLoaded() ? 1 : 0, dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
+      heapUsedMb: mb(m.heapUsed), externalMb: mb(m.external), arrayBuffersMb: mb(m.arrayBuffers),
+      spacesMb: Object.fromEntries(getHeapSpaceStatistics().map((x) => [x.space_name, +mb(x.space_size).toFixed(1)])), k8sClientLoaded: k8sClientLoaded() ? 1 : 0, dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
     };
     process.stdout.write(`PACED ${JSON.stringify(out)}\n`);
   } finally {
@@ -338,7 +359,7 @@ if (paced) {
   if (!line) throw new Error(`paced child failed (${r.status}): ${r.stderr}`);
   const p = JSON.parse(line.slice(6)) as Record<string, number>;
   const f = (x: number, d = 0) => x.toFixed(d);
-  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, plain node), default agent config, full path (encode + zstd)`);
+  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, plain node), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
   console.log(`  anchor  generator + decode only  ${f(p.baseCpu! * 100, 2)} % of a core`);
   console.log(`  full    pipeline                 ${f(p.cpu! * 100, 2)} % of a core (ratio to anchor ${f(p.cpu! / p.baseCpu!, 2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
   console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node ${f(p.rssNodeMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB`);

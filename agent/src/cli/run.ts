@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { loadAgentConfig } from '../config.ts';
 import { Agent } from '../agent.ts';
-import { defaultRegistry } from '../../../collector/src/components.ts';
+import { agentExporterRegistry } from '../exporters.ts';
 import type { Command } from './command.ts';
 
 const usage = `Usage: agent run [--config FILE] [--replay FIXTURE [--speed max|recorded] [--exit-when-done]]
@@ -43,7 +43,7 @@ export const runCommand: Command = {
     const config = loadAgentConfig(values.config);
     const agent = new Agent({
       config,
-      registry: defaultRegistry(),
+      registry: agentExporterRegistry(),
       ...(values.replay ? { replay: { path: values.replay, speed: values.speed } } : {}),
     });
     await agent.start();

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from '../agent.ts';
 import { parseAgentConfig } from '../config.ts';
-import { defaultRegistry } from '../../../collector/src/components.ts';
+import { agentExporterRegistry } from '../exporters.ts';
 import { repoRoot } from '../sources/probes.ts';
 import { ConnectionSummary, JsonLinesFollower } from './summary.ts';
 import { startDemoWorkload, type DemoWorkload } from './demo-workload.ts';
@@ -131,7 +131,7 @@ export const upCommand: Command = {
         server: { address: '127.0.0.1:0' },
         log: { level: 'warn' },
       });
-      agent = new Agent({ config, registry: defaultRegistry(), ...(replay ? { replay: { path: BUNDLED_FIXTURE, speed: 'recorded' as const } } : {}) });
+      agent = new Agent({ config, registry: agentExporterRegistry(), ...(replay ? { replay: { path: BUNDLED_FIXTURE, speed: 'recorded' as const } } : {}) });
       await agent.start();
       const mode = agent.mode === 'live' ? 'LIVE eBPF' : '*** REPLAY of a recorded fixture (live eBPF not available here) ***';
       if (agent.mode === 'replay') io.err(`agent up: ${mode}`);
