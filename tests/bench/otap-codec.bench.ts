@@ -6,7 +6,8 @@
 // enricher-shaped resources (k8s.* + process.* per process), drained every `batch` spans as the
 // agent's batcher does. Prints bytes per batch for OTLP, OTLP+zstd, OTAP and
 // OTAP+zstd (Arrow IPC body compression), the ratio against OTLP+zstd, and encode/decode spans
-// per CPU-second next to the OTLP protobuf codec (the anchor), measured side by side.
+// per CPU-second next to the OTLP protobuf codec (the anchor), measured side by side, plus (as
+// detail) OTAP encode/decode without IPC body compression in a separate run.
 // With --go, the same batches also go through the reference collector's otelarrow exporter
 // (tests/peers, if built) into our server, giving the Go encoder's bytes per batch to compare.
 //   npx tsx tests/bench/otap-codec.bench.ts [--quick] [--go]
@@ -152,6 +153,27 @@ function speed(batch: number, rounds: number, recorded: boolean): SpeedRow {
   return { otapEncode: rate(encMs), otapDecode: rate(decMs), otlpEncode: rate(oEncMs), otlpDecode: rate(oDecMs) };
 }
 
+/** OTAP alone without IPC body compression, same data and rounds: the codec's own share of the time. */
+function speedUncompressed(batch: number, rounds: number, recorded: boolean): { encode: number; decode: number } {
+  const data: TracesData[] = recorded ? recordedAgentTraces(batch, rounds) : Array.from({ length: rounds }, (_, i) => agentTraces(batch, 2000 + i));
+  const producer = new OtapProducer({ compression: 'none' });
+  const consumer = new OtapConsumer('traces');
+  let encMs = 0, decMs = 0, counted = 0;
+  for (let i = 0; i < rounds; i++) {
+    const t0 = cpuMs();
+    const wire = encodeBatchArrowRecords(producer.produce('traces', data[i]));
+    const t1 = cpuMs();
+    consumer.consume(decodeBatchArrowRecords(wire));
+    const t2 = cpuMs();
+    if (i >= 2) {
+      encMs += t1 - t0;
+      decMs += t2 - t1;
+      counted += batch;
+    }
+  }
+  return { encode: (counted / encMs) * 1000, decode: (counted / decMs) * 1000 };
+}
+
 const plan: [number, number][] = quick ? [[100, 20], [1000, 8], [10000, 3]] : [[100, 60], [1000, 20], [10000, 5]];
 for (const recorded of [false, true]) {
   const what = recorded ? 'recorded agent traces (tcp-burst.kscope → SignalBuilder)' : 'synthetic agent-shaped traces (fixtures.ts)';
@@ -172,6 +194,8 @@ for (const recorded of [false, true]) {
   const s = speed(10000, quick ? 5 : 10, recorded);
   console.log(`OTAP encode ${fmt(s.otapEncode)} /s  (anchor OTLP protobuf encode ${fmt(s.otlpEncode)} /s, ratio ${(s.otapEncode / s.otlpEncode).toFixed(2)}×)`);
   console.log(`OTAP decode ${fmt(s.otapDecode)} /s  (anchor OTLP protobuf decode ${fmt(s.otlpDecode)} /s, ratio ${(s.otapDecode / s.otlpDecode).toFixed(2)}×)`);
+  const u = speedUncompressed(10000, quick ? 5 : 10, recorded);
+  console.log(`  detail: OTAP without IPC compression (separate run): encode ${fmt(u.encode)} /s, decode ${fmt(u.decode)} /s`);
   console.log(`goal: ≥ 1,000,000 spans/s per core each way → encode ${s.otapEncode >= 1e6 ? 'met' : 'NOT met'}, decode ${s.otapDecode >= 1e6 ? 'met' : 'NOT met'}\n`);
 }
 

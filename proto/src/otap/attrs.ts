@@ -54,14 +54,24 @@ export class AttrsEncoder {
   private readonly bytesCol: DictBuilder<string>;
   private readonly serCol: VarBuilder;
 
-  // staging (row order = insertion order = ascending parent id)
+  // staging (row order = insertion order = ascending parent id); typed arrays only, values by type:
+  // ints as int64 (compared as 32-bit halves), doubles as f64, strings/bytes/bools by rank
   private n = 0;
   private parent = new Uint32Array(256);
   private type = new Uint8Array(256);
   private keyRank = new Uint32Array(256);
   private valRank = new Uint32Array(256);
-  private vals: AnyValue[] = [];
+  private ints = new BigInt64Array(256);
+  private intHalves = new Int32Array(this.ints.buffer);
+  private doubles = new Float64Array(256);
+  /** Map and slice values (rare) by staging row. */
+  private readonly complex = new Map<number, AnyValue>();
   private nextValRank = 0;
+  // sort scratch, kept across batches
+  private sortA = new Uint32Array(0);
+  private sortB = new Uint32Array(0);
+  private counts = new Uint32Array(0);
+  private groupEnds = new Uint32Array(0);
   // per-attribute-position memo of the last key / string value and their dictionary indices;
   // cleared every batch because a schema reset renumbers the dictionaries
   private memoKey: (string | null)[] = new Array(64).fill(null);
@@ -92,9 +102,10 @@ export class AttrsEncoder {
     );
   }
 
-  private stage(): void {
-    if (this.n < this.parent.length) return;
-    const size = this.parent.length * 2;
+  private ensure(need: number): void {
+    if (need <= this.parent.length) return;
+    let size = this.parent.length * 2;
+    while (size < need) size *= 2;
     const p = new Uint32Array(size);
     p.set(this.parent);
     this.parent = p;
@@ -107,6 +118,13 @@ export class AttrsEncoder {
     const v = new Uint32Array(size);
     v.set(this.valRank);
     this.valRank = v;
+    const ints = new BigInt64Array(size);
+    ints.set(this.ints);
+    this.ints = ints;
+    this.intHalves = new Int32Array(ints.buffer);
+    const d = new Float64Array(size);
+    d.set(this.doubles);
+    this.doubles = d;
   }
 
   /**
@@ -116,11 +134,13 @@ export class AttrsEncoder {
    * their key and are compared by value.
    */
   add(parentId: number, attrs: KeyValue[]): void {
-    for (let i = 0; i < attrs.length; i++) {
+    const count = attrs.length;
+    this.ensure(this.n + count);
+    const parent = this.parent, type = this.type, keyRank = this.keyRank, valRank = this.valRank;
+    for (let i = 0; i < count; i++) {
       const kv = attrs[i];
-      this.stage();
       const j = this.n++;
-      this.parent[j] = parentId;
+      parent[j] = parentId;
       // Consecutive parents mostly carry the same keys in the same order (and often the same
       // string values): a per-position memo saves most dictionary (Map) lookups.
       const key = kv.key;
@@ -133,58 +153,94 @@ export class AttrsEncoder {
           this.memoKeyIdx[i] = kr;
         }
       }
-      this.keyRank[j] = kr;
+      keyRank[j] = kr;
       const v = kv.value;
-      const t = valueTypeOf(v);
-      this.type[j] = t;
-      this.vals[j] = v;
-      switch (t) {
-        case ValueType.Str: {
-          let vr: number;
+      let vr = 0;
+      let t: ValueType;
+      switch (typeof v) {
+        case 'string':
+          t = ValueType.Str;
           if (i < 64 && this.memoVal[i] === v) vr = this.memoValIdx[i];
           else {
-            vr = this.strCol.intern(v as string);
+            vr = this.strCol.intern(v);
             if (i < 64) {
-              this.memoVal[i] = v as string;
+              this.memoVal[i] = v;
               this.memoValIdx[i] = vr;
             }
           }
-          this.valRank[j] = vr;
           break;
-        }
-        case ValueType.Bool:
-          this.valRank[j] = v ? 1 : 0;
+        case 'bigint':
+          t = ValueType.Int;
+          this.ints[j] = v; // u64 above 2^63 wraps to the same bits
           break;
-        case ValueType.Bytes:
-          this.valRank[j] = this.bytesCol.internBytes(v as Uint8Array);
+        case 'number':
+          t = ValueType.Double;
+          this.doubles[j] = v;
+          break;
+        case 'boolean':
+          t = ValueType.Bool;
+          vr = v ? 1 : 0;
           break;
         default:
-          this.valRank[j] = 0;
+          t = valueTypeOf(v);
+          if (t === ValueType.Bytes) vr = this.bytesCol.internBytes(v as Uint8Array);
+          else if (t === ValueType.Map || t === ValueType.Slice) this.complex.set(j, v);
       }
-      if (this.valRank[j] >= this.nextValRank) this.nextValRank = this.valRank[j] + 1;
+      type[j] = t;
+      valRank[j] = vr;
+      if (vr >= this.nextValRank) this.nextValRank = vr + 1;
     }
   }
 
-  /** Stable two-pass counting sort: by value rank, then by (type, key rank). */
+  /**
+   * Row order: (type, key rank) groups ascending, rows of a group in value-rank order, ties in
+   * insertion (parent) order. A stable counting sort by group, then a counting sort by rank
+   * inside each string / bytes / bool group that holds more than one value (ints and doubles
+   * keep parent order, their rank is 0).
+   */
   private order(): Uint32Array {
     const n = this.n;
-    let idx = new Uint32Array(n);
-    for (let i = 0; i < n; i++) idx[i] = i;
-    const maxV = this.nextValRank + 1;
-    let out = new Uint32Array(n);
-    const cv = new Uint32Array(maxV + 1);
-    for (let i = 0; i < n; i++) cv[this.valRank[i] + 1]++;
-    for (let i = 1; i <= maxV; i++) cv[i] += cv[i - 1];
-    for (let i = 0; i < n; i++) out[cv[this.valRank[idx[i]]]++] = idx[i];
-    [idx, out] = [out, idx];
+    if (this.sortA.length < n) {
+      this.sortA = new Uint32Array(this.parent.length);
+      this.sortB = new Uint32Array(this.parent.length);
+    }
+    const valRank = this.valRank, type = this.type, keyRank = this.keyRank;
     const nk = this.keyCol.size;
     const groups = 8 * nk;
-    const cg = new Uint32Array(groups + 1);
-    for (let i = 0; i < n; i++) cg[this.type[i] * nk + this.keyRank[i] + 1]++;
-    for (let i = 1; i <= groups; i++) cg[i] += cg[i - 1];
-    for (let i = 0; i < n; i++) {
-      const r = idx[i];
-      out[cg[this.type[r] * nk + this.keyRank[r]]++] = r;
+    const need = Math.max(this.nextValRank, groups) + 1;
+    if (this.counts.length < need) this.counts = new Uint32Array(Math.max(need, this.counts.length * 2));
+    if (this.groupEnds.length < groups) this.groupEnds = new Uint32Array(Math.max(groups, this.groupEnds.length * 2));
+    const c = this.counts;
+    const out = this.sortA;
+    c.fill(0, 0, groups + 1);
+    for (let i = 0; i < n; i++) c[type[i] * nk + keyRank[i] + 1]++;
+    for (let g = 1; g <= groups; g++) c[g] += c[g - 1];
+    for (let i = 0; i < n; i++) out[c[type[i] * nk + keyRank[i]]++] = i;
+    // c[g] is now the end of group g
+    const ends = this.groupEnds;
+    ends.set(c.subarray(0, groups));
+    const tmp = this.sortB;
+    for (let g = 0; g < groups; g++) {
+      const t = (g / nk) | 0;
+      if (t !== ValueType.Str && t !== ValueType.Bytes && t !== ValueType.Bool) continue;
+      const from = g === 0 ? 0 : ends[g - 1], to = ends[g];
+      if (to - from < 2) continue;
+      let lo = valRank[out[from]], hi = lo;
+      for (let k = from + 1; k < to; k++) {
+        const v = valRank[out[k]];
+        if (v < lo) lo = v;
+        else if (v > hi) hi = v;
+      }
+      if (lo === hi) continue;
+      const range = hi - lo + 1;
+      c.fill(0, 0, range + 1);
+      for (let k = from; k < to; k++) c[valRank[out[k]] - lo + 1]++;
+      for (let v = 1; v <= range; v++) c[v] += c[v - 1];
+      for (let k = from; k < to; k++) {
+        const r = out[k];
+        tmp[from + c[valRank[r] - lo]++] = r;
+      }
+      out.set(tmp.subarray(from, to), from);
     }
     return out;
   }
@@ -196,62 +252,89 @@ export class AttrsEncoder {
       return null;
     }
     const order = this.order();
-    this.parentCol.bulk(n);
-    this.keyCol.bulk(n);
-    this.typeCol.bulk(n);
+    // Required columns are written for every row; value columns start all-null and get the rows
+    // of their type.
+    this.parentCol.reserve(n, true);
+    this.keyCol.reserve(n, true);
+    this.typeCol.reserve(n, true);
     this.strCol.bulk(n);
     this.intCol.bulk(n);
     this.doubleCol.bulk(n);
     this.boolCol.bulk(n);
     this.bytesCol.bulk(n);
     this.serCol.bulk(n);
-    let prevGroup = -1, prevRank = -1, prevParent = 0;
-    let prevVal: AnyValue = null;
+    const parentOut = this.parentCol.num, keyOut = this.keyCol.idx, typeOut = this.typeCol.num;
+    const strOut = this.strCol.idx, strValid = this.strCol.valid;
+    const intOut = new Int32Array(this.intCol.big.buffer, this.intCol.big.byteOffset, 2 * n), intValid = this.intCol.valid;
+    const dblOut = this.doubleCol.num, dblValid = this.doubleCol.valid;
+    const boolOut = this.boolCol.bits, boolValid = this.boolCol.valid;
+    const bytesOut = this.bytesCol.idx, bytesValid = this.bytesCol.valid;
+    const type = this.type, keyRank = this.keyRank, valRank = this.valRank, parent = this.parent;
+    const ih = this.intHalves, dbl = this.doubles;
+    let nStr = 0, nInt = 0, nDbl = 0, nBool = 0, nBytes = 0;
+    let prevGroup = -1, prevRank = -1, prevParent = 0, prevRow = -1;
     for (let i = 0; i < n; i++) {
       const r = order[i];
-      const t = this.type[r];
-      const group = t * 0x1000000 + this.keyRank[r];
-      const rank = this.valRank[r];
-      const v = this.vals[r];
-      const parent = this.parent[r];
+      const t = type[r];
+      const kr = keyRank[r];
+      const group = t * 0x1000000 + kr;
+      const rank = valRank[r];
+      const p = parent[r];
       // Map, slice and empty never compare equal on the decoding side; NaN !== NaN does the rest.
       let same = false;
       if (group === prevGroup && rank === prevRank) {
         if (t === ValueType.Str || t === ValueType.Bytes || t === ValueType.Bool) same = true;
-        else if (t === ValueType.Int || t === ValueType.Double) same = v === prevVal;
+        else if (t === ValueType.Int) same = ih[2 * r] === ih[2 * prevRow] && ih[2 * r + 1] === ih[2 * prevRow + 1];
+        else if (t === ValueType.Double) same = dbl[r] === dbl[prevRow];
       }
-      this.parentCol.setAt(i, same ? parent - prevParent : parent);
+      parentOut[i] = same ? p - prevParent : p;
       prevGroup = group;
       prevRank = rank;
-      prevVal = v;
-      prevParent = parent;
-      this.keyCol.setIndexAt(i, this.keyRank[r]);
-      this.typeCol.setAt(i, t);
+      prevParent = p;
+      prevRow = r;
+      keyOut[i] = kr;
+      typeOut[i] = t;
       switch (t) {
         case ValueType.Str:
-          this.strCol.setIndexAt(i, rank);
+          strOut[i] = rank;
+          strValid[i] = 1;
+          nStr++;
           break;
         case ValueType.Int:
-          this.intCol.setBigAt(i, v as bigint);
+          intOut[2 * i] = ih[2 * r];
+          intOut[2 * i + 1] = ih[2 * r + 1];
+          intValid[i] = 1;
+          nInt++;
           break;
         case ValueType.Double:
-          this.doubleCol.setAt(i, v as number);
+          dblOut[i] = dbl[r];
+          dblValid[i] = 1;
+          nDbl++;
           break;
         case ValueType.Bool:
-          this.boolCol.setAt(i, v as boolean);
+          boolOut[i] = rank;
+          boolValid[i] = 1;
+          nBool++;
           break;
         case ValueType.Bytes:
-          this.bytesCol.setIndexAt(i, rank);
+          bytesOut[i] = rank;
+          bytesValid[i] = 1;
+          nBytes++;
           break;
         case ValueType.Map:
         case ValueType.Slice:
-          this.serCol.setBytesAt(i, cborEncode(v));
+          this.serCol.setBytesAt(i, cborEncode(this.complex.get(r)!));
           break;
       }
     }
-    const p = this.table.finish();
+    this.strCol.nullCount = n - nStr;
+    this.intCol.nullCount = n - nInt;
+    this.doubleCol.nullCount = n - nDbl;
+    this.boolCol.nullCount = n - nBool;
+    this.bytesCol.nullCount = n - nBytes;
+    const payload = this.table.finish();
     this.clear();
-    return p;
+    return payload;
   }
 
   /** Drops staged rows (after a failed batch); finish() does this itself. */
@@ -260,9 +343,7 @@ export class AttrsEncoder {
   }
 
   private clear(): void {
-    // Keep the values array's backing store across batches (refilling it from empty re-grew it
-    // every batch); null the used slots so old values can be collected.
-    this.vals.fill(null, 0, this.n);
+    this.complex.clear();
     this.n = 0;
     this.nextValRank = 0;
     this.memoKey.fill(null);
@@ -331,76 +412,209 @@ class DenseAttrLists implements AttrLists {
   }
 }
 
+// Small non-negative ints (counts, flags, well-known ports: below 16384) share one bigint per
+// value: bigints are immutable, so equal attribute values may be the same primitive. The table is
+// filled once (filling it lazily would keep every young bigint it met alive into the old space)
+// and kept small (a 65536-entry table cost more in cache misses than it saved in allocations).
+const SMALL_BIGS = 1 << 14;
+let smallBigs: bigint[] | null = null;
+
+function smallBig(v: number): bigint {
+  if (smallBigs === null) {
+    const table: bigint[] = [];
+    for (let k = 0; k < SMALL_BIGS; k++) table.push(BigInt(k));
+    smallBigs = table;
+  }
+  return smallBigs[v];
+}
+
+/** The attribute table's columns with the typed views the common layouts allow (null otherwise). */
+class AttrCols {
+  readonly keyDict: Column | null;
+  readonly strDict: Column | null;
+  readonly typeVals: ArrayLike<number> | null;
+  readonly parentVals: ArrayLike<number> | null;
+  /** Plain 64-bit int column as 32-bit halves (little endian) and as signed int64. */
+  readonly intHalves: Int32Array | null = null;
+  readonly intSigned: BigInt64Array | null = null;
+  readonly dblVals: Float64Array | null;
+  constructor(
+    readonly parent: Column,
+    readonly key: Column,
+    readonly type: Column,
+    readonly str: Column | undefined,
+    readonly int: Column | undefined,
+    readonly dbl: Column | undefined,
+    readonly bool: Column | undefined,
+    readonly bytes: Column | undefined,
+    readonly ser: Column | undefined,
+    readonly what: string,
+  ) {
+    this.keyDict = key.indices !== null && key.valueType.typeId === Type.Utf8 ? key : null;
+    this.strDict = str && str.indices !== null && str.valueType.typeId === Type.Utf8 ? str : null;
+    this.typeVals = type.indices === null && type.type.typeId === Type.Int && (type.type as any).bitWidth <= 32 ? (type.values as ArrayLike<number>) : null;
+    this.parentVals =
+      parent.indices === null && parent.type.typeId === Type.Int && (parent.type as any).bitWidth <= 32 ? (parent.values as ArrayLike<number>) : null;
+    if (int && int.indices === null && int.type.typeId === Type.Int && (int.type as any).bitWidth === 64) {
+      const v = int.values as BigInt64Array | BigUint64Array;
+      this.intHalves = new Int32Array(v.buffer, v.byteOffset, 2 * v.length);
+      this.intSigned = new BigInt64Array(v.buffer, v.byteOffset, v.length);
+    }
+    this.dblVals = dbl && dbl.indices === null && dbl.values instanceof Float64Array ? dbl.values : null;
+  }
+
+  keyAt(i: number): string {
+    const d = this.keyDict;
+    return d !== null ? ((d.dict![d.indices![i]] as string | null) ?? '') : colStr(this.key, i);
+  }
+
+  typeAt(i: number): number {
+    return this.typeVals !== null ? this.typeVals[i] : colUint(this.type, i);
+  }
+
+  valueAt(t: number, i: number): AnyValue {
+    if (t === ValueType.Str) {
+      const d = this.strDict;
+      if (d !== null) return d.isValid(i) ? ((d.dict![d.indices![i]] as string | null) ?? '') : '';
+    } else if (t === ValueType.Int) {
+      const h = this.intHalves;
+      if (h !== null) {
+        if (!this.int!.isValid(i)) return 0n;
+        const lo = h[2 * i], hi = h[2 * i + 1];
+        return hi === 0 && lo >= 0 && lo < SMALL_BIGS ? smallBig(lo) : this.intSigned![i];
+      }
+    }
+    return anyValueAt(t, i, this.str, this.int, this.dbl, this.bool, this.bytes, this.ser, this.what);
+  }
+
+  /** Whether rows i and j of type t hold equal values (the quasi-delta test), without allocating on the common layouts. */
+  sameValue(t: number, i: number, j: number): boolean {
+    switch (t) {
+      case ValueType.Str: {
+        const d = this.strDict;
+        if (d !== null) {
+          const vi = d.isValid(i), vj = d.isValid(j);
+          if (vi && vj && d.indices![i] === d.indices![j]) return true;
+          return this.valueAt(t, i) === this.valueAt(t, j);
+        }
+        break;
+      }
+      case ValueType.Int: {
+        const h = this.intHalves;
+        if (h !== null) {
+          const c = this.int!;
+          const vi = c.isValid(i), vj = c.isValid(j);
+          const loI = vi ? h[2 * i] : 0, hiI = vi ? h[2 * i + 1] : 0;
+          const loJ = vj ? h[2 * j] : 0, hiJ = vj ? h[2 * j + 1] : 0;
+          return loI === loJ && hiI === hiJ;
+        }
+        break;
+      }
+      case ValueType.Double: {
+        const d = this.dblVals;
+        if (d !== null) {
+          const c = this.dbl!;
+          return (c.isValid(i) ? d[i] : 0) === (c.isValid(j) ? d[j] : 0);
+        }
+        break;
+      }
+      case ValueType.Empty:
+      case ValueType.Map:
+      case ValueType.Slice:
+        return false;
+    }
+    return sameValue(t, this.valueAt(t, i), this.valueAt(t, j));
+  }
+}
+
 /** Attributes grouped by (absolute) parent id. */
 export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   const cols = batch.columns;
-  const parent = reqColumn(cols, 'parent_id', what);
-  const key = reqColumn(cols, 'key', what);
-  const type = reqColumn(cols, 'type', what);
-  const str = optColumn(cols, 'str'), int = optColumn(cols, 'int'), dbl = optColumn(cols, 'double');
-  const bool = optColumn(cols, 'bool'), bytes = optColumn(cols, 'bytes'), ser = optColumn(cols, 'ser');
-  // Fast paths for the common layouts (dictionary keys and strings, plain u8 type, plain parent).
-  const keyDict = key.indices !== null && key.valueType.typeId === Type.Utf8 ? key : null;
-  const strDict = str && str.indices !== null && str.valueType.typeId === Type.Utf8 ? str : null;
-  const typeVals = type.indices === null && type.type.typeId === Type.Int && (type.type as any).bitWidth <= 32 ? (type.values as ArrayLike<number>) : null;
-  const parentVals = parent.indices === null && parent.type.typeId === Type.Int && (parent.type as any).bitWidth <= 32 ? (parent.values as ArrayLike<number>) : null;
+  const c = new AttrCols(
+    reqColumn(cols, 'parent_id', what),
+    reqColumn(cols, 'key', what),
+    reqColumn(cols, 'type', what),
+    optColumn(cols, 'str'),
+    optColumn(cols, 'int'),
+    optColumn(cols, 'double'),
+    optColumn(cols, 'bool'),
+    optColumn(cols, 'bytes'),
+    optColumn(cols, 'ser'),
+    what,
+  );
   const n = batch.length;
-  // Pass 1 resolves the quasi-delta ids and counts rows per parent, so pass 2 fills exact-size lists
-  // found by array index (rows are sorted by key, so consecutive rows hit different parents).
+  // Pass 1 resolves the quasi-delta ids from the raw columns (no objects); the lists are then
+  // sized exactly and pass 2 creates each KeyValue straight into its parent's list.
   const ids = new Float64Array(n);
-  const kvs: KeyValue[] = new Array(n);
-  const counts: number[] = [];
-  let sparseCounts: Map<number, number> | null = null;
+  const parentVals = c.parentVals;
   let prevKey: string | null = null;
   let prevType = -1;
-  let prevVal: AnyValue = null;
+  let prevRow = -1;
   let prevParent = 0;
+  let maxDense = -1;
+  // Keys as dictionary indices: an equal index is an equal key, whatever the dictionary holds.
+  const keyDict = c.keyDict, keyIdx = keyDict !== null ? keyDict.indices! : null;
+  let prevKeyIdx = -1;
   for (let i = 0; i < n; i++) {
-    const k = keyDict !== null ? ((keyDict.dict![keyDict.indices![i]] as string | null) ?? '') : colStr(key, i);
-    const t = typeVals !== null ? typeVals[i] : colUint(type, i);
-    let v: AnyValue;
-    if (t === ValueType.Str && strDict !== null) v = strDict.isValid(i) ? ((strDict.dict![strDict.indices![i]] as string | null) ?? '') : '';
-    else v = anyValueAt(t, i, str, int, dbl, bool, bytes, ser, what);
-    const raw = parentVals !== null ? parentVals[i] : colUint(parent, i);
+    let k: string | null = prevKey;
+    if (keyIdx === null || keyIdx[i] !== prevKeyIdx) {
+      k = c.keyAt(i);
+      if (keyIdx !== null) prevKeyIdx = keyIdx[i];
+    }
+    const t = c.typeAt(i);
+    const raw = parentVals !== null ? parentVals[i] : colUint(c.parent, i);
     let id: number;
-    if (prevKey === k && prevType === t && sameValue(t, prevVal, v)) {
+    if (prevKey === k && prevType === t && c.sameValue(t, i, prevRow)) {
       id = (prevParent + raw) >>> 0;
     } else {
       id = raw;
       prevKey = k;
       prevType = t;
-      prevVal = v;
     }
+    prevRow = i;
     prevParent = id;
     ids[i] = id;
-    kvs[i] = { key: k, value: v };
-    if (id < DENSE_IDS) {
-      while (counts.length <= id) counts.push(0);
-      counts[id]++;
-    } else {
-      sparseCounts ??= new Map();
-      sparseCounts.set(id, (sparseCounts.get(id) ?? 0) + 1);
-    }
+    if (id >= 0 && id < DENSE_IDS && id > maxDense) maxDense = id;
   }
-  const dense: (KeyValue[] | undefined)[] = new Array(counts.length);
-  const fill = new Int32Array(counts.length);
-  let sparse: Map<number, KeyValue[]> | null = null;
-  let sparseFill: Map<number, number> | null = null;
+  // Rows in parent order (counting sort by id): each list is then filled in one go and a
+  // parent's KeyValues are allocated side by side; the column reads become a few sequential streams.
+  const counts = new Uint32Array(maxDense + 2);
   for (let i = 0; i < n; i++) {
     const id = ids[i];
-    const kv = kvs[i];
-    if (id < DENSE_IDS) {
-      let list = dense[id];
-      if (list === undefined) dense[id] = list = new Array(counts[id]);
-      list[fill[id]++] = kv;
-    } else {
+    if (id >= 0 && id < DENSE_IDS) counts[id + 1]++;
+  }
+  for (let id = 1; id <= maxDense + 1; id++) counts[id] += counts[id - 1];
+  const denseRows = counts[maxDense + 1];
+  const perm = new Uint32Array(denseRows);
+  const next = counts.slice(0, maxDense + 1);
+  for (let i = 0; i < n; i++) {
+    const id = ids[i];
+    if (id >= 0 && id < DENSE_IDS) perm[next[id]++] = i;
+  }
+  const dense: (KeyValue[] | undefined)[] = new Array(maxDense + 1);
+  for (let id = 0; id <= maxDense; id++) {
+    const from = counts[id], to = counts[id + 1];
+    if (from === to) continue;
+    const list: KeyValue[] = new Array(to - from);
+    for (let k = from; k < to; k++) {
+      const r = perm[k];
+      list[k - from] = { key: c.keyAt(r), value: c.valueAt(c.typeAt(r), r) };
+    }
+    dense[id] = list;
+  }
+  // Rows of hostile ids (negative, or too large to index) keep their row order and still decode,
+  // so a bad cell fails the batch wherever it sits.
+  let sparse: Map<number, KeyValue[]> | null = null;
+  if (denseRows < n) {
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      if (id >= 0 && id < DENSE_IDS) continue;
+      const kv: KeyValue = { key: c.keyAt(i), value: c.valueAt(c.typeAt(i), i) };
+      if (id < 0) continue;
       sparse ??= new Map();
-      sparseFill ??= new Map();
       let list = sparse.get(id);
-      if (list === undefined) sparse.set(id, (list = new Array(sparseCounts!.get(id)!)));
-      const f = sparseFill.get(id) ?? 0;
-      list[f] = kv;
-      sparseFill.set(id, f + 1);
+      if (list === undefined) sparse.set(id, (list = []));
+      list.push(kv);
     }
   }
   return new DenseAttrLists(dense, sparse);

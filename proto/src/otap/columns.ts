@@ -41,16 +41,35 @@ function grow<T extends { length: number; set(a: ArrayLike<any>, o?: number): vo
   return b;
 }
 
+/** Bitmap (LSB first, padded to 8 bytes) from per-row 0/1 bytes, eight rows per output byte. */
+function packBits(bits: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(((n + 63) >> 6) << 3);
+  const whole = n & ~7;
+  let i = 0;
+  for (; i < whole; i += 8) {
+    out[i >> 3] =
+      bits[i] | (bits[i + 1] << 1) | (bits[i + 2] << 2) | (bits[i + 3] << 3) |
+      (bits[i + 4] << 4) | (bits[i + 5] << 5) | (bits[i + 6] << 6) | (bits[i + 7] << 7);
+  }
+  for (; i < n; i++) if (bits[i]) out[i >> 3] |= 1 << (i & 7);
+  return out;
+}
+
 /** Validity bitmap from per-row 0/1 bytes; empty when there is no null (Arrow allows omitting it). */
 function bitmap(valid: Uint8Array, n: number, nullCount: number): Uint8Array {
   if (nullCount === 0) return EMPTY;
-  const out = new Uint8Array(((n + 63) >> 6) << 3);
-  for (let i = 0; i < n; i++) if (valid[i]) out[i >> 3] |= 1 << (i & 7);
-  return out;
+  return packBits(valid, n);
 }
 
 function bytesOf(a: ArrayBufferView, byteLength: number): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, byteLength);
+}
+
+// emit() output lives only until the table's payload is written (TableEncoder.finish() compresses
+// or copies every buffer before it returns), so builders hand out views of their own arrays and
+// reuse one scratch buffer for converted layouts instead of copying per batch.
+function scratchOf(cur: ArrayBuffer, bytes: number): ArrayBuffer {
+  return cur.byteLength >= bytes ? cur : new ArrayBuffer(Math.max(bytes, cur.byteLength * 2));
 }
 
 export interface SchemaContext {
@@ -85,6 +104,26 @@ export abstract class ColumnBuilder {
     this.valid.fill(0, 0, n);
     this.n = n;
     this.nullCount = n;
+  }
+
+  /**
+   * Direct-write mode: the column gets `n` rows whose cells (and validity bytes, 0 or 1) the
+   * caller writes by row index, every row, then seal() counts the nulls. A table that knows its
+   * row count up front saves the per-cell growth checks and counter updates of append*().
+   */
+  protected reserveRows(n: number, allValid: boolean): void {
+    if (n > this.valid.length) this.valid = new Uint8Array(Math.max(n, this.valid.length * 2));
+    if (allValid) this.valid.fill(1, 0, n);
+    this.n = n;
+    this.nullCount = 0;
+  }
+
+  /** Recounts nulls from the validity bytes after direct writes. */
+  seal(): void {
+    const v = this.valid;
+    let valid = 0;
+    for (let i = 0; i < this.n; i++) valid += v[i];
+    this.nullCount = this.n - valid;
   }
 
   hasValues(): boolean {
@@ -211,33 +250,60 @@ export class PrimBuilder extends ColumnBuilder {
     this.valid[row] = 1;
     this.nullCount--;
   }
+  /** Direct-write mode for `n` rows (see reserveRows); cells are not cleared. */
+  reserve(n: number, allValid = false): void {
+    if (this.isBig) {
+      if (n > this.big.length) this.big = new BigInt64Array(Math.max(n, this.big.length * 2));
+    } else if (n > this.num.length) this.num = new Float64Array(Math.max(n, this.num.length * 2));
+    this.reserveRows(n, allValid);
+  }
+  put(row: number, v: number): void {
+    this.num[row] = v;
+    this.valid[row] = 1;
+  }
+  /** Zero (any falsy number) is sent as null. */
+  putOpt(row: number, v: number): void {
+    this.num[row] = v;
+    this.valid[row] = v ? 1 : 0;
+  }
+  putBig(row: number, v: bigint): void {
+    this.big[row] = v;
+    this.valid[row] = 1;
+  }
+  /** Rows [from, to) get `v`; with `zeroIsNull` a falsy v makes them null. */
+  fillRows(from: number, to: number, v: number, zeroIsNull: boolean): void {
+    this.num.fill(v, from, to);
+    this.valid.fill(zeroIsNull && !v ? 0 : 1, from, to);
+  }
   field(): Field {
     return new Field(this.name, primType(this.kind), !this.required);
   }
+  private scratch = new ArrayBuffer(0);
   emit(out: ColumnParts): void {
     this.node(out);
     const n = this.n;
     if (this.isBig) {
-      out.buffers.push(bytesOf(this.big, n * 8).slice());
+      out.buffers.push(bytesOf(this.big, n * 8));
       return;
     }
     const src = this.num.subarray(0, n);
     let a: Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array;
     switch (this.kind) {
       case 'u8':
-        a = new Uint8Array(n);
+        a = new Uint8Array((this.scratch = scratchOf(this.scratch, n)), 0, n);
         break;
       case 'u16':
-        a = new Uint16Array(n);
+        a = new Uint16Array((this.scratch = scratchOf(this.scratch, 2 * n)), 0, n);
         break;
       case 'u32':
-        a = new Uint32Array(n);
+        a = new Uint32Array((this.scratch = scratchOf(this.scratch, 4 * n)), 0, n);
         break;
       case 'i32':
-        a = new Int32Array(n);
+        a = new Int32Array((this.scratch = scratchOf(this.scratch, 4 * n)), 0, n);
         break;
       default:
-        a = new Float64Array(n);
+        out.buffers.push(bytesOf(this.num, n * 8));
+        return;
     }
     a.set(src);
     out.buffers.push(bytesOf(a, a.byteLength));
@@ -251,6 +317,7 @@ export class PrimBuilder extends ColumnBuilder {
 export class DurationBuilder extends ColumnBuilder {
   private start = new BigInt64Array(64);
   private end = new BigInt64Array(64);
+  private scratch = new ArrayBuffer(0);
   append(start: bigint, end: bigint): void {
     if (this.n >= this.start.length) {
       const s = new BigInt64Array(this.start.length * 2);
@@ -264,6 +331,18 @@ export class DurationBuilder extends ColumnBuilder {
     this.end[this.n] = end;
     this.markValid(true);
   }
+  reserve(n: number): void {
+    if (n > this.start.length) {
+      const size = Math.max(n, this.start.length * 2);
+      this.start = new BigInt64Array(size);
+      this.end = new BigInt64Array(size);
+    }
+    this.reserveRows(n, true);
+  }
+  put(row: number, start: bigint, end: bigint): void {
+    this.start[row] = start;
+    this.end[row] = end;
+  }
   field(): Field {
     return new Field(this.name, new DurationNanosecond(), !this.required);
   }
@@ -272,14 +351,14 @@ export class DurationBuilder extends ColumnBuilder {
     const n = this.n;
     const s = new Uint32Array(this.start.buffer, 0, n * 2);
     const e = new Uint32Array(this.end.buffer, 0, n * 2);
-    const d = new Uint32Array(n * 2);
+    const d = new Uint32Array((this.scratch = scratchOf(this.scratch, n * 8)), 0, n * 2);
     for (let i = 0; i < n * 2; i += 2) {
       const lo = e[i] - s[i];
       const borrow = lo < 0 ? 1 : 0;
       d[i] = lo; // wraps mod 2^32 on store
       d[i + 1] = e[i + 1] - s[i + 1] - borrow;
     }
-    out.buffers.push(new Uint8Array(d.buffer));
+    out.buffers.push(bytesOf(d, n * 8));
   }
 }
 
@@ -310,9 +389,7 @@ export class BoolBuilder extends ColumnBuilder {
   }
   emit(out: ColumnParts): void {
     this.node(out);
-    const b = new Uint8Array(((this.n + 63) >> 6) << 3);
-    for (let i = 0; i < this.n; i++) if (this.bits[i]) b[i >> 3] |= 1 << (i & 7);
-    out.buffers.push(b);
+    out.buffers.push(packBits(this.bits, this.n));
   }
 }
 
@@ -346,12 +423,38 @@ export class FsbBuilder extends ColumnBuilder {
     this.data.fill(0, this.n * w, this.n * w + w);
     this.markValid(false);
   }
+  reserve(n: number): void {
+    const need = n * this.width;
+    if (need > this.data.length) this.data = new Uint8Array(Math.max(need, this.data.length * 2));
+    this.reserveRows(n, false);
+  }
+  put(row: number, v: Uint8Array): void {
+    const w = this.width;
+    const o = row * w;
+    const d = this.data;
+    if (v.length === w) {
+      for (let k = 0; k < w; k++) d[o + k] = v[k];
+    } else {
+      d.fill(0, o, o + w);
+      d.set(v.subarray(0, w), o);
+    }
+    this.valid[row] = 1;
+  }
+  /** An empty value is sent as null. */
+  putOpt(row: number, v: Uint8Array): void {
+    if (v.length !== 0) this.put(row, v);
+    else {
+      const o = row * this.width;
+      this.data.fill(0, o, o + this.width);
+      this.valid[row] = 0;
+    }
+  }
   field(): Field {
     return new Field(this.name, new FixedSizeBinary(this.width), !this.required);
   }
   emit(out: ColumnParts): void {
     this.node(out);
-    out.buffers.push(this.data.slice(0, this.n * this.width));
+    out.buffers.push(this.data.subarray(0, this.n * this.width));
   }
 }
 
@@ -396,7 +499,7 @@ class VarData {
     this.offsets[++this.n] = this.size;
   }
   parts(): [Uint8Array, Uint8Array] {
-    return [bytesOf(this.offsets, (this.n + 1) * 4).slice(), this.data.slice(0, this.size)];
+    return [bytesOf(this.offsets, (this.n + 1) * 4), this.data.subarray(0, this.size)];
   }
 }
 
@@ -464,7 +567,9 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
   private readonly map = new Map<K, number>();
   private readonly values: K[] = [];
   private byteValues: Uint8Array[] = []; // for binary: the bytes per entry
-  private idx = new Uint32Array(64);
+  /** Dictionary index per row (read by the attribute table when it writes rows directly). */
+  idx = new Uint32Array(64);
+  private scratch = new ArrayBuffer(0);
   private sent = 0;
   /** 8 or 16: dictionary index width; 0: plain column (no dictionary). */
   width = 8;
@@ -479,22 +584,31 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
 
   /** Dictionary index of `key`, adding it when new; pair with appendIndex(). */
   intern(key: K, bytes: Uint8Array | null = null): number {
-    // Runs of one value (span names, resource strings) skip the Map lookup; `===` is exact for
-    // strings and bigints, so a stale memo can only miss.
+    // Runs of one value (span names, resource strings) and two alternating values (client and
+    // server span names) skip the Map lookup; `===` is exact for strings and bigints, so a stale
+    // memo can only miss.
     if (key === this.lastKey) return this.lastIdx;
-    let i = this.map.get(key);
-    if (i === undefined) {
-      i = this.values.length;
-      this.values.push(key);
-      if (bytes) this.byteValues.push(bytes);
-      this.map.set(key, i);
+    let i: number | undefined;
+    if (key === this.prevKey) i = this.prevIdx;
+    else {
+      i = this.map.get(key);
+      if (i === undefined) {
+        i = this.values.length;
+        this.values.push(key);
+        if (bytes) this.byteValues.push(bytes);
+        this.map.set(key, i);
+      }
     }
+    this.prevKey = this.lastKey;
+    this.prevIdx = this.lastIdx;
     this.lastKey = key;
     this.lastIdx = i;
     return i;
   }
   private lastKey: K | undefined = undefined;
   private lastIdx = 0;
+  private prevKey: K | undefined = undefined;
+  private prevIdx = 0;
   internBytes(b: Uint8Array): number {
     let key = '';
     for (let i = 0; i < b.length; i++) key += String.fromCharCode(b[i]);
@@ -514,6 +628,35 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
     this.idx[row] = i;
     this.valid[row] = 1;
     this.nullCount--;
+  }
+  reserve(n: number, allValid = false): void {
+    if (n > this.idx.length) this.idx = new Uint32Array(Math.max(n, this.idx.length * 2));
+    this.reserveRows(n, allValid);
+  }
+  putValue(row: number, key: K): void {
+    this.idx[row] = this.intern(key);
+    this.valid[row] = 1;
+  }
+  /** An empty string is sent as null. */
+  putOptString(row: number, s: string): void {
+    if (s) {
+      this.idx[row] = this.intern(s as K);
+      this.valid[row] = 1;
+    } else {
+      this.idx[row] = 0;
+      this.valid[row] = 0;
+    }
+  }
+  /** Rows [from, to) get `s` (null when empty). */
+  fillString(from: number, to: number, s: string): void {
+    if (from >= to) return;
+    if (s) {
+      this.idx.fill(this.intern(s as K), from, to);
+      this.valid.fill(1, from, to);
+    } else {
+      this.idx.fill(0, from, to);
+      this.valid.fill(0, from, to);
+    }
   }
   private push(key: K, bytes: Uint8Array | null): void {
     this.appendIndex(this.intern(key, bytes));
@@ -568,7 +711,7 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
       this.idx[r] = j;
     }
     this.map.clear();
-    this.lastKey = undefined;
+    this.lastKey = this.prevKey = undefined;
     this.values.length = 0;
     for (let j = 0; j < keep.length; j++) {
       this.values.push(keep[j]);
@@ -638,13 +781,14 @@ export class DictBuilder<K extends string | bigint = string | bigint> extends Co
       return;
     }
     this.node(out);
+    const src = this.idx.subarray(0, n);
     if (this.width === 8) {
-      const a = new Uint8Array(n);
-      for (let r = 0; r < n; r++) a[r] = this.idx[r];
+      const a = new Uint8Array((this.scratch = scratchOf(this.scratch, n)), 0, n);
+      a.set(src);
       out.buffers.push(a);
     } else {
-      const a = new Uint16Array(n);
-      for (let r = 0; r < n; r++) a[r] = this.idx[r];
+      const a = new Uint16Array((this.scratch = scratchOf(this.scratch, 2 * n)), 0, n);
+      a.set(src);
       out.buffers.push(bytesOf(a, a.byteLength));
     }
   }
@@ -660,6 +804,13 @@ export class StructBuilder extends ColumnBuilder {
   }
   appendValid(): void {
     this.markValid(true);
+  }
+  /** Direct-write mode for the struct's own validity (all valid); children are reserved apart. */
+  reserve(n: number): void {
+    this.reserveRows(n, true);
+  }
+  override seal(): void {
+    for (const c of this.children) c.seal();
   }
   override hasValues(): boolean {
     return this.children.some((c) => c.hasValues());
@@ -719,7 +870,7 @@ export class ListBuilder<I extends ColumnBuilder> extends ColumnBuilder {
   }
   emit(out: ColumnParts): void {
     this.node(out);
-    out.buffers.push(bytesOf(this.offsets, (this.n + 1) * 4).slice());
+    out.buffers.push(bytesOf(this.offsets, (this.n + 1) * 4));
     this.item.emit(out);
   }
   override dictionaries(out: DictionaryPart[], first: boolean): void {

@@ -78,6 +78,45 @@ export class ResourceScopeColumns {
     else this.schemaUrl.appendNull();
   }
 
+  /** Direct-write mode (see ColumnBuilder.reserveRows): the root table has `n` rows. */
+  reserve(n: number): void {
+    this.resource.reserve(n);
+    this.resId.reserve(n, true);
+    this.resSchemaUrl.reserve(n);
+    this.resDropped.reserve(n);
+    this.scope.reserve(n);
+    this.scopeId.reserve(n, true);
+    this.scopeName.reserve(n);
+    this.scopeVersion.reserve(n);
+    this.scopeDropped.reserve(n);
+    this.schemaUrl.reserve(n);
+  }
+
+  /** Direct-write mode: rows [from, to) belong to the current resource and scope (appendRow per row). */
+  fillRows(from: number, to: number): void {
+    if (from >= to) return;
+    this.resId.fillRows(from, from + 1, this.curRes - this.prevRes, false);
+    this.resId.fillRows(from + 1, to, 0, false);
+    this.prevRes = this.curRes;
+    this.resSchemaUrl.fillString(from, to, this.resUrl);
+    this.resDropped.fillRows(from, to, this.resDrop, true);
+    this.scopeId.fillRows(from, from + 1, this.curScope - this.prevScope, false);
+    this.scopeId.fillRows(from + 1, to, 0, false);
+    this.prevScope = this.curScope;
+    const s = this.scope_;
+    this.scopeName.fillString(from, to, s.name);
+    this.scopeVersion.fillString(from, to, s.version);
+    this.scopeDropped.fillRows(from, to, s.droppedAttributesCount, true);
+    this.schemaUrl.fillString(from, to, this.itemUrl);
+  }
+
+  /** Direct-write mode: null counts after fillRows. */
+  seal(): void {
+    this.resource.seal();
+    this.scope.seal();
+    this.schemaUrl.seal();
+  }
+
   resetBatch(): void {
     this.resourceAttrs.discard();
     this.scopeAttrs.discard();

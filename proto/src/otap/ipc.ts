@@ -15,7 +15,7 @@ import {
   BodyCompression,
 } from 'apache-arrow/ipc/metadata/message';
 import { Schema, Field, DataType, Type, MessageHeader, CompressionType, Int32 } from 'apache-arrow';
-import { zstdCompressSync, zstdDecompressBounded } from './zstd-sync.ts';
+import { zstdCompressPrefixed, zstdDecompressBounded } from './zstd-sync.ts';
 import { plainBytes } from './messages.ts';
 
 export class OtapDecodeError extends Error {
@@ -98,12 +98,13 @@ function assembleBody(buffers: Uint8Array[], compression: IpcCompression, level:
     }
     let stored: Uint8Array;
     if (compression === 'zstd') {
-      const z = zstdCompressSync(raw, level);
-      const useRaw = z.byteLength >= raw.byteLength;
-      const body = useRaw ? raw : z;
-      stored = new Uint8Array(8 + body.byteLength);
-      new DataView(stored.buffer).setBigInt64(0, useRaw ? -1n : BigInt(raw.byteLength), true);
-      stored.set(body, 8);
+      const z = zstdCompressPrefixed(raw, level);
+      if (z !== null) stored = z;
+      else {
+        stored = new Uint8Array(8 + raw.byteLength);
+        new DataView(stored.buffer).setBigInt64(0, -1n, true);
+        stored.set(raw, 8);
+      }
     } else {
       stored = raw;
     }
@@ -390,7 +391,12 @@ class BodyCursor {
   constructor(
     private readonly nodes: FieldNode[],
     private readonly buffers: Uint8Array[],
+    /** Buffers decompressed into memory of their own (decoded byte values may view them without a copy). */
+    private readonly own: Set<Uint8Array> | null = null,
   ) {}
+  owns(b: Uint8Array): boolean {
+    return this.own !== null && this.own.has(b);
+  }
   node(): FieldNode {
     const n = this.nodes[this.nodeIndex++];
     if (!n) throw new OtapDecodeError('record batch has fewer field nodes than the schema has fields');
@@ -421,9 +427,12 @@ function readColumn(field: Field, cur: BodyCursor, dicts: Map<number, DictValue[
     if (!values) throw new OtapDecodeError(`field ${field.name}: dictionary ${dt.id} was never sent`);
     const idx = typedView(dt.indices, cur.buffer(), length) as ArrayLike<number>;
     if (typeof (idx as any)[0] === 'bigint') throw new OtapDecodeError(`field ${field.name}: 64-bit dictionary indices`);
+    const limit = values.length;
+    const validity = col.validity;
     for (let i = 0; i < length; i++) {
-      if (col.isValid(i) && (idx[i] < 0 || idx[i] >= values.length)) {
-        throw new OtapDecodeError(`field ${field.name}: dictionary index ${idx[i]} out of range (${values.length})`);
+      const x = idx[i];
+      if ((x < 0 || x >= limit) && (validity === null || (validity[i >> 3] & (1 << (i & 7))) !== 0)) {
+        throw new OtapDecodeError(`field ${field.name}: dictionary index ${x} out of range (${limit})`);
       }
     }
     col.indices = idx;
@@ -472,6 +481,7 @@ function readValueBuffers(col: Column, t: DataType, cur: BodyCursor, dicts: Map<
       if (data.byteLength < w * length) throw new OtapDecodeError(`field ${col.name}: fixed-size binary buffer too short`);
       col.width = w;
       col.data = data;
+      if (cur.owns(data)) col.owned = data;
       return;
     }
     case Type.Struct: {
@@ -646,6 +656,7 @@ export class IpcStreamReader {
 
   private bodyCursor(h: RecordBatchHeader, body: Uint8Array, budget: number, total: number): { cur: BodyCursor; used: number } {
     const out: Uint8Array[] = [];
+    let own: Set<Uint8Array> | null = null;
     let used = 0;
     const compressed = h.compression != null;
     if (compressed && h.compression!.type !== CompressionType.ZSTD) {
@@ -675,13 +686,16 @@ export class IpcStreamReader {
         );
       }
       const n = Number(declared);
+      let plain: Uint8Array;
       try {
-        out.push(zstdDecompressBounded(frame, n));
+        plain = zstdDecompressBounded(frame, n);
       } catch (e) {
         throw new OtapDecodeError(`invalid compressed IPC buffer: ${(e as Error).message}`);
       }
+      out.push(plain);
+      (own ??= new Set()).add(plain);
       used += n;
     }
-    return { cur: new BodyCursor(h.nodes, out), used };
+    return { cur: new BodyCursor(h.nodes, out, own), used };
   }
 }

@@ -107,10 +107,23 @@ export function colBytes(col: Column, i: number): Uint8Array {
   }
   const t = col.type.typeId;
   const data = (col.owned ??= col.data!.slice());
-  if (t === Type.FixedSizeBinary) return data.subarray(i * col.width, (i + 1) * col.width);
+  // the constructor makes the view faster than subarray() (no species lookup)
+  if (t === Type.FixedSizeBinary) return new Uint8Array(data.buffer, data.byteOffset + i * col.width, col.width);
   if (t !== Type.Binary) mismatch(col, 'binary');
   const o = col.offsets!;
-  return data.subarray(o[i], o[i + 1]);
+  return new Uint8Array(data.buffer, data.byteOffset + o[i], o[i + 1] - o[i]);
+}
+
+/**
+ * Signed 64-bit view of a plain 64-bit integer / timestamp / duration column (u64 read as its
+ * two's-complement bits, as colBig does), or null for other layouts.
+ */
+export function int64View(col: Column | undefined): BigInt64Array | null {
+  if (!col || col.indices !== null) return null;
+  const v = col.values;
+  if (v instanceof BigInt64Array) return v;
+  if (v instanceof BigUint64Array) return new BigInt64Array(v.buffer, v.byteOffset, v.length);
+  return null;
 }
 
 /**

@@ -9,7 +9,7 @@ import { ResourceScopeColumns, attrsOrEmpty, resourceScopeReader } from './commo
 import { ArrowPayloadType as P, type ArrowPayload } from './messages.ts';
 import { TableEncoder, type EncodeOptions, SchemaIdSource } from './table.ts';
 import { OtapDecodeError, type DecodedBatch } from './ipc.ts';
-import { DeltaIds, colBig, colBytes, colStr, colUint, optId, reqColumn } from './read.ts';
+import { DeltaIds, colBig, colBytes, colStr, colUint, int64View, optId, reqColumn } from './read.ts';
 
 function latin1(b: Uint8Array): string {
   let s = '';
@@ -89,19 +89,32 @@ export class TracesEncoder {
 
   /** Encodes one batch; the SPANS payload comes first. Throws RangeError past 65536 spans. */
   encode(data: TracesData): ArrowPayload[] {
-    let row = 0;
     try {
-      for (const rs of data.resourceSpans) {
+      // The row count is known before writing, so the span columns are written by row index
+      // (no per-cell growth checks) and resource/scope columns by range.
+      let total = 0;
+      const rss = data.resourceSpans;
+      for (let r = 0; r < rss.length; r++) {
+        const sss = rss[r].scopeSpans;
+        for (let k = 0; k < sss.length; k++) total += sss[k].spans.length;
+      }
+      if (total > 0x10000) throw new RangeError('OTAP batch holds more than 65536 spans; split it');
+      this.reserveSpans(total);
+      let row = 0;
+      for (let r = 0; r < rss.length; r++) {
+        const rs = rss[r];
         this.rs.beginResource(rs.resource, rs.schemaUrl);
-        for (const ss of rs.scopeSpans) {
+        const sss = rs.scopeSpans;
+        for (let k = 0; k < sss.length; k++) {
+          const ss = sss[k];
           this.rs.beginScope(ss.scope, ss.schemaUrl);
-          for (const span of ss.spans) {
-            if (row > 0xffff) throw new RangeError('OTAP batch holds more than 65536 spans; split it');
-            this.appendSpan(span, row);
-            row++;
-          }
+          const spans = ss.spans;
+          const from = row;
+          for (let i = 0; i < spans.length; i++) this.writeSpan(spans[i], row++);
+          this.rs.fillRows(from, row);
         }
       }
+      this.sealSpans();
       const out: ArrowPayload[] = [];
       const push = (p: ArrowPayload | null) => {
         if (p) out.push(p);
@@ -122,36 +135,65 @@ export class TracesEncoder {
     }
   }
 
-  private appendSpan(s: Span, row: number): void {
-    this.id.append(row === 0 ? 0 : 1);
-    this.rs.appendRow();
-    this.start.appendBig(s.startTimeUnixNano);
-    this.duration.append(s.startTimeUnixNano, s.endTimeUnixNano);
-    this.traceId.append(s.traceId);
-    this.spanId.append(s.spanId);
-    if (s.traceState) this.traceState.appendString(s.traceState);
-    else this.traceState.appendNull();
-    if (s.parentSpanId.length) this.parentSpanId.append(s.parentSpanId);
-    else this.parentSpanId.appendNull();
-    if (s.flags) this.flags.append(s.flags);
-    else this.flags.appendNull();
-    this.name.appendString(s.name);
-    if (s.kind) this.kind.append(s.kind);
-    else this.kind.appendNull();
-    if (s.droppedAttributesCount) this.droppedAttrs.append(s.droppedAttributesCount);
-    else this.droppedAttrs.appendNull();
-    if (s.droppedEventsCount) this.droppedEvents.append(s.droppedEventsCount);
-    else this.droppedEvents.appendNull();
-    if (s.droppedLinksCount) this.droppedLinks.append(s.droppedLinksCount);
-    else this.droppedLinks.appendNull();
-    this.status.appendValid();
-    if (s.status.code) this.statusCode.append(s.status.code);
-    else this.statusCode.appendNull();
-    if (s.status.message) this.statusMessage.appendString(s.status.message);
-    else this.statusMessage.appendNull();
-    if (s.attributes.length) this.spanAttrs.add(row, s.attributes);
-    for (const ev of s.events) this.evStage.push({ parent: row, ev, rank: 0 });
-    for (const lk of s.links) this.lkStage.push({ parent: row, lk, rank: 0 });
+  private reserveSpans(n: number): void {
+    this.id.reserve(n, true);
+    this.rs.reserve(n);
+    this.start.reserve(n, true);
+    this.duration.reserve(n);
+    this.traceId.reserve(n);
+    this.spanId.reserve(n);
+    this.traceState.reserve(n);
+    this.parentSpanId.reserve(n);
+    this.flags.reserve(n);
+    this.name.reserve(n);
+    this.kind.reserve(n);
+    this.droppedAttrs.reserve(n);
+    this.droppedEvents.reserve(n);
+    this.droppedLinks.reserve(n);
+    this.status.reserve(n);
+    this.statusCode.reserve(n);
+    this.statusMessage.reserve(n);
+  }
+
+  private sealSpans(): void {
+    this.rs.seal();
+    this.traceId.seal();
+    this.spanId.seal();
+    this.traceState.seal();
+    this.parentSpanId.seal();
+    this.flags.seal();
+    this.name.seal();
+    this.kind.seal();
+    this.droppedAttrs.seal();
+    this.droppedEvents.seal();
+    this.droppedLinks.seal();
+    this.status.seal();
+  }
+
+  private writeSpan(s: Span, row: number): void {
+    this.id.put(row, row === 0 ? 0 : 1);
+    const start = s.startTimeUnixNano;
+    this.start.putBig(row, start);
+    this.duration.put(row, start, s.endTimeUnixNano);
+    this.traceId.put(row, s.traceId);
+    this.spanId.put(row, s.spanId);
+    this.traceState.putOptString(row, s.traceState);
+    this.parentSpanId.putOpt(row, s.parentSpanId);
+    this.flags.putOpt(row, s.flags);
+    this.name.putValue(row, s.name);
+    this.kind.putOpt(row, s.kind);
+    this.droppedAttrs.putOpt(row, s.droppedAttributesCount);
+    this.droppedEvents.putOpt(row, s.droppedEventsCount);
+    this.droppedLinks.putOpt(row, s.droppedLinksCount);
+    const st = s.status;
+    this.statusCode.putOpt(row, st.code);
+    this.statusMessage.putOptString(row, st.message);
+    const attrs = s.attributes;
+    if (attrs.length !== 0) this.spanAttrs.add(row, attrs);
+    const evs = s.events;
+    for (let i = 0; i < evs.length; i++) this.evStage.push({ parent: row, ev: evs[i], rank: 0 });
+    const lks = s.links;
+    for (let i = 0; i < lks.length; i++) this.lkStage.push({ parent: row, lk: lks[i], rank: 0 });
   }
 
   /** Events sorted by name (stable, so parents ascend within a name) for quasi-delta parent ids. */
@@ -260,6 +302,14 @@ export function decodeTraces(tables: Map<number, DecodedBatch>): TracesData {
   const stCode = status?.child('code'), stMsg = status?.child('status_message');
   const rs = resourceScopeReader(spans, resAttrs, scopeAttrs);
   const ids = new DeltaIds();
+  // Plain 64-bit start and duration: the end time is summed on 32-bit halves and read once, one
+  // bigint per timestamp instead of three (read, read, add).
+  const startV = int64View(start);
+  const durV = startV !== null ? int64View(duration) : null;
+  const startH = startV !== null ? new Int32Array(startV.buffer, startV.byteOffset, 2 * startV.length) : null;
+  const durH = durV !== null ? new Int32Array(durV.buffer, durV.byteOffset, 2 * durV.length) : null;
+  const endBig = new BigInt64Array(1);
+  const endH = new Int32Array(endBig.buffer);
 
   const out: TracesData = { resourceSpans: [] };
   let curRes: ResourceSpans | null = null;
@@ -280,10 +330,19 @@ export function decodeTraces(tables: Map<number, DecodedBatch>): TracesData {
       prevScope = rs.scopeId;
     }
     const id = ids.next(idCol, i);
-    const startNs = colBig(start, i);
+    const startNs = startV !== null ? startV[i] : colBig(start, i);
     let endNs = startNs;
-    if (duration && duration.isValid(i)) endNs = startNs + colBig(duration, i);
-    else if (end && end.isValid(i)) endNs = colBig(end, i);
+    if (duration && duration.isValid(i)) {
+      if (durH !== null) {
+        const lo = (startH![2 * i] >>> 0) + (durH[2 * i] >>> 0);
+        const hi = startH![2 * i + 1] + durH[2 * i + 1] + (lo > 0xffffffff ? 1 : 0);
+        if (hi >= -0x80000000 && hi <= 0x7fffffff) {
+          endH[0] = lo; // stores mod 2^32
+          endH[1] = hi;
+          endNs = endBig[0];
+        } else endNs = startNs + durV![i]; // beyond int64: the exact sum, as bigint arithmetic gives
+      } else endNs = startNs + colBig(duration, i);
+    } else if (end && end.isValid(i)) endNs = colBig(end, i);
     const tid = colBytes(traceId, i);
     const sid = colBytes(spanId, i);
     if (tid.length !== 16) throw new OtapDecodeError(`SPANS row ${i}: trace_id of ${tid.length} bytes`);

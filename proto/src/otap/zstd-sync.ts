@@ -24,6 +24,20 @@ export function zstdCompressSync(src: Uint8Array, level = 3): Uint8Array {
 }
 
 /**
+ * Arrow IPC compressed-buffer layout in one copy: int64 LE uncompressed length, then the zstd
+ * frame. Null when the frame would not be smaller than `src` (the caller stores it raw).
+ */
+export function zstdCompressPrefixed(src: Uint8Array, level = 3): Uint8Array | null {
+  cctx ??= new binding.CCtx();
+  const bound = binding.compressBound(src.byteLength) + 8;
+  if (bound > scratch.length) scratch = new Uint8Array(Math.max(bound, scratch.length * 2));
+  const n = cctx.compress(scratch.subarray(8), src, level);
+  if (n >= src.byteLength) return null;
+  new DataView(scratch.buffer, scratch.byteOffset, 8).setBigInt64(0, BigInt(src.byteLength), true);
+  return scratch.slice(0, 8 + n);
+}
+
+/**
  * Decompresses into a buffer of exactly `expected` bytes: libzstd refuses to write past it, so a
  * frame that would expand beyond what the sender declared (and we accepted) fails instead of
  * allocating. A frame that yields fewer bytes than declared is rejected too.
