@@ -151,43 +151,53 @@ function rSub(end: number): number {
 }
 
 // Short strings repeat heavily in telemetry (attribute keys, span names, enum-like values), so they
-// are interned: a direct-mapped cache keyed by a hash of the bytes, verified byte by byte, returns
+// are interned: a direct-mapped cache keyed by a hash of the bytes, verified in full, returns
 // the same string without allocating. Misses fall back to the native UTF-8 decoder.
-const INTERN_MAX = 40;
+const INTERN_MAX = 40; // a multiple of 4: slots are compared 4 bytes at a time
 const INTERN_SLOTS = 4096; // power of two
 const internBytes = new Uint8Array(INTERN_SLOTS * INTERN_MAX);
+const internWords = new Int32Array(internBytes.buffer);
 const internLen = new Int32Array(INTERN_SLOTS).fill(-1);
 const internStr: string[] = new Array<string>(INTERN_SLOTS).fill('');
+// internWords reads in platform byte order, so the input words are read in the same order.
+const NATIVE_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function rStr(end: number): string {
   const len = rLen(end);
   const s = pos;
-  pos += len;
+  const e = s + len;
+  pos = e;
   if (len === 0) return '';
-  if (len > INTERN_MAX) return buf.utf8Slice(s, pos);
-  // The hash samples at most 12 bytes (head, middle, tail) so its cost does not grow with the
-  // string: the byte-by-byte check below keeps a collision from ever returning a wrong string.
+  if (len > INTERN_MAX) return buf.utf8Slice(s, e);
+  const src = u8;
+  const dv = view;
+  // The hash reads at most 3 words (head, middle, tail), so its cost does not grow with the
+  // string: the full comparison below keeps a collision from ever returning a wrong string.
   let h = 0x811c9dc5 ^ len;
-  if (len <= 12) {
-    for (let i = s; i < pos; i++) h = Math.imul(h ^ u8[i], 0x01000193);
+  if (len < 4) {
+    for (let i = s; i < e; i++) h = Math.imul(h ^ src[i], 0x01000193);
   } else {
-    const m = s + (len >> 1) - 2;
-    const e = pos - 4;
-    h = Math.imul(h ^ (u8[s] | (u8[s + 1] << 8) | (u8[s + 2] << 16) | (u8[s + 3] << 24)), 0x01000193);
-    h = Math.imul(h ^ (u8[m] | (u8[m + 1] << 8) | (u8[m + 2] << 16) | (u8[m + 3] << 24)), 0x01000193);
-    h = Math.imul(h ^ (u8[e] | (u8[e + 1] << 8) | (u8[e + 2] << 16) | (u8[e + 3] << 24)), 0x01000193);
+    h = Math.imul(h ^ dv.getInt32(s, true), 0x01000193);
+    h = Math.imul(h ^ dv.getInt32(e - 4, true), 0x01000193);
+    if (len > 8) h = Math.imul(h ^ dv.getInt32(s + (len >> 1) - 2, true), 0x01000193);
     h ^= h >>> 13;
     h = Math.imul(h, 0x5bd1e995);
   }
   const slot = (h ^ (h >>> 15)) & (INTERN_SLOTS - 1);
-  const base = slot * INTERN_MAX;
   if (internLen[slot] === len) {
+    const words = len >> 2;
+    const wb = slot * (INTERN_MAX >> 2);
     let i = 0;
-    while (i < len && internBytes[base + i] === u8[s + i]) i++;
-    if (i === len) return internStr[slot];
+    while (i < words && internWords[wb + i] === dv.getInt32(s + 4 * i, NATIVE_LE)) i++;
+    if (i === words) {
+      const base = slot * INTERN_MAX;
+      let j = words << 2;
+      while (j < len && internBytes[base + j] === src[s + j]) j++;
+      if (j === len) return internStr[slot];
+    }
   }
-  const str = buf.utf8Slice(s, pos);
-  internBytes.set(u8.subarray(s, pos), base);
+  const str = buf.utf8Slice(s, e);
+  internBytes.set(src.subarray(s, e), slot * INTERN_MAX);
   internLen[slot] = len;
   internStr[slot] = str;
   return str;
@@ -196,7 +206,8 @@ function rStr(end: number): string {
 // Ids (16 / 8 bytes, two or three per span) are copied into shared slabs: one ArrayBuffer per 64 KiB
 // of ids instead of one per id, and the decoded model never aliases the caller's input buffer.
 const SLAB_SIZE = 65536;
-let slab = new Uint8Array(SLAB_SIZE);
+let slabBuffer = new ArrayBuffer(SLAB_SIZE); // kept apart: reading slab.buffer is a runtime call
+let slab = new Uint8Array(slabBuffer);
 let slabPos = 0;
 
 function rBytes(end: number): Uint8Array {
@@ -206,13 +217,16 @@ function rBytes(end: number): Uint8Array {
   pos += len;
   if (len > 256) return u8.slice(s, pos);
   if (slabPos + len > SLAB_SIZE) {
-    slab = new Uint8Array(SLAB_SIZE);
+    slabBuffer = new ArrayBuffer(SLAB_SIZE);
+    slab = new Uint8Array(slabBuffer);
     slabPos = 0;
   }
   const o = slabPos;
-  for (let i = 0; i < len; i++) slab[o + i] = u8[s + i];
+  const dst = slab;
+  const src = u8;
+  for (let i = 0; i < len; i++) dst[o + i] = src[s + i];
   slabPos = o + len;
-  return new Uint8Array(slab.buffer, o, len);
+  return new Uint8Array(slabBuffer, o, len);
 }
 
 function rFixed64(end: number): bigint {

@@ -1,10 +1,12 @@
-// Hand-written OTLP protobuf encoder: model → bytes.
-// Each item (span, metric, log record, resource, scope) is encoded in two passes while its objects
-// are still in cache: pass 1 (size*) computes every nested message length and every string's UTF-8
-// length and records them, in the order pass 2 needs them, in one Int32Array; pass 2 (write*) then
-// writes the item straight into a reusable scratch buffer. The lengths of the enclosing ResourceX /
-// ScopeX messages are back-filled once their items are written (moving the body left by the few
-// bytes a shorter varint saves), and the result is copied out once into an exact-size Buffer.
+// Hand-written OTLP protobuf encoder: model → bytes, in one pass into a reusable scratch buffer.
+// Writers take and return the write position, so hot loops keep it (and the buffer) in locals.
+// - Attributes with a scalar or short string value (almost all of them) have their lengths computed
+//   up front from the value, so they are written once, with no length slot to fix up.
+// - Other nested messages (a span, an event, a data point, a kvlist...) reserve a length slot sized
+//   for their usual length; when the body ends up needing another varint width, it is moved by the
+//   difference (copyWithin), so the output is always canonical (minimal varints).
+// - The ResourceX / ScopeX envelopes reserve 5 bytes and leave the unused ones as holes that the
+//   final copy into an exact-size Buffer skips, so a batch of megabytes is never moved in place.
 // Fields are written in field-number order, defaults (0, "", empty) omitted as proto3 does; oneof
 // members (AnyValue, data point values) are always written because their presence is the value.
 import {
@@ -36,89 +38,33 @@ interface FastBuffer extends Buffer {
 
 // ------------------------------------------------------------------ shared encoder state
 // Encoding is synchronous and never re-entered, so module state is safe and avoids a context object.
-let sizes = new Int32Array(4096);
-let sp = 0; // pass-1 push index
-let rp = 0; // pass-2 read index
 const SCRATCH_INITIAL = 64 * 1024;
 const SCRATCH_KEEP_MAX = 32 * 1024 * 1024; // a larger scratch is dropped after use
 let buf = Buffer.allocUnsafeSlow(SCRATCH_INITIAL) as FastBuffer;
 let view = new DataView(buf.buffer, buf.byteOffset, buf.length);
-let pos = 0;
 
-function ensure(n: number): void {
-  if (pos + n > buf.length) {
-    const next = Buffer.allocUnsafeSlow(Math.max(pos + n, buf.length * 2)) as FastBuffer;
-    buf.copy(next, 0, 0, pos);
-    buf = next;
-    view = new DataView(next.buffer, next.byteOffset, next.length);
-  }
+// Holes left by the envelopes' 5-byte length slots: position * 8 + size (size ≤ 4), skipped on copy-out.
+let holes = new Float64Array(64);
+let holeCount = 0;
+let holeBytes = 0;
+
+/** Grows the scratch so that n bytes fit at p (bytes before p are kept). */
+function grow(p: number, n: number): void {
+  const next = Buffer.allocUnsafeSlow(Math.max(p + n, buf.length * 2)) as FastBuffer;
+  buf.copy(next, 0, 0, p);
+  buf = next;
+  view = new DataView(next.buffer, next.byteOffset, next.length);
 }
 
-/** Opens a length-delimited field whose length is not known yet: tag + 5 reserved bytes. */
-function open(tag: number): number {
-  ensure(6);
-  buf[pos++] = tag;
-  const at = pos;
-  pos += 5;
-  return at;
-}
-
-/** Back-fills the length opened at `at`, closing the gap a shorter varint leaves. */
-function close(at: number): void {
-  const len = pos - at - 5;
-  const k = vsize(len);
-  if (k < 5) {
-    buf.copyWithin(at + k, at + 5, pos);
-    pos -= 5 - k;
-  }
-  wvp(buf, at, len);
-}
-
-/** Sizes then writes one item; sizes/rp/sp are per item so the sizes array stays small. */
-function item<T>(tag: number, x: T, size: (x: T) => number, write: (x: T) => void): void {
-  sp = 0;
-  rp = 0;
-  const n = size(x);
-  ensure(6 + n);
-  buf[pos] = tag;
-  pos = wvp(buf, pos + 1, n);
-  const start = pos;
-  write(x);
-  if (pos - start !== n || rp !== sp) throw new Error(`OTLP encode: size mismatch (${pos - start}/${n}, ${rp}/${sp})`);
-}
-
-/** A message-typed field sized by a size* function that already counts its own tag and slot. */
-function field<T>(x: T, size: (x: T) => number, write: (tag: number, x: T) => void, tag: number): void {
-  sp = 0;
-  rp = 0;
-  const n = size(x);
-  ensure(n);
-  write(tag, x);
-}
-
-function strField(tag: number, s: string): void {
-  sp = 0;
-  rp = 0;
-  ensure(sStr(s));
-  wStr(tag, s);
-}
-
-function reserve(): number {
-  if (sp === sizes.length) {
-    const n = new Int32Array(sizes.length * 2);
-    n.set(sizes);
-    sizes = n;
-  }
-  return sp++;
-}
+// int64 → two uint32 halves through a typed array: no BigInt arithmetic, no allocation.
+const i64 = new BigInt64Array(1);
+const u32 = new Uint32Array(i64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const LO = LITTLE_ENDIAN ? 0 : 1;
+const HI = 1 - LO;
 
 function vsize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
-}
-
-/** Size of an int32 varint (enums): negatives are sign-extended to 10 bytes. */
-function i32size(v: number): number {
-  return v < 0 ? 10 : vsize(v);
 }
 
 function u64size(lo: number, hi: number): number {
@@ -130,22 +76,6 @@ function u64size(lo: number, hi: number): number {
     hi >>>= 7;
   }
   return n;
-}
-
-let lo64 = 0;
-let hi64 = 0;
-function split64(v: bigint): void {
-  const u = BigInt.asUintN(64, v);
-  lo64 = Number(u & 0xffffffffn);
-  hi64 = Number(u >> 32n);
-}
-
-function i64size(v: bigint): number {
-  const n = Number(v); // exact whenever it lands in [0, 2^31)
-  if (n >= 0 && n < 0x80000000) return vsize(n);
-  if (v < 0n) return 10;
-  split64(v);
-  return u64size(lo64, hi64);
 }
 
 function utf8Len(s: string): number {
@@ -166,15 +96,7 @@ function utf8Len(s: string): number {
 
 // ------------------------------------------------------------------ write primitives
 
-function wv(v: number): void {
-  while (v > 127) {
-    buf[pos++] = (v & 127) | 128;
-    v >>>= 7;
-  }
-  buf[pos++] = v;
-}
-
-/** Varint at p into out, returning the new position (hot paths keep buf/pos in locals). */
+/** Varint at p, returning the new position. */
 function wvp(out: FastBuffer, p: number, v: number): number {
   while (v > 127) {
     out[p++] = (v & 127) | 128;
@@ -193,838 +115,936 @@ function wv64p(out: FastBuffer, p: number, lo: number, hi: number): number {
   return wvp(out, p, lo);
 }
 
-/** String of UTF-8 length len at p (see wstr). */
+/** String s of UTF-8 length len at p. */
 function wstrp(out: FastBuffer, p: number, s: string, len: number): number {
-  if (len === s.length && len < 48) {
+  if (len === s.length && len < 64) {
     for (let i = 0; i < len; i++) out[p + i] = s.charCodeAt(i);
   } else out.utf8Write(s, p, len);
   return p + len;
 }
 
-function wv64(lo: number, hi: number): void {
-  while (hi !== 0) {
-    buf[pos++] = (lo & 127) | 128;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
+/**
+ * Closes a nested message whose body starts at `start` after a `reserved`-byte length slot, moving
+ * the body when its length needs a different varint width than reserved.
+ */
+function fin(start: number, p: number, reserved: number): number {
+  const len = p - start;
+  const k = vsize(len);
+  if (k !== reserved) {
+    if (k > reserved && p + k - reserved > buf.length) grow(p, k - reserved);
+    buf.copyWithin(start + k - reserved, start, p);
+    p += k - reserved;
   }
-  wv(lo);
+  wvp(buf, start - reserved, len);
+  return p;
 }
 
-function wi32(v: number): void {
-  if (v >= 0) wv(v);
-  else wv64(v >>> 0, 0xffffffff);
+/** Opens an envelope (ResourceX / ScopeX): tag + 5 reserved length bytes; returns the slot position. */
+function openEnvelope(p: number, tag: number): number {
+  if (p + 6 > buf.length) grow(p, 6);
+  buf[p] = tag;
+  return p + 1;
 }
 
-function wi64(v: bigint): void {
-  const n = Number(v);
-  if (n >= 0 && n < 0x80000000) wv(n);
-  else {
-    split64(v);
-    wv64(lo64, hi64);
+/** Writes an envelope's length into its slot and records the unused slot bytes as a hole. */
+function closeEnvelope(slot: number, p: number, holesBefore: number): void {
+  const len = p - slot - 5 - (holeBytes - holesBefore);
+  const k = wvp(buf, slot, len) - slot;
+  if (k < 5) {
+    if (holeCount === holes.length) {
+      const next = new Float64Array(holes.length * 2);
+      next.set(holes);
+      holes = next;
+    }
+    holes[holeCount++] = (slot + k) * 8 + (5 - k);
+    holeBytes += 5 - k;
   }
 }
 
+// ------------------------------------------------------------------ field writers (tag ≤ 15 → 1 byte)
 
-function wbytes(b: Uint8Array): void {
-  const n = b.length;
-  if (n <= 32) {
-    const out = buf; // ids: a local loop is cheaper than a native set() call
-    const p = pos;
-    for (let i = 0; i < n; i++) out[p + i] = b[i];
-  } else buf.set(b, pos);
-  pos += n;
-}
-
-function wfixed64(v: bigint): void {
-  view.setBigUint64(pos, v, true);
-  pos += 8;
-}
-
-function wdouble(v: number): void {
-  view.setFloat64(pos, v, true);
-  pos += 8;
-}
-
-function wfixed32(v: number): void {
-  view.setUint32(pos, v >>> 0, true);
-  pos += 4;
-}
-
-// ------------------------------------------------------------------ field helpers (tag ≤ 15 → 1 byte)
-
-function sStr(s: string): number {
-  if (s.length === 0) return 0;
+function wStr(p: number, tag: number, s: string): number {
+  const n = s.length;
+  if (n === 0) return p;
+  if (n < 128) {
+    // Optimistically ASCII (length = n): copy the char codes and check them afterwards.
+    if (p + n + 2 > buf.length) grow(p, n + 2);
+    const out = buf;
+    out[p] = tag;
+    out[p + 1] = n;
+    const b = p + 2;
+    let any = 0;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      any |= c;
+      out[b + i] = c;
+    }
+    if (any < 0x80) return b + n;
+  }
   const l = utf8Len(s);
-  { const r = reserve(); sizes[r] = l; }
-  return 1 + vsize(l) + l;
-}
-
-function wStr(tag: number, s: string): void {
-  if (s.length === 0) return;
+  if (p + l + 6 > buf.length) grow(p, l + 6);
   const out = buf;
-  let p = pos;
-  out[p++] = tag;
-  const l = sizes[rp++];
-  p = wvp(out, p, l);
-  pos = wstrp(out, p, s, l);
+  out[p] = tag;
+  return wstrp(out, wvp(out, p + 1, l), s, l);
 }
 
-function sBytes(b: Uint8Array): number {
-  const l = b.length;
-  return l === 0 ? 0 : 1 + vsize(l) + l;
-}
-
-function wBytes(tag: number, b: Uint8Array): void {
+function wBytes(p: number, tag: number, b: Uint8Array): number {
   const n = b.length;
-  if (n === 0) return;
+  if (n === 0) return p;
+  if (p + n + 6 > buf.length) grow(p, n + 6);
   const out = buf;
-  let p = pos;
-  out[p++] = tag;
-  p = wvp(out, p, n);
-  if (n <= 32) {
-    for (let i = 0; i < n; i++) out[p + i] = b[i]; // ids: cheaper than a native set() call
-  } else out.set(b, p);
-  pos = p + n;
+  out[p] = tag;
+  p = wvp(out, p + 1, n);
+  return n <= 32 ? wSmallBytes(out, p, b, n) : (out.set(b, p), p + n);
 }
 
-function sU32(v: number): number {
-  return v === 0 ? 0 : 1 + vsize(v >>> 0);
+/** Ids: 4 bytes per store is cheaper than a byte loop or a native set() call. */
+function wSmallBytes(out: FastBuffer, p: number, b: Uint8Array, n: number): number {
+  const dv = view;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) dv.setInt32(p + i, b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24), true);
+  for (; i < n; i++) out[p + i] = b[i];
+  return p + n;
 }
 
-function wU32(tag: number, v: number): void {
-  if (v === 0) return;
+// The writers below need at most 11 bytes; callers make room before a run of them.
+const SCALAR_ROOM = 11;
+
+function wU32(p: number, tag: number, v: number): number {
+  if (v === 0) return p;
   const out = buf;
-  out[pos] = tag;
-  pos = wvp(out, pos + 1, v >>> 0);
+  out[p] = tag;
+  return wvp(out, p + 1, v >>> 0);
 }
 
-function sEnum(v: number): number {
-  return v === 0 ? 0 : 1 + i32size(v | 0);
+/** int32 enum; negatives are sign-extended to 10 bytes. */
+function wEnum(p: number, tag: number, v: number): number {
+  if (v === 0) return p;
+  const out = buf;
+  out[p] = tag;
+  v |= 0;
+  return v >= 0 ? wvp(out, p + 1, v) : wv64p(out, p + 1, v >>> 0, 0xffffffff);
 }
 
-function wEnum(tag: number, v: number): void {
-  if (v === 0) return;
-  buf[pos++] = tag;
-  wi32(v | 0);
+function wF64(p: number, tag: number, v: bigint): number {
+  return v === 0n ? p : wFixed64(p, tag, v);
 }
 
-function sF64(v: bigint): number {
-  return v === 0n ? 0 : 9;
+/** Tag and 8 little-endian bytes of v mod 2^64 (through the int64 halves: no builtin call). */
+function wFixed64(p: number, tag: number, v: bigint): number {
+  i64[0] = v;
+  const dv = view;
+  buf[p] = tag;
+  dv.setInt32(p + 1, u32[LO], true);
+  dv.setInt32(p + 5, u32[HI], true);
+  return p + 9;
 }
 
-function wF64(tag: number, v: bigint): void {
-  if (v === 0n) return;
-  buf[pos] = tag;
-  view.setBigUint64(pos + 1, v, true);
-  pos += 9;
+function wDouble(p: number, tag: number, v: number): number {
+  buf[p] = tag;
+  view.setFloat64(p + 1, v, true);
+  return p + 9;
 }
 
 /** proto3 non-optional double: omitted when +0 (−0 is kept so it survives the round trip). */
-function sDbl(v: number): number {
-  return Object.is(v, 0) ? 0 : 9;
+function wDbl(p: number, tag: number, v: number): number {
+  return Object.is(v, 0) ? p : wDouble(p, tag, v);
 }
 
-function wDbl(tag: number, v: number): void {
-  if (Object.is(v, 0)) return;
-  buf[pos++] = tag;
-  wdouble(v);
+function wOptDbl(p: number, tag: number, v: number | undefined): number {
+  return v === undefined ? p : wDouble(p, tag, v);
 }
 
-function sOptDbl(v: number | undefined): number {
-  return v === undefined ? 0 : 9;
-}
-
-function wOptDbl(tag: number, v: number | undefined): void {
-  if (v === undefined) return;
-  buf[pos++] = tag;
-  wdouble(v);
-}
-
-/** A sub-message field: reserve its length slot, size the body, return tag + length + body. */
-function sMsgBody(bodySize: number): number {
-  return 1 + vsize(bodySize) + bodySize;
+function wFixed32(p: number, tag: number, v: number): number {
+  if (v === 0) return p;
+  buf[p] = tag;
+  view.setUint32(p + 1, v >>> 0, true);
+  return p + 5;
 }
 
 // ------------------------------------------------------------------ common
 
-function sAny(v: AnyValue): number {
+/** An AnyValue-typed field: tag, length, and the AnyValue message (whose oneof member is always written). */
+function wAnyField(p: number, tag: number, v: AnyValue): number {
+  if (p + 24 > buf.length) grow(p, 24);
+  const out = buf;
   switch (typeof v) {
     case 'string': {
       const l = utf8Len(v);
-      { const r = reserve(); sizes[r] = l; }
-      return 1 + vsize(l) + l;
+      const n = 1 + vsize(l) + l;
+      if (p + n + 6 > buf.length) grow(p, n + 6);
+      const o = buf;
+      o[p] = tag;
+      p = wvp(o, p + 1, n);
+      o[p] = 0x0a;
+      return wstrp(o, wvp(o, p + 1, l), v, l);
     }
     case 'boolean':
-      return 2;
+      out[p] = tag;
+      out[p + 1] = 2;
+      out[p + 2] = 0x10;
+      out[p + 3] = v ? 1 : 0;
+      return p + 4;
     case 'number':
-      return 9;
-    case 'bigint':
-      return 1 + i64size(v);
+      out[p] = tag;
+      out[p + 1] = 9;
+      return wDouble(p + 2, 0x21, v);
+    case 'bigint': {
+      i64[0] = v;
+      const lo = u32[LO];
+      const hi = u32[HI];
+      out[p] = tag;
+      out[p + 1] = 1 + u64size(lo, hi);
+      out[p + 2] = 0x18;
+      return wv64p(out, p + 3, lo, hi);
+    }
     case 'object': {
-      if (v === null) return 0;
-      if (v instanceof Uint8Array) return 1 + vsize(v.length) + v.length;
+      if (v === null) {
+        out[p] = tag;
+        out[p + 1] = 0;
+        return p + 2;
+      }
+      if (v instanceof Uint8Array) {
+        const n = v.length;
+        const m = 1 + vsize(n) + n;
+        if (p + m + 6 > buf.length) grow(p, m + 6);
+        const o = buf;
+        o[p] = tag;
+        p = wvp(o, p + 1, m);
+        return wBytesBody(p, 0x3a, v);
+      }
       if (Array.isArray(v)) {
-        const slot = reserve();
-        let n = 0;
-        for (let i = 0; i < v.length; i++) {
-          const s = reserve();
-          const b = sAny(v[i]);
-          sizes[s] = b;
-          n += 1 + vsize(b) + b;
-        }
-        sizes[slot] = n;
-        return 1 + vsize(n) + n;
+        out[p] = tag;
+        const start = p + 2;
+        out[start] = 0x2a; // array_value, written even when empty: the set oneof member is the value
+        const inner = start + 2;
+        p = inner;
+        for (let i = 0; i < v.length; i++) p = wAnyField(p, 0x0a, v[i]);
+        p = fin(inner, p, 1);
+        return fin(start, p, 1);
       }
       if (v instanceof KeyValueList) {
-        const slot = reserve();
-        const n = sAttrs(v.values);
-        sizes[slot] = n;
-        return 1 + vsize(n) + n;
+        out[p] = tag;
+        const start = p + 2;
+        buf[start] = 0x32;
+        const inner = start + 2;
+        p = wAttrs(inner, 0x0a, v.values);
+        p = fin(inner, p, 1);
+        return fin(start, p, 1);
       }
     }
   }
   throw new TypeError(`OTLP encode: unsupported AnyValue ${String(v)}`);
 }
 
-function wAny(v: AnyValue): void {
-  switch (typeof v) {
-    case 'string': {
-      const out = buf;
-      const l = sizes[rp++];
-      out[pos] = 0x0a;
-      pos = wstrp(out, wvp(out, pos + 1, l), v, l);
-      return;
-    }
-    case 'boolean':
-      buf[pos] = 0x10;
-      buf[pos + 1] = v ? 1 : 0;
-      pos += 2;
-      return;
-    case 'number':
-      buf[pos++] = 0x21;
-      wdouble(v);
-      return;
-    case 'bigint': {
-      buf[pos] = 0x18;
-      const n = Number(v);
-      if (n >= 0 && n < 0x80000000) pos = wvp(buf, pos + 1, n);
-      else {
-        pos++;
-        wi64(v);
-      }
-      return;
-    }
-    default: {
-      if (v === null) return;
-      if (v instanceof Uint8Array) {
-        buf[pos++] = 0x3a;
-        wv(v.length);
-        wbytes(v);
-        return;
-      }
-      if (Array.isArray(v)) {
-        buf[pos++] = 0x2a;
-        wv(sizes[rp++]);
-        for (let i = 0; i < v.length; i++) {
-          buf[pos++] = 0x0a;
-          wv(sizes[rp++]);
-          wAny(v[i]);
-        }
-        return;
-      }
-      buf[pos++] = 0x32;
-      wv(sizes[rp++]);
-      wAttrs(0x0a, (v as KeyValueList).values);
-    }
-  }
+/** A bytes field whose room the caller has made. */
+function wBytesBody(p: number, tag: number, b: Uint8Array): number {
+  const out = buf;
+  const n = b.length;
+  out[p] = tag;
+  p = wvp(out, p + 1, n);
+  return n <= 32 ? wSmallBytes(out, p, b, n) : (out.set(b, p), p + n);
 }
 
-// Attribute keys repeat in every span, so their UTF-8 bytes are cached (bounded, never evicted):
-// pass 1 skips the length scan and pass 2 copies bytes instead of re-encoding characters. Pass 1
-// records -(index + 1) of the cache entry in the sizes array so pass 2 (wAttrs) needs no second lookup.
+// Attribute keys repeat in every item, so the encoded key field (tag 1, length, UTF-8 bytes) is
+// cached per key (bounded, never evicted) and copied 8 bytes per store instead of re-encoding
+// characters. An entry is [byte length, then the field's bytes as little-endian float64 words,
+// zero-padded]: a plain array of doubles, because typed-array reads cost a detach check each once
+// any ArrayBuffer in the process has been transferred. A NaN bit pattern (which the engine may
+// canonicalise) needs a 0xf0+ byte followed by 0x7f / 0xff, which valid UTF-8 never has; a key
+// with one would simply not be cached.
 const KEY_CACHE_MAX = 4096;
-const keyIndex = new Map<string, number>();
-const keyBytes: Uint8Array[] = [];
+const KEY_CACHE_MAX_CHARS = 64;
+const keyFields = new Map<string, number[]>();
 
 // Consecutive items mostly carry the same keys in the same order: a per-position memo of the last
-// key and its cache index skips the Map lookup (string equality is exact, so a miss is only slower).
+// key and its cached field skips the Map lookup (string equality is exact, so a miss is only slower).
 const MEMO_POSITIONS = 64;
+// Starts as the empty key, whose field is empty (proto3 omits it), so every entry is always valid.
+const NO_KEY_FIELD = [0.5];
+NO_KEY_FIELD[0] = 0; // (a double array from the start, like every entry)
 const memoKey: string[] = new Array<string>(MEMO_POSITIONS).fill('');
-const memoKeyIdx = new Int32Array(MEMO_POSITIONS);
+const memoField: number[][] = new Array<number[]>(MEMO_POSITIONS).fill(NO_KEY_FIELD);
 
-function sKey(k: string, at: number): number {
-  if (k.length === 0) return 0;
-  let i: number | undefined;
-  if (at < MEMO_POSITIONS && memoKey[at] === k) i = memoKeyIdx[at];
-  else {
-    i = keyIndex.get(k);
-    if (i !== undefined && at < MEMO_POSITIONS) {
-      memoKey[at] = k;
-      memoKeyIdx[at] = i;
-    }
-  }
-  if (i === undefined) {
-    if (k.length > 64 || keyBytes.length >= KEY_CACHE_MAX) return sStr(k);
-    i = keyBytes.length;
-    keyBytes.push(new Uint8Array(Buffer.from(k, 'utf8')));
-    keyIndex.set(k, i);
-  }
-  const r = reserve();
-  sizes[r] = -(i + 1);
-  const n = keyBytes[i].length;
-  return 1 + vsize(n) + n;
-}
+// Marks a key whose field has a NaN word (see above), so it is not rebuilt each time it is met.
+const UNCACHEABLE = [0.5];
 
-function sKV(kv: KeyValue, at: number): number {
-  let n = sKey(kv.key, at);
-  const v = kv.value;
-  if (v !== null) {
-    const slot = reserve();
-    const b = sAny(v);
-    sizes[slot] = b;
-    n += 1 + vsize(b) + b;
-  }
-  return n;
-}
-
-/** Size of a repeated KeyValue field including tags (all attribute field numbers are ≤ 15). */
-function sAttrs(attrs: KeyValue[]): number {
-  let n = 0;
-  for (let i = 0; i < attrs.length; i++) {
-    const slot = reserve();
-    const b = sKV(attrs[i], i);
-    sizes[slot] = b;
-    n += 1 + vsize(b) + b;
-  }
-  return n;
-}
-
-function wAttrs(tag: number, attrs: KeyValue[]): void {
-  for (let i = 0; i < attrs.length; i++) {
-    const kv = attrs[i];
-    const out = buf;
-    let p = pos;
-    out[p++] = tag;
-    p = wvp(out, p, sizes[rp++]);
-    const k = kv.key;
-    if (k.length !== 0) {
-      out[p++] = 0x0a;
-      const l = sizes[rp++];
-      if (l >= 0) p = wstrp(out, wvp(out, p, l), k, l);
-      else {
-        const e = keyBytes[-l - 1];
-        const n = e.length;
-        p = wvp(out, p, n);
-        if (n < 16) for (let j = 0; j < n; j++) out[p + j] = e[j];
-        else out.set(e, p);
-        p += n;
+function keyField(k: string): number[] | undefined {
+  let f = keyFields.get(k);
+  if (f === UNCACHEABLE) return undefined;
+  if (f === undefined) {
+    if (k.length > KEY_CACHE_MAX_CHARS || keyFields.size >= KEY_CACHE_MAX) return undefined;
+    if (k.length === 0) f = NO_KEY_FIELD; // proto3: an empty key is omitted
+    else {
+      const bytes = Buffer.from(k, 'utf8');
+      const n = 1 + vsize(bytes.length) + bytes.length;
+      const field = Buffer.alloc((n + 7) & ~7) as FastBuffer;
+      field[0] = 0x0a;
+      field.set(bytes, wvp(field, 1, bytes.length));
+      f = [0.5];
+      f[0] = n;
+      for (let i = 0; i < field.length; i += 8) {
+        const w = field.readDoubleLE(i);
+        if (w !== w) {
+          keyFields.set(k, UNCACHEABLE);
+          return undefined;
+        }
+        f.push(w);
       }
     }
-    const v = kv.value;
-    if (v !== null) {
-      out[p++] = 0x12;
-      pos = wvp(out, p, sizes[rp++]);
-      wAny(v);
-    } else pos = p;
+    keyFields.set(k, f);
   }
+  return f;
 }
 
-function sResource(r: Resource): number {
-  const slot = reserve();
-  const n = sAttrs(r.attributes) + sU32(r.droppedAttributesCount);
-  sizes[slot] = n;
-  return sMsgBody(n);
+/** Room a cached key field needs: its length plus up to 7 bytes of word padding. */
+const KEY_PAD = 7;
+
+/** Copies a cached key field to q (writing up to KEY_PAD bytes past it); returns its end. */
+function wKeyField(q: number, f: number[]): number {
+  const dv = view;
+  const nw = f.length;
+  for (let j = 1; j < nw; j++) dv.setFloat64(q + 8 * j - 8, f[j], true);
+  return q + (f[0] | 0);
 }
 
-function wResource(tag: number, r: Resource): void {
-  buf[pos++] = tag;
-  wv(sizes[rp++]);
-  wAttrs(0x0a, r.attributes);
-  wU32(0x10, r.droppedAttributesCount);
+/** A repeated KeyValue field (every attribute field number is ≤ 15). */
+function wAttrs(p: number, tag: number, attrs: KeyValue[]): number {
+  for (let i = 0; i < attrs.length; i++) {
+    const kv = attrs[i];
+    const k = kv.key;
+    let f: number[] | undefined;
+    if (i < MEMO_POSITIONS && memoKey[i] === k) f = memoField[i];
+    else {
+      f = keyField(k);
+      if (f !== undefined && i < MEMO_POSITIONS) {
+        memoKey[i] = k;
+        memoField[i] = f;
+      }
+    }
+    if (f === undefined) {
+      p = wKVUncached(p, tag, kv);
+      continue;
+    }
+    // The two commonest shapes inline (see wKV): an int below 2^32, a short ASCII string, whose
+    // lengths are known up front (a string is assumed ASCII, length = n, and checked after the copy).
+    const v = kv.value;
+    const fl = f[0] | 0;
+    if (p + fl + 80 > buf.length) grow(p, fl + 80);
+    const out = buf;
+    const dv = view;
+    if (typeof v === 'bigint') {
+      i64[0] = v;
+      const lo = u32[LO];
+      const hi = u32[HI];
+      if (hi === 0) {
+        const vl = vsize(lo);
+        let q = wHead(out, dv, p, tag, fl + 3 + vl);
+        q = wKeyField(q, f);
+        const b0 = lo < 0x80 ? lo : (lo & 127) | 128;
+        dv.setInt32(q, 0x12 | ((1 + vl) << 8) | (0x18 << 16) | (b0 << 24), true);
+        p = lo < 0x80 ? q + 4 : wvp(out, q + 4, lo >>> 7);
+        continue;
+      }
+    } else if (typeof v === 'string') {
+      const n = v.length;
+      if (n < 64) {
+        let q = wHead(out, dv, p, tag, fl + 4 + n);
+        q = wKeyField(q, f);
+        dv.setInt32(q, 0x12 | ((2 + n) << 8) | (0x0a << 16) | (n << 24), true);
+        q += 4;
+        if (wAscii(dv, q, v, n)) {
+          p = q + n;
+          continue;
+        }
+        // not ASCII: wKV rewrites it from p with exact lengths
+      }
+    }
+    p = wKV(p, tag, f, v);
+  }
+  return p;
 }
 
-function sScope(s: InstrumentationScope): number {
-  const slot = reserve();
-  const n = sStr(s.name) + sStr(s.version) + sAttrs(s.attributes) + sU32(s.droppedAttributesCount);
-  sizes[slot] = n;
-  return sMsgBody(n);
+/**
+ * One KeyValue with a cached key field (wAttrs inlines the two commonest shapes of this). Scalar
+ * values have lengths known before writing, so the KeyValue is written straight through, several
+ * bytes per store; strings get exact lengths first (wKVString), nested values a slot (wKVSlot).
+ */
+function wKV(p: number, tag: number, f: number[], v: AnyValue): number {
+  if (typeof v === 'string') return wKVString(p, tag, f, v);
+  const fl = f[0] | 0; // an int32, so position arithmetic stays in integers
+  if (p + fl + 80 > buf.length) grow(p, fl + 80);
+  const out = buf;
+  const dv = view;
+  if (typeof v === 'bigint') {
+    i64[0] = v;
+    const lo = u32[LO];
+    const hi = u32[HI];
+    const vl = hi === 0 ? vsize(lo) : u64size(lo, hi);
+    const kvLen = fl + 3 + vl; // key field, AnyValue tag + length, int tag, varint
+    let q = wHead(out, dv, p, tag, kvLen);
+    q = wKeyField(q, f);
+    if (hi === 0) {
+      // 0x12, AnyValue length, 0x18 and the varint's first byte in one store.
+      const b0 = lo < 0x80 ? lo : (lo & 127) | 128;
+      dv.setInt32(q, 0x12 | ((1 + vl) << 8) | (0x18 << 16) | (b0 << 24), true);
+      return lo < 0x80 ? q + 4 : wvp(out, q + 4, lo >>> 7);
+    }
+    dv.setUint16(q, 0x12 | ((1 + vl) << 8), true);
+    out[q + 2] = 0x18;
+    return wv64p(out, q + 3, lo, hi);
+  }
+  if (typeof v === 'number') {
+    const kvLen = fl + 11;
+    let q = wHead(out, dv, p, tag, kvLen);
+    q = wKeyField(q, f);
+    dv.setUint32(q, 0x12 | (9 << 8) | (0x21 << 16), true);
+    dv.setFloat64(q + 3, v, true);
+    return q + 11;
+  }
+  if (typeof v === 'boolean') {
+    const kvLen = fl + 4;
+    let q = wHead(out, dv, p, tag, kvLen);
+    q = wKeyField(q, f);
+    dv.setInt32(q, 0x12 | (2 << 8) | (0x10 << 16) | ((v ? 1 : 0) << 24), true);
+    return q + 4;
+  }
+  return wKVSlot(p, tag, f, v);
 }
 
-function wScope(tag: number, s: InstrumentationScope): void {
-  buf[pos++] = tag;
-  wv(sizes[rp++]);
-  wStr(0x0a, s.name);
-  wStr(0x12, s.version);
-  wAttrs(0x1a, s.attributes);
-  wU32(0x20, s.droppedAttributesCount);
+/** Tag and length of a length-delimited field; a 1-byte length is written with the tag in one store. */
+function wHead(out: FastBuffer, dv: DataView, p: number, tag: number, len: number): number {
+  if (len < 128) {
+    dv.setUint16(p, tag | (len << 8), true);
+    return p + 2;
+  }
+  out[p] = tag;
+  return wvp(out, p + 1, len);
+}
+
+/**
+ * Writes the n char codes of s at p, 4 per store (up to 3 bytes past the end are overwritten);
+ * returns false when a char is not ASCII (the bytes are then garbage).
+ */
+function wAscii(dv: DataView, p: number, s: string, n: number): boolean {
+  let any = 0;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const c0 = s.charCodeAt(j);
+    const c1 = s.charCodeAt(j + 1);
+    const c2 = s.charCodeAt(j + 2);
+    const c3 = s.charCodeAt(j + 3);
+    any |= c0 | c1 | c2 | c3;
+    dv.setInt32(p + j, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24), true);
+  }
+  if (j < n) {
+    let w = s.charCodeAt(j);
+    any |= w;
+    if (j + 1 < n) {
+      const c1 = s.charCodeAt(j + 1);
+      any |= c1;
+      w |= c1 << 8;
+      if (j + 2 < n) {
+        const c2 = s.charCodeAt(j + 2);
+        any |= c2;
+        w |= c2 << 16;
+      }
+    }
+    dv.setInt32(p + j, w, true);
+  }
+  return any < 0x80;
+}
+
+/** A KeyValue (cached key field) with a long or non-ASCII string value: exact lengths, one write. */
+function wKVString(p: number, tag: number, f: number[], v: string): number {
+  const fl = f[0] | 0; // an int32, so position arithmetic stays in integers
+  const l = utf8Len(v);
+  const anyLen = 1 + vsize(l) + l;
+  const kvLen = fl + 1 + vsize(anyLen) + anyLen;
+  if (p + kvLen + 16 > buf.length) grow(p, kvLen + 16); // + tag, length and key padding
+  const out = buf;
+  out[p] = tag;
+  let q = wvp(out, p + 1, kvLen);
+  q = wKeyField(q, f);
+  out[q] = 0x12;
+  q = wvp(out, q + 1, anyLen);
+  out[q] = 0x0a;
+  return wstrp(out, wvp(out, q + 1, l), v, l);
+}
+
+/** A KeyValue (cached key field) with a bytes, null or nested value: the length goes in a slot. */
+function wKVSlot(p: number, tag: number, f: number[], v: AnyValue): number {
+  const fl = f[0] | 0; // an int32, so position arithmetic stays in integers
+  if (p + 2 + fl + KEY_PAD > buf.length) grow(p, 2 + fl + KEY_PAD); // tag, slot, field and its padding
+  const out = buf;
+  out[p] = tag;
+  const start = p + 2;
+  p = start;
+  p = wKeyField(p, f);
+  if (v !== null) p = wAnyField(p, 0x12, v);
+  return fin(start, p, 1);
+}
+
+/** A KeyValue whose key is not cached (long, or the cache is full). */
+function wKVUncached(p: number, tag: number, kv: KeyValue): number {
+  if (p + 2 > buf.length) grow(p, 2);
+  buf[p] = tag;
+  const start = p + 2;
+  p = wStr(start, 0x0a, kv.key);
+  if (kv.value !== null) p = wAnyField(p, 0x12, kv.value);
+  return fin(start, p, 1);
+}
+
+function wResource(p: number, tag: number, r: Resource): number {
+  if (p + 3 > buf.length) grow(p, 3);
+  buf[p] = tag;
+  const start = p + 3; // k8s resources are mostly 128 B..16 KiB
+  p = wAttrs(start, 0x0a, r.attributes);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  p = wU32(p, 0x10, r.droppedAttributesCount);
+  return fin(start, p, 2);
+}
+
+function wScope(p: number, tag: number, s: InstrumentationScope): number {
+  if (p + 2 > buf.length) grow(p, 2);
+  buf[p] = tag;
+  const start = p + 2;
+  p = wStr(start, 0x0a, s.name);
+  p = wStr(p, 0x12, s.version);
+  p = wAttrs(p, 0x1a, s.attributes);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  p = wU32(p, 0x20, s.droppedAttributesCount);
+  return fin(start, p, 1);
 }
 
 // ------------------------------------------------------------------ traces
 
-function sSpan(s: Span): number {
-  let n = sBytes(s.traceId) + sBytes(s.spanId) + sStr(s.traceState) + sBytes(s.parentSpanId) + sStr(s.name);
-  n += sEnum(s.kind) + sF64(s.startTimeUnixNano) + sF64(s.endTimeUnixNano);
-  n += sAttrs(s.attributes) + sU32(s.droppedAttributesCount);
+/** One span as field 2 of ScopeSpans, with a 2-byte length slot (spans are mostly 128 B..16 KiB). */
+function wSpan(p: number, s: Span): number {
+  const traceId = s.traceId;
+  const spanId = s.spanId;
+  const parentSpanId = s.parentSpanId;
+  const room = 64 + traceId.length + spanId.length + parentSpanId.length;
+  if (p + room > buf.length) grow(p, room);
+  buf[p] = 0x12;
+  const start = p + 3;
+  p = wBytes(start, 0x0a, traceId);
+  p = wBytes(p, 0x12, spanId);
+  p = wStr(p, 0x1a, s.traceState);
+  p = wBytes(p, 0x22, parentSpanId);
+  p = wStr(p, 0x2a, s.name);
+  if (p + 3 * SCALAR_ROOM > buf.length) grow(p, 3 * SCALAR_ROOM);
+  p = wEnum(p, 0x30, s.kind);
+  p = wF64(p, 0x39, s.startTimeUnixNano);
+  p = wF64(p, 0x41, s.endTimeUnixNano);
+  p = wAttrs(p, 0x4a, s.attributes);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  p = wU32(p, 0x50, s.droppedAttributesCount);
   const events = s.events;
   for (let i = 0; i < events.length; i++) {
     const e = events[i];
-    const slot = reserve();
-    const b = sF64(e.timeUnixNano) + sStr(e.name) + sAttrs(e.attributes) + sU32(e.droppedAttributesCount);
-    sizes[slot] = b;
-    n += sMsgBody(b);
+    if (p + 2 + 9 > buf.length) grow(p, 11);
+    buf[p] = 0x5a;
+    const es = p + 2;
+    p = wF64(es, 0x09, e.timeUnixNano);
+    p = wStr(p, 0x12, e.name);
+    p = wAttrs(p, 0x1a, e.attributes);
+    if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+    p = wU32(p, 0x20, e.droppedAttributesCount);
+    p = fin(es, p, 1);
   }
-  n += sU32(s.droppedEventsCount);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  p = wU32(p, 0x60, s.droppedEventsCount);
   const links = s.links;
   for (let i = 0; i < links.length; i++) {
     const l = links[i];
-    const slot = reserve();
-    const b =
-      sBytes(l.traceId) +
-      sBytes(l.spanId) +
-      sStr(l.traceState) +
-      sAttrs(l.attributes) +
-      sU32(l.droppedAttributesCount) +
-      (l.flags === 0 ? 0 : 5);
-    sizes[slot] = b;
-    n += sMsgBody(b);
+    if (p + 2 > buf.length) grow(p, 2);
+    buf[p] = 0x6a;
+    const ls = p + 2;
+    p = wBytes(ls, 0x0a, l.traceId);
+    p = wBytes(p, 0x12, l.spanId);
+    p = wStr(p, 0x1a, l.traceState);
+    p = wAttrs(p, 0x22, l.attributes);
+    if (p + 2 * SCALAR_ROOM > buf.length) grow(p, 2 * SCALAR_ROOM);
+    p = wU32(p, 0x28, l.droppedAttributesCount);
+    p = wFixed32(p, 0x35, l.flags);
+    p = fin(ls, p, 1);
   }
-  n += sU32(s.droppedLinksCount);
+  if (p + 2 * SCALAR_ROOM > buf.length) grow(p, 2 * SCALAR_ROOM);
+  p = wU32(p, 0x70, s.droppedLinksCount);
   const st = s.status;
   if (st.code !== 0 || st.message.length !== 0) {
-    const slot = reserve();
-    const b = sStr(st.message) + sEnum(st.code);
-    sizes[slot] = b;
-    n += sMsgBody(b);
-  }
-  if (s.flags !== 0) n += 6; // field 16 → 2-byte tag
-  return n;
-}
-
-function wSpan(s: Span): void {
-  wBytes(0x0a, s.traceId);
-  wBytes(0x12, s.spanId);
-  wStr(0x1a, s.traceState);
-  wBytes(0x22, s.parentSpanId);
-  wStr(0x2a, s.name);
-  wEnum(0x30, s.kind);
-  wF64(0x39, s.startTimeUnixNano);
-  wF64(0x41, s.endTimeUnixNano);
-  wAttrs(0x4a, s.attributes);
-  wU32(0x50, s.droppedAttributesCount);
-  const events = s.events;
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i];
-    buf[pos++] = 0x5a;
-    wv(sizes[rp++]);
-    wF64(0x09, e.timeUnixNano);
-    wStr(0x12, e.name);
-    wAttrs(0x1a, e.attributes);
-    wU32(0x20, e.droppedAttributesCount);
-  }
-  wU32(0x60, s.droppedEventsCount);
-  const links = s.links;
-  for (let i = 0; i < links.length; i++) {
-    const l = links[i];
-    buf[pos++] = 0x6a;
-    wv(sizes[rp++]);
-    wBytes(0x0a, l.traceId);
-    wBytes(0x12, l.spanId);
-    wStr(0x1a, l.traceState);
-    wAttrs(0x22, l.attributes);
-    wU32(0x28, l.droppedAttributesCount);
-    if (l.flags !== 0) {
-      buf[pos++] = 0x35;
-      wfixed32(l.flags);
-    }
-  }
-  wU32(0x70, s.droppedLinksCount);
-  const st = s.status;
-  if (st.code !== 0 || st.message.length !== 0) {
-    buf[pos++] = 0x7a;
-    wv(sizes[rp++]);
-    wStr(0x12, st.message);
-    wEnum(0x18, st.code);
+    buf[p] = 0x7a;
+    const ss = p + 2;
+    p = wStr(ss, 0x12, st.message);
+    if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+    p = wEnum(p, 0x18, st.code);
+    p = fin(ss, p, 1);
   }
   if (s.flags !== 0) {
-    buf[pos++] = 0x85;
-    buf[pos++] = 0x01;
-    wfixed32(s.flags);
+    if (p + 6 > buf.length) grow(p, 6);
+    buf[p] = 0x85; // field 16 → 2-byte tag
+    p = wFixed32(p + 1, 0x01, s.flags);
   }
+  const len = p - start;
+  if (len >= 0x80 && len < 0x4000) {
+    const out = buf;
+    out[start - 2] = (len & 127) | 128;
+    out[start - 1] = len >>> 7;
+    return p;
+  }
+  return fin(start, p, 2);
 }
 
-function wTraces(d: TracesData): void {
-  for (const rs of d.resourceSpans) {
-    const ra = open(0x0a);
-    field(rs.resource, sResource, wResource, 0x0a);
-    for (const ss of rs.scopeSpans) {
-      const sa = open(0x12);
-      field(ss.scope, sScope, wScope, 0x0a);
-      const spans = ss.spans;
-      for (let i = 0; i < spans.length; i++) item(0x12, spans[i], sSpan, wSpan);
-      strField(0x1a, ss.schemaUrl);
-      close(sa);
-    }
-    strField(0x1a, rs.schemaUrl);
-    close(ra);
+// A batch's objects are mostly out of cache (the model of 10k spans is megabytes), and walking one
+// span is a chain of dependent loads: span → attributes → KeyValue → value. Touching the next item's
+// objects in a tight loop, whose loads are independent, lets their cache misses overlap each other
+// and the current item's encoding. The sum only keeps the loads from being optimised away.
+let touchSink = 0;
+
+function touchAttrs(attrs: KeyValue[], x: number): number {
+  for (let i = 0; i < attrs.length; i++) {
+    const kv = attrs[i];
+    const v = kv.value;
+    x += kv.key.length + (typeof v === 'string' ? v.length : typeof v === 'bigint' ? 1 : 2);
   }
+  return x;
+}
+
+function touchSpan(s: Span): void {
+  const t = s.traceId;
+  const id = s.spanId;
+  let x = (t.length !== 0 ? t[0] : 0) + (id.length !== 0 ? id[0] : 0) + s.name.length + s.status.code;
+  if (typeof s.startTimeUnixNano === 'bigint') x++;
+  if (typeof s.endTimeUnixNano === 'bigint') x++;
+  touchSink = touchAttrs(s.attributes, x);
+}
+
+function wTraces(d: TracesData): number {
+  let p = 0;
+  for (const rs of d.resourceSpans) {
+    const ra = openEnvelope(p, 0x0a);
+    const rh = holeBytes;
+    p = wResource(ra + 5, 0x0a, rs.resource);
+    for (const ss of rs.scopeSpans) {
+      const sa = openEnvelope(p, 0x12);
+      const sh = holeBytes;
+      p = wScope(sa + 5, 0x0a, ss.scope);
+      const spans = ss.spans;
+      for (let i = 0; i < spans.length; i++) {
+        if (i + 1 < spans.length) touchSpan(spans[i + 1]);
+        p = wSpan(p, spans[i]);
+      }
+      p = wStr(p, 0x1a, ss.schemaUrl);
+      closeEnvelope(sa, p, sh);
+    }
+    p = wStr(p, 0x1a, rs.schemaUrl);
+    closeEnvelope(ra, p, rh);
+  }
+  return p;
 }
 
 // ------------------------------------------------------------------ metrics
 
-function sExemplars(list: Exemplar[]): number {
-  let n = 0;
+function wExemplars(p: number, tag: number, list: Exemplar[]): number {
   for (let i = 0; i < list.length; i++) {
     const e = list[i];
-    const slot = reserve();
-    const b = sF64(e.timeUnixNano) + 9 + sBytes(e.spanId) + sBytes(e.traceId) + sAttrs(e.filteredAttributes);
-    sizes[slot] = b;
-    n += sMsgBody(b);
+    if (p + 2 + 2 * SCALAR_ROOM > buf.length) grow(p, 2 + 2 * SCALAR_ROOM);
+    buf[p] = tag;
+    const start = p + 2;
+    p = wF64(start, 0x11, e.timeUnixNano);
+    if (typeof e.value === 'number') p = wDouble(p, 0x19, e.value);
+    p = wBytes(p, 0x22, e.spanId);
+    p = wBytes(p, 0x2a, e.traceId);
+    if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+    if (typeof e.value === 'bigint') p = wFixed64(p, 0x31, e.value);
+    p = wAttrs(p, 0x3a, e.filteredAttributes);
+    p = fin(start, p, 1);
   }
-  return n;
+  return p;
 }
 
-function wExemplars(tag: number, list: Exemplar[]): void {
-  for (let i = 0; i < list.length; i++) {
-    const e = list[i];
-    buf[pos++] = tag;
-    wv(sizes[rp++]);
-    wF64(0x11, e.timeUnixNano);
-    if (typeof e.value === 'number') {
-      buf[pos++] = 0x19;
-      wdouble(e.value);
-    }
-    wBytes(0x22, e.spanId);
-    wBytes(0x2a, e.traceId);
-    if (typeof e.value === 'bigint') {
-      buf[pos++] = 0x31;
-      view.setBigInt64(pos, e.value, true);
-      pos += 8;
-    }
-    wAttrs(0x3a, e.filteredAttributes);
-  }
+function wNumberDP(p: number, dp: NumberDataPoint): number {
+  if (p + 3 * SCALAR_ROOM > buf.length) grow(p, 3 * SCALAR_ROOM);
+  p = wF64(p, 0x11, dp.startTimeUnixNano);
+  p = wF64(p, 0x19, dp.timeUnixNano);
+  if (typeof dp.value === 'number') p = wDouble(p, 0x21, dp.value);
+  p = wExemplars(p, 0x2a, dp.exemplars);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  if (typeof dp.value === 'bigint') p = wFixed64(p, 0x31, dp.value);
+  p = wAttrs(p, 0x3a, dp.attributes);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  return wU32(p, 0x40, dp.flags);
 }
 
-function sNumberDP(p: NumberDataPoint): number {
-  return sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + 9 + sExemplars(p.exemplars) + sAttrs(p.attributes) + sU32(p.flags);
-}
-
-function wNumberDP(p: NumberDataPoint): void {
-  wF64(0x11, p.startTimeUnixNano);
-  wF64(0x19, p.timeUnixNano);
-  if (typeof p.value === 'number') {
-    buf[pos++] = 0x21;
-    wdouble(p.value);
-  }
-  wExemplars(0x2a, p.exemplars);
-  if (typeof p.value === 'bigint') {
-    buf[pos++] = 0x31;
-    view.setBigInt64(pos, p.value, true);
-    pos += 8;
-  }
-  wAttrs(0x3a, p.attributes);
-  wU32(0x40, p.flags);
-}
-
-function sHistDP(p: HistogramDataPoint): number {
-  let n = sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + sF64(p.count) + sOptDbl(p.sum);
-  if (p.bucketCounts.length) n += sMsgBody(p.bucketCounts.length * 8);
-  if (p.explicitBounds.length) n += sMsgBody(p.explicitBounds.length * 8);
-  n += sExemplars(p.exemplars) + sAttrs(p.attributes) + sU32(p.flags) + sOptDbl(p.min) + sOptDbl(p.max);
-  return n;
-}
-
-function wHistDP(p: HistogramDataPoint): void {
-  wF64(0x11, p.startTimeUnixNano);
-  wF64(0x19, p.timeUnixNano);
-  wF64(0x21, p.count);
-  wOptDbl(0x29, p.sum);
-  const bc = p.bucketCounts;
+function wHistDP(p: number, dp: HistogramDataPoint): number {
+  const bc = dp.bucketCounts;
+  const eb = dp.explicitBounds;
+  const room = 6 * SCALAR_ROOM + bc.length * 8 + eb.length * 8;
+  if (p + room > buf.length) grow(p, room);
+  p = wF64(p, 0x11, dp.startTimeUnixNano);
+  p = wF64(p, 0x19, dp.timeUnixNano);
+  p = wF64(p, 0x21, dp.count);
+  p = wOptDbl(p, 0x29, dp.sum);
+  const out = buf;
   if (bc.length) {
-    buf[pos++] = 0x32;
-    wv(bc.length * 8);
-    for (let i = 0; i < bc.length; i++) wfixed64(bc[i]);
+    out[p] = 0x32;
+    p = wvp(out, p + 1, bc.length * 8);
+    const dv = view;
+    for (let i = 0; i < bc.length; i++, p += 8) {
+      i64[0] = bc[i];
+      dv.setInt32(p, u32[LO], true);
+      dv.setInt32(p + 4, u32[HI], true);
+    }
   }
-  const eb = p.explicitBounds;
   if (eb.length) {
-    buf[pos++] = 0x3a;
-    wv(eb.length * 8);
-    for (let i = 0; i < eb.length; i++) wdouble(eb[i]);
+    out[p] = 0x3a;
+    p = wvp(out, p + 1, eb.length * 8);
+    for (let i = 0; i < eb.length; i++, p += 8) view.setFloat64(p, eb[i], true);
   }
-  wExemplars(0x42, p.exemplars);
-  wAttrs(0x4a, p.attributes);
-  wU32(0x50, p.flags);
-  wOptDbl(0x59, p.min);
-  wOptDbl(0x61, p.max);
-}
-
-function sBuckets(b: ExponentialHistogramBuckets): number {
-  if (b.offset === 0 && b.bucketCounts.length === 0) return 0;
-  const slot = reserve();
-  let n = b.offset === 0 ? 0 : 1 + vsize(zigzag32(b.offset));
-  if (b.bucketCounts.length) {
-    let packed = 0;
-    for (const c of b.bucketCounts) packed += i64size(c);
-    { const r = reserve(); sizes[r] = packed; }
-    n += sMsgBody(packed);
-  }
-  sizes[slot] = n;
-  return sMsgBody(n);
-}
-
-function wBuckets(tag: number, b: ExponentialHistogramBuckets): void {
-  if (b.offset === 0 && b.bucketCounts.length === 0) return;
-  buf[pos++] = tag;
-  wv(sizes[rp++]);
-  if (b.offset !== 0) {
-    buf[pos++] = 0x08;
-    wv(zigzag32(b.offset));
-  }
-  const bc = b.bucketCounts;
-  if (bc.length) {
-    buf[pos++] = 0x12;
-    wv(sizes[rp++]);
-    for (let i = 0; i < bc.length; i++) {
-      const c = bc[i];
-      if (c >= 0n && c < 0x80000000n) wv(Number(c));
-      else {
-        split64(c);
-        wv64(lo64, hi64);
-      }
-    }
-  }
+  p = wExemplars(p, 0x42, dp.exemplars);
+  p = wAttrs(p, 0x4a, dp.attributes);
+  if (p + 3 * SCALAR_ROOM > buf.length) grow(p, 3 * SCALAR_ROOM);
+  p = wU32(p, 0x50, dp.flags);
+  p = wOptDbl(p, 0x59, dp.min);
+  return wOptDbl(p, 0x61, dp.max);
 }
 
 function zigzag32(v: number): number {
   return ((v << 1) ^ (v >> 31)) >>> 0;
 }
 
-function sExpDP(p: ExponentialHistogramDataPoint): number {
-  let n = sAttrs(p.attributes) + sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + sF64(p.count) + sOptDbl(p.sum);
-  if (p.scale !== 0) n += 1 + vsize(zigzag32(p.scale));
-  n += sF64(p.zeroCount) + sBuckets(p.positive) + sBuckets(p.negative) + sU32(p.flags);
-  n += sExemplars(p.exemplars) + sOptDbl(p.min) + sOptDbl(p.max) + sDbl(p.zeroThreshold);
-  return n;
-}
-
-function wExpDP(p: ExponentialHistogramDataPoint): void {
-  wAttrs(0x0a, p.attributes);
-  wF64(0x11, p.startTimeUnixNano);
-  wF64(0x19, p.timeUnixNano);
-  wF64(0x21, p.count);
-  wOptDbl(0x29, p.sum);
-  if (p.scale !== 0) {
-    buf[pos++] = 0x30;
-    wv(zigzag32(p.scale));
+function wBuckets(p: number, tag: number, b: ExponentialHistogramBuckets): number {
+  const bc = b.bucketCounts;
+  if (b.offset === 0 && bc.length === 0) return p;
+  const room = 2 + SCALAR_ROOM + 6 + bc.length * 10;
+  if (p + room > buf.length) grow(p, room);
+  const out = buf;
+  out[p] = tag;
+  const start = p + 2;
+  p = start;
+  if (b.offset !== 0) {
+    out[p] = 0x08;
+    p = wvp(out, p + 1, zigzag32(b.offset));
   }
-  wF64(0x39, p.zeroCount);
-  wBuckets(0x42, p.positive);
-  wBuckets(0x4a, p.negative);
-  wU32(0x50, p.flags);
-  wExemplars(0x5a, p.exemplars);
-  wOptDbl(0x61, p.min);
-  wOptDbl(0x69, p.max);
-  wDbl(0x71, p.zeroThreshold);
-}
-
-function sSummaryDP(p: SummaryDataPoint): number {
-  let n = sF64(p.startTimeUnixNano) + sF64(p.timeUnixNano) + sF64(p.count) + sDbl(p.sum);
-  for (const q of p.quantileValues) n += sMsgBody(sDbl(q.quantile) + sDbl(q.value));
-  return n + sAttrs(p.attributes) + sU32(p.flags);
-}
-
-function wSummaryDP(p: SummaryDataPoint): void {
-  wF64(0x11, p.startTimeUnixNano);
-  wF64(0x19, p.timeUnixNano);
-  wF64(0x21, p.count);
-  wDbl(0x29, p.sum);
-  for (const q of p.quantileValues) {
-    buf[pos++] = 0x32;
-    wv(sDbl(q.quantile) + sDbl(q.value));
-    wDbl(0x09, q.quantile);
-    wDbl(0x11, q.value);
+  if (bc.length) {
+    out[p] = 0x12;
+    const packed = p + 2;
+    p = packed;
+    for (let i = 0; i < bc.length; i++) {
+      i64[0] = bc[i]; // uint64: values ≥ 2^63 wrap to the same 64 bits
+      p = wv64p(out, p, u32[LO], u32[HI]);
+    }
+    p = fin(packed, p, 1);
   }
-  wAttrs(0x3a, p.attributes);
-  wU32(0x40, p.flags);
+  return fin(start, p, 1);
 }
 
-/** Repeated data points (field 1 of every data message). */
-function sPoints<P>(points: P[], size: (p: P) => number): number {
-  let n = 0;
+function wExpDP(p: number, dp: ExponentialHistogramDataPoint): number {
+  p = wAttrs(p, 0x0a, dp.attributes);
+  if (p + 6 * SCALAR_ROOM > buf.length) grow(p, 6 * SCALAR_ROOM);
+  p = wF64(p, 0x11, dp.startTimeUnixNano);
+  p = wF64(p, 0x19, dp.timeUnixNano);
+  p = wF64(p, 0x21, dp.count);
+  p = wOptDbl(p, 0x29, dp.sum);
+  if (dp.scale !== 0) {
+    buf[p] = 0x30;
+    p = wvp(buf, p + 1, zigzag32(dp.scale));
+  }
+  p = wF64(p, 0x39, dp.zeroCount);
+  p = wBuckets(p, 0x42, dp.positive);
+  p = wBuckets(p, 0x4a, dp.negative);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  p = wU32(p, 0x50, dp.flags);
+  p = wExemplars(p, 0x5a, dp.exemplars);
+  if (p + 3 * SCALAR_ROOM > buf.length) grow(p, 3 * SCALAR_ROOM);
+  p = wOptDbl(p, 0x61, dp.min);
+  p = wOptDbl(p, 0x69, dp.max);
+  return wDbl(p, 0x71, dp.zeroThreshold);
+}
+
+function wSummaryDP(p: number, dp: SummaryDataPoint): number {
+  const qs = dp.quantileValues;
+  const room = 4 * SCALAR_ROOM + qs.length * 20;
+  if (p + room > buf.length) grow(p, room);
+  p = wF64(p, 0x11, dp.startTimeUnixNano);
+  p = wF64(p, 0x19, dp.timeUnixNano);
+  p = wF64(p, 0x21, dp.count);
+  p = wDbl(p, 0x29, dp.sum);
+  for (let i = 0; i < qs.length; i++) {
+    const q = qs[i];
+    buf[p] = 0x32;
+    buf[p + 1] = (Object.is(q.quantile, 0) ? 0 : 9) + (Object.is(q.value, 0) ? 0 : 9);
+    p = wDbl(p + 2, 0x09, q.quantile);
+    p = wDbl(p, 0x11, q.value);
+  }
+  p = wAttrs(p, 0x3a, dp.attributes);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  return wU32(p, 0x40, dp.flags);
+}
+
+/** Repeated data points (field 1 of every data message), each with a 2-byte length slot. */
+function wPoints<P>(p: number, points: P[], write: (p: number, dp: P) => number): number {
   for (let i = 0; i < points.length; i++) {
-    const slot = reserve();
-    const b = size(points[i]);
-    sizes[slot] = b;
-    n += sMsgBody(b);
+    if (p + 3 > buf.length) grow(p, 3);
+    buf[p] = 0x0a;
+    const start = p + 3;
+    p = fin(start, write(start, points[i]), 2);
   }
-  return n;
+  return p;
 }
 
-function wPoints<P>(points: P[], write: (p: P) => void): void {
-  for (let i = 0; i < points.length; i++) {
-    buf[pos++] = 0x0a;
-    wv(sizes[rp++]);
-    write(points[i]);
-  }
-}
-
-function sMetric(m: Metric): number {
-  let n = sStr(m.name) + sStr(m.description) + sStr(m.unit);
+function wMetric(p: number, m: Metric): number {
+  if (p + 3 > buf.length) grow(p, 3);
+  buf[p] = 0x12;
+  const start = p + 3;
+  p = wStr(start, 0x0a, m.name);
+  p = wStr(p, 0x12, m.description);
+  p = wStr(p, 0x1a, m.unit);
   const d = m.data;
   if (d.type !== 'empty') {
-    const slot = reserve();
-    let b: number;
+    if (p + 3 > buf.length) grow(p, 3);
+    const ds = p + 3;
     switch (d.type) {
       case 'gauge':
-        b = sPoints(d.dataPoints, sNumberDP);
+        buf[p] = 0x2a;
+        p = wPoints(ds, d.dataPoints, wNumberDP);
         break;
       case 'sum':
-        b = sPoints(d.dataPoints, sNumberDP) + sEnum(d.aggregationTemporality) + (d.isMonotonic ? 2 : 0);
+        buf[p] = 0x3a;
+        p = wPoints(ds, d.dataPoints, wNumberDP);
+        if (p + 2 * SCALAR_ROOM > buf.length) grow(p, 2 * SCALAR_ROOM);
+        p = wEnum(p, 0x10, d.aggregationTemporality);
+        if (d.isMonotonic) {
+          buf[p] = 0x18;
+          buf[p + 1] = 1;
+          p += 2;
+        }
         break;
       case 'histogram':
-        b = sPoints(d.dataPoints, sHistDP) + sEnum(d.aggregationTemporality);
+        buf[p] = 0x4a;
+        p = wPoints(ds, d.dataPoints, wHistDP);
+        if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+        p = wEnum(p, 0x10, d.aggregationTemporality);
         break;
       case 'exponentialHistogram':
-        b = sPoints(d.dataPoints, sExpDP) + sEnum(d.aggregationTemporality);
+        buf[p] = 0x52;
+        p = wPoints(ds, d.dataPoints, wExpDP);
+        if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+        p = wEnum(p, 0x10, d.aggregationTemporality);
         break;
       case 'summary':
-        b = sPoints(d.dataPoints, sSummaryDP);
+        buf[p] = 0x5a;
+        p = wPoints(ds, d.dataPoints, wSummaryDP);
         break;
       default:
         throw new TypeError(`OTLP encode: unknown metric data type ${(d as { type: string }).type}`);
     }
-    sizes[slot] = b;
-    n += sMsgBody(b);
+    p = fin(ds, p, 2);
   }
-  return n + sAttrs(m.metadata);
+  p = wAttrs(p, 0x62, m.metadata);
+  return fin(start, p, 2);
 }
 
-function wMetric(m: Metric): void {
-  wStr(0x0a, m.name);
-  wStr(0x12, m.description);
-  wStr(0x1a, m.unit);
-  const d = m.data;
-  switch (d.type) {
-    case 'gauge':
-      buf[pos++] = 0x2a;
-      wv(sizes[rp++]);
-      wPoints(d.dataPoints, wNumberDP);
-      break;
-    case 'sum':
-      buf[pos++] = 0x3a;
-      wv(sizes[rp++]);
-      wPoints(d.dataPoints, wNumberDP);
-      wEnum(0x10, d.aggregationTemporality);
-      if (d.isMonotonic) {
-        buf[pos++] = 0x18;
-        buf[pos++] = 1;
-      }
-      break;
-    case 'histogram':
-      buf[pos++] = 0x4a;
-      wv(sizes[rp++]);
-      wPoints(d.dataPoints, wHistDP);
-      wEnum(0x10, d.aggregationTemporality);
-      break;
-    case 'exponentialHistogram':
-      buf[pos++] = 0x52;
-      wv(sizes[rp++]);
-      wPoints(d.dataPoints, wExpDP);
-      wEnum(0x10, d.aggregationTemporality);
-      break;
-    case 'summary':
-      buf[pos++] = 0x5a;
-      wv(sizes[rp++]);
-      wPoints(d.dataPoints, wSummaryDP);
-      break;
-  }
-  wAttrs(0x62, m.metadata);
-}
-
-function wMetrics(d: MetricsData): void {
+function wMetrics(d: MetricsData): number {
+  let p = 0;
   for (const rm of d.resourceMetrics) {
-    const ra = open(0x0a);
-    field(rm.resource, sResource, wResource, 0x0a);
+    const ra = openEnvelope(p, 0x0a);
+    const rh = holeBytes;
+    p = wResource(ra + 5, 0x0a, rm.resource);
     for (const sm of rm.scopeMetrics) {
-      const sa = open(0x12);
-      field(sm.scope, sScope, wScope, 0x0a);
-      for (const m of sm.metrics) item(0x12, m, sMetric, wMetric);
-      strField(0x1a, sm.schemaUrl);
-      close(sa);
+      const sa = openEnvelope(p, 0x12);
+      const sh = holeBytes;
+      p = wScope(sa + 5, 0x0a, sm.scope);
+      const metrics = sm.metrics;
+      for (let i = 0; i < metrics.length; i++) p = wMetric(p, metrics[i]);
+      p = wStr(p, 0x1a, sm.schemaUrl);
+      closeEnvelope(sa, p, sh);
     }
-    strField(0x1a, rm.schemaUrl);
-    close(ra);
+    p = wStr(p, 0x1a, rm.schemaUrl);
+    closeEnvelope(ra, p, rh);
   }
+  return p;
 }
 
 // ------------------------------------------------------------------ logs
 
-function sLog(r: LogRecord): number {
-  let n = sF64(r.timeUnixNano) + sEnum(r.severityNumber) + sStr(r.severityText);
-  if (r.body !== null) {
-    const slot = reserve();
-    const b = sAny(r.body);
-    sizes[slot] = b;
-    n += sMsgBody(b);
-  }
-  n += sAttrs(r.attributes) + sU32(r.droppedAttributesCount) + (r.flags === 0 ? 0 : 5);
-  n += sBytes(r.traceId) + sBytes(r.spanId) + sF64(r.observedTimeUnixNano) + sStr(r.eventName);
-  return n;
+function wLog(p: number, r: LogRecord): number {
+  if (p + 3 + 2 * SCALAR_ROOM > buf.length) grow(p, 3 + 2 * SCALAR_ROOM);
+  buf[p] = 0x12;
+  const start = p + 3;
+  p = wF64(start, 0x09, r.timeUnixNano);
+  p = wEnum(p, 0x10, r.severityNumber);
+  p = wStr(p, 0x1a, r.severityText);
+  if (r.body !== null) p = wAnyField(p, 0x2a, r.body);
+  p = wAttrs(p, 0x32, r.attributes);
+  if (p + 2 * SCALAR_ROOM > buf.length) grow(p, 2 * SCALAR_ROOM);
+  p = wU32(p, 0x38, r.droppedAttributesCount);
+  p = wFixed32(p, 0x45, r.flags);
+  p = wBytes(p, 0x4a, r.traceId);
+  p = wBytes(p, 0x52, r.spanId);
+  if (p + SCALAR_ROOM > buf.length) grow(p, SCALAR_ROOM);
+  p = wF64(p, 0x59, r.observedTimeUnixNano);
+  p = wStr(p, 0x62, r.eventName);
+  return fin(start, p, 2);
 }
 
-function wLog(r: LogRecord): void {
-  wF64(0x09, r.timeUnixNano);
-  wEnum(0x10, r.severityNumber);
-  wStr(0x1a, r.severityText);
-  if (r.body !== null) {
-    buf[pos++] = 0x2a;
-    wv(sizes[rp++]);
-    wAny(r.body);
-  }
-  wAttrs(0x32, r.attributes);
-  wU32(0x38, r.droppedAttributesCount);
-  if (r.flags !== 0) {
-    buf[pos++] = 0x45;
-    wfixed32(r.flags);
-  }
-  wBytes(0x4a, r.traceId);
-  wBytes(0x52, r.spanId);
-  wF64(0x59, r.observedTimeUnixNano);
-  wStr(0x62, r.eventName);
-}
-
-function wLogs(d: LogsData): void {
+function wLogs(d: LogsData): number {
+  let p = 0;
   for (const rl of d.resourceLogs) {
-    const ra = open(0x0a);
-    field(rl.resource, sResource, wResource, 0x0a);
+    const ra = openEnvelope(p, 0x0a);
+    const rh = holeBytes;
+    p = wResource(ra + 5, 0x0a, rl.resource);
     for (const sl of rl.scopeLogs) {
-      const sa = open(0x12);
-      field(sl.scope, sScope, wScope, 0x0a);
+      const sa = openEnvelope(p, 0x12);
+      const sh = holeBytes;
+      p = wScope(sa + 5, 0x0a, sl.scope);
       const recs = sl.logRecords;
-      for (let i = 0; i < recs.length; i++) item(0x12, recs[i], sLog, wLog);
-      strField(0x1a, sl.schemaUrl);
-      close(sa);
+      for (let i = 0; i < recs.length; i++) p = wLog(p, recs[i]);
+      p = wStr(p, 0x1a, sl.schemaUrl);
+      closeEnvelope(sa, p, sh);
     }
-    strField(0x1a, rl.schemaUrl);
-    close(ra);
+    p = wStr(p, 0x1a, rl.schemaUrl);
+    closeEnvelope(ra, p, rh);
   }
+  return p;
 }
 
 // ------------------------------------------------------------------ entry points
 
-function run<T>(data: T, write: (d: T) => void): Buffer {
-  pos = 0;
-  try {
-    write(data);
-    // An own, exact-size buffer (not a pool slice), so callers may keep or transfer it.
-    const out = Buffer.allocUnsafeSlow(pos);
-    buf.copy(out, 0, 0, pos);
+/** Copies scratch[0, end) minus the envelope holes into an own, exact-size Buffer. */
+function copyOut(end: number): Buffer {
+  // An own buffer (not a pool slice), so callers may keep or transfer it.
+  const out = Buffer.allocUnsafeSlow(end - holeBytes);
+  if (holeCount === 0) {
+    buf.copy(out, 0, 0, end);
     return out;
+  }
+  const hs = holes.subarray(0, holeCount).sort(); // enclosing envelopes close after their children
+  let src = 0;
+  let dst = 0;
+  for (let i = 0; i < holeCount; i++) {
+    const at = Math.floor(hs[i] / 8);
+    dst += buf.copy(out, dst, src, at);
+    src = at + (hs[i] - at * 8);
+  }
+  buf.copy(out, dst, src, end);
+  return out;
+}
+
+function run<T>(data: T, write: (d: T) => number): Buffer {
+  holeCount = 0;
+  holeBytes = 0;
+  try {
+    return copyOut(write(data));
   } finally {
     if (buf.length > SCRATCH_KEEP_MAX) {
       buf = Buffer.allocUnsafeSlow(SCRATCH_INITIAL) as FastBuffer;
       view = new DataView(buf.buffer, buf.byteOffset, buf.length);
     }
-    pos = 0;
+    if (holes.length > 4096) holes = new Float64Array(64);
+    holeCount = 0;
+    holeBytes = 0;
   }
 }
 
@@ -1063,9 +1083,9 @@ export interface ExportPartialSuccess {
 export function encodeExportResponse(ps?: ExportPartialSuccess): Buffer {
   if (!ps || (ps.rejected === 0n && ps.errorMessage === '')) return Buffer.alloc(0);
   const msg = Buffer.from(ps.errorMessage, 'utf8');
-  split64(ps.rejected);
-  const lo = lo64;
-  const hi = hi64;
+  i64[0] = ps.rejected;
+  const lo = u32[LO];
+  const hi = u32[HI];
   const inner = (ps.rejected === 0n ? 0 : 1 + u64size(lo, hi)) + (msg.length ? 1 + vsize(msg.length) + msg.length : 0);
   const out = Buffer.allocUnsafeSlow(1 + vsize(inner) + inner) as FastBuffer;
   out[0] = 0x0a;
