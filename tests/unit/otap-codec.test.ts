@@ -174,6 +174,7 @@ test('splitBatch cuts oversized batches into OTAP-sized ones that keep resource/
   const c = new OtapConsumer('traces');
   const back = parts.map((x) => c.consume(p.produce('traces', x)).data as TracesData);
   const spans = (t: TracesData) => t.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans.map((x) => [r.resource.attributes[1].value, x.spanId])));
-  assert.deepStrictEqual(canon(back.flatMap(spans)), canon(spans(d)));
+  const sorted = (x: unknown[]) => x.map((v) => JSON.stringify(v)).sort(); // span order within a scope is not kept
+  assert.deepStrictEqual(sorted(canon(back.flatMap(spans)) as unknown[]), sorted(canon(spans(d)) as unknown[]));
   assert.deepEqual(splitBatch('traces', agentTraces(10, 1)).length, 1);
 });

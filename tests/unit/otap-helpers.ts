@@ -219,7 +219,8 @@ function sortKey(x: unknown): string {
 
 /**
  * JSON-able canonical form: bigint → "123n", bytes → hex, -0 and NaN spelled out, attribute lists
- * (and events/links, which OTAP regroups by name/trace id) sorted; KeyValueList values keep order.
+ * (and spans, events and links, which OTAP regroups by name and start time / name / trace id)
+ * sorted; KeyValueList values keep order.
  */
 const GROUP_KEYS = new Set([
   'resourceSpans', 'scopeSpans', 'spans', 'resourceLogs', 'scopeLogs', 'logRecords', 'resourceMetrics', 'scopeMetrics', 'metrics', 'dataPoints',
@@ -242,7 +243,8 @@ export function canon(x: unknown, parentKey = '', unordered = false): unknown {
   }
   if (Array.isArray(x)) {
     const items = x.map((v) => canon(v, '', unordered));
-    if ((unordered && GROUP_KEYS.has(parentKey)) || parentKey === 'attributes' || parentKey === 'filteredAttributes' || parentKey === 'metadata' || parentKey === 'events' || parentKey === 'links') {
+    // spans: OTAP writes a scope's spans grouped by name and start time (order carries no meaning)
+    if ((unordered && GROUP_KEYS.has(parentKey)) || parentKey === 'attributes' || parentKey === 'filteredAttributes' || parentKey === 'metadata' || parentKey === 'events' || parentKey === 'links' || parentKey === 'spans') {
       items.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
     }
     return items;
