@@ -92,9 +92,11 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
     tcp: pr.bool('tcp', true),
     proc: pr.bool('proc', true),
     ringBufferBytes: pr.size('ring_buffer_size', 8 * 1024 * 1024),
-    // 50 ms keeps an idle-ish node under 1% of a core (10 ms costs ~1.3% at 10k events/s, see
-    // tests/bench/ringbuf.bench.ts); bursts still wake the reader early (BPF wakeup_bytes).
-    pollIntervalMs: pr.duration('poll_interval', 50),
+    // Each wake-up costs a fixed ~0.3 ms of the process in this VM: at 10k events/s, polling every
+    // 200 ms took ~30% less CPU than every 50 ms (tests/bench/agent-pipeline.bench.ts, paced run)
+    // and 500 ms grew the heap. Latency is no concern: spans wait for the batch timeout anyway,
+    // and bursts still wake the reader early (BPF wakeup_bytes).
+    pollIntervalMs: pr.duration('poll_interval', 200),
     targetTgid: pr.num('target_tgid', 0, { min: 0, integer: true }),
     fallbackFixture: pr.str('fallback_fixture', ''),
   };

@@ -17,10 +17,11 @@ interface ZstdNapiBinding {
 // The package's top-level API has no bounded decompression; its binding exposes the primitives.
 const binding = require('zstd-napi/binding') as ZstdNapiBinding;
 // @mongodb-js/zstd 1.2.2's index.js drops the level argument; its native binding honours it.
-const asyncBinding = require('@mongodb-js/zstd/bindings') as {
-  compress(data: Buffer, level?: number): Promise<Buffer>;
-  decompress(data: Buffer): Promise<Buffer>;
-};
+// Loaded on first use: the agent's default path (OTel Arrow) only compresses synchronously, and
+// each native zstd copy is ~5 MB of RSS.
+type AsyncZstd = { compress(data: Buffer, level?: number): Promise<Buffer>; decompress(data: Buffer): Promise<Buffer> };
+let asyncZstd: AsyncZstd | undefined;
+const asyncBinding = (): AsyncZstd => (asyncZstd ??= require('@mongodb-js/zstd/bindings') as AsyncZstd);
 
 /** Output would exceed the configured maximum (maps to gRPC RESOURCE_EXHAUSTED / HTTP 413). */
 export class DecompressionLimitError extends Error {
@@ -74,7 +75,7 @@ export function zstdDeclaredSize(data: Uint8Array): number | null {
 
 /** Compress with level 1..19 (default 3) off the event loop. */
 export async function zstdCompress(data: Uint8Array, level = DEFAULT_ZSTD_LEVEL): Promise<Buffer> {
-  return asyncBinding.compress(asBuffer(data), level);
+  return asyncBinding().compress(asBuffer(data), level);
 }
 
 /** Synchronous compress (Arrow IPC's codec registry needs sync). */
@@ -93,7 +94,7 @@ export async function zstdDecompress(data: Uint8Array, maxOutputBytes: number): 
   if (declared > maxOutputBytes) throw new DecompressionLimitError(maxOutputBytes, declared);
   let out: Buffer;
   try {
-    out = await asyncBinding.decompress(asBuffer(data));
+    out = await asyncBinding().decompress(asBuffer(data));
   } catch (err) {
     throw new ZstdDataError((err as Error).message, { cause: err });
   }

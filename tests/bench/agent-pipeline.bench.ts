@@ -7,11 +7,11 @@
 //      default exporter's work, OTel Arrow (OTAP) encode with zstd IPC body compression at the
 //      agent's level (the full path) — against the anchor, decode-only throughput (EventDecoder
 //      over the same batches, visitor reads type and pid), measured in the same run;
-//   2. paced: a child process feeds 10k events/s for 10 s (500-record batches every 50 ms, the
-//      ring reader's default poll interval) through the default-configured pipeline with its real
-//      timers, and reports the CPU share of one core and the RSS (split into node and the
-//      agent's modules); the same child first measures the generator with decode only at the
-//      same pace, as its anchor.
+//   2. paced: a child process (this script bundled, run with the image's node flags) feeds 10k
+//      events/s for 10 s (one batch per ring poll interval, the agent's default) through the
+//      default-configured pipeline with its real timers, and reports the CPU share of one core
+//      and the RSS (split into node and the agent's modules); the same child first measures the
+//      generator with decode only at the same pace, as its anchor.
 // Goals: ≥ 500k events/s per core; ≤ 1% of a core and ≤ 100 MB RSS at 10k events/s.
 // Run: npx tsx tests/bench/agent-pipeline.bench.ts [--quick]
 import { spawnSync } from 'node:child_process';
@@ -279,7 +279,7 @@ async function throughput(): Promise<void> {
 
 async function pacedRun(): Promise<void> {
   const RATE = 10_000;
-  const TICK_MS = 50; // the ring reader's default poll interval (probes.poll_interval)
+  const TICK_MS = Number(process.env.PACED_TICK_MS ?? parseAgentConfig({}, {}).probes.pollIntervalMs); // the ring reader's poll interval
   const PER_TICK = (RATE * TICK_MS) / 1000;
   const WINDOW_MS = Number(process.env.PACED_WINDOW_MS ?? (quick ? 5_000 : 10_000));
   const WARMUP_MS = Number(process.env.PACED_WARMUP_MS ?? 2_000);
@@ -354,12 +354,13 @@ if (paced) {
   const { bundleScript } = (await import('../../scripts/build-dist.mjs')) as { bundleScript: (entry: string, out: string) => Promise<void> };
   const bundled = fileURLToPath(new URL('../../dist/bench/agent-pipeline.mjs', import.meta.url));
   await bundleScript(self, bundled);
-  const r = spawnSync(process.execPath, [bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8' });
+  // node flags as the image's ENTRYPOINT (deploy/docker/agent.Dockerfile)
+  const r = spawnSync(process.execPath, ['--max-semi-space-size=8', bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('PACED '));
   if (!line) throw new Error(`paced child failed (${r.status}): ${r.stderr}`);
   const p = JSON.parse(line.slice(6)) as Record<string, number>;
   const f = (x: number, d = 0) => x.toFixed(d);
-  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, plain node), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
+  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, the image's node flags), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
   console.log(`  anchor  generator + decode only  ${f(p.baseCpu! * 100, 2)} % of a core`);
   console.log(`  full    pipeline                 ${f(p.cpu! * 100, 2)} % of a core (ratio to anchor ${f(p.cpu! / p.baseCpu!, 2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
   console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node ${f(p.rssNodeMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB`);

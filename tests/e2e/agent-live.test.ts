@@ -32,7 +32,7 @@ for (const transport of TRANSPORTS) test(`live agent → collector (${transport}
     const w = await runWorkload({ connects: 5, bytes: 1000, replyBytes: 64, exitCodes: [3, 42, 200], refused: true });
     t.diagnostic(`workload: server ${w.serverPid}:${w.ports.server}, client ${w.clientPid}, refused port ${w.ports.refused}, sh ${w.procs.map((p) => p.pid).join(',')}`);
     assert.equal((await fetch(`http://127.0.0.1:${agent.serverPort}/healthz`)).status, 200);
-    // Records reach user space within the ring poll interval (50 ms by default): poll for them.
+    // Records reach user space within the ring poll interval (200 ms by default): poll for them.
     let self = '';
     const decoded = (kind: string) => Number(new RegExp(`^kscope_agent_events_total\\{kind="${kind}"\\} (\\d+)`, 'm').exec(self)?.[1] ?? 0);
     for (const end = Date.now() + 5000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
