@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { requires } from '../lib/env.ts';
-import { startOtelcol, tryEnsurePeer } from '../peers/index.ts';
+import { otelArrowRelayConfig, startOtelcol, tryEnsurePeer } from '../peers/index.ts';
 import { OtapClient } from '../../proto/src/grpc/otap-client.ts';
 import { addOtapServices } from '../../proto/src/grpc/otap-server.ts';
 import { bindServer, createGrpcServer } from '../../proto/src/grpc/common.ts';
@@ -192,27 +192,7 @@ test('reference otelarrow exporter → our OTAP server = what the collector was 
     headers.push(ctx.metadata ?? {});
   });
   const port = await bindServer(server, '127.0.0.1:0');
-  const col = await startOtelcol(
-    ({ ports }) => `
-receivers:
-  otlp:
-    protocols:
-      http: { endpoint: 127.0.0.1:${ports[0]} }
-exporters:
-  otelarrow:
-    endpoint: 127.0.0.1:${port}
-    tls: { insecure: true }
-    compression: none
-    sending_queue: { enabled: false }
-    arrow: { num_streams: 1 }
-service:
-  pipelines:
-    traces: { receivers: [otlp], exporters: [otelarrow] }
-    logs: { receivers: [otlp], exporters: [otelarrow] }
-    metrics: { receivers: [otlp], exporters: [otelarrow] }
-`,
-    { ports: 1 },
-  );
+  const col = await startOtelcol(otelArrowRelayConfig(port), { ports: 1 });
   try {
     const given: { [S in SignalType]: SignalData[S][] } = {
       traces: [richTraces(), agentTraces(400, 21)],

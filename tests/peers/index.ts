@@ -286,6 +286,30 @@ export interface OtelcolOptions {
 }
 
 /**
+ * Config for startOtelcol: the reference collector as an OTLP/HTTP → OTel Arrow relay (its
+ * otlp receiver on ports[0], its otelarrow exporter to 127.0.0.1:`targetPort` on one stream, IPC
+ * zstd, no gRPC compression, no queue), so its Go encoder's output reaches our OTAP server.
+ */
+export function otelArrowRelayConfig(targetPort: number, signals: readonly ('traces' | 'logs' | 'metrics')[] = ['traces', 'logs', 'metrics']): (ctx: OtelcolContext) => string {
+  return ({ ports }) => `
+receivers:
+  otlp:
+    protocols:
+      http: { endpoint: 127.0.0.1:${ports[0]} }
+exporters:
+  otelarrow:
+    endpoint: 127.0.0.1:${targetPort}
+    tls: { insecure: true }
+    compression: none
+    sending_queue: { enabled: false }
+    arrow: { num_streams: 1 }
+service:
+  pipelines:
+${signals.map((sig) => `    ${sig}: { receivers: [otlp], exporters: [otelarrow] }`).join('\n')}
+`;
+}
+
+/**
  * Starts the reference collector (ocb build: receivers otlp, otelarrow; exporters otlp, otlphttp,
  * otelarrow, file, debug; processor batch). The config is YAML, or a function of picked ports and
  * a temp dir. Its own metrics endpoint is turned off unless the config sets

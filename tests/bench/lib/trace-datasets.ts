@@ -10,7 +10,7 @@ import { bindServer, createGrpcServer } from '../../../proto/src/grpc/common.ts'
 import { OtlpGrpcServer } from '../../../proto/src/grpc/otlp-server.ts';
 import { encodeTraces } from '../../../proto/src/otlp/index.ts';
 import type { ResourceSpans, Span, TracesData } from '../../../proto/src/model.ts';
-import { peerBuilt, startOtelcol, telemetrygen } from '../../peers/index.ts';
+import { otelArrowRelayConfig, peerBuilt, startOtelcol, telemetrygen } from '../../peers/index.ts';
 
 interface Placed { rs: ResourceSpans; scopeIndex: number; span: Span }
 
@@ -77,25 +77,7 @@ export async function goOtapBytes(batches: TracesData[]): Promise<number | undef
     received.push(ctx.bytes ?? 0);
   });
   const port = await bindServer(server, '127.0.0.1:0');
-  const col = await startOtelcol(
-    ({ ports }) => `
-receivers:
-  otlp:
-    protocols:
-      http: { endpoint: 127.0.0.1:${ports[0]} }
-exporters:
-  otelarrow:
-    endpoint: 127.0.0.1:${port}
-    tls: { insecure: true }
-    compression: none
-    sending_queue: { enabled: false }
-    arrow: { num_streams: 1 }
-service:
-  pipelines:
-    traces: { receivers: [otlp], exporters: [otelarrow] }
-`,
-    { ports: 1 },
-  );
+  const col = await startOtelcol(otelArrowRelayConfig(port, ['traces']), { ports: 1 });
   try {
     for (const d of batches) {
       const res = await fetch(`http://127.0.0.1:${col.ports[0]}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array(encodeTraces(d)) });
