@@ -1,6 +1,6 @@
-// The exporter factories the agent can be configured with (`exporter.type`). Only these are
-// loaded: the agent needs no receivers or processors, and each unused component's module graph
-// is memory on every node.
+// The exporter factories the agent can be configured with (`exporter.type`). The agent needs no
+// receivers or processors, so it does not import them (nor what they pull in, such as the
+// Kubernetes client behind k8s_attributes).
 import { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
 import { nopExporterFactory } from '../../collector/src/exporters/debug/index.ts';
 import { fileExporterFactory } from '../../collector/src/exporters/file/index.ts';
