@@ -1,6 +1,5 @@
 // The exporter factories the agent can be configured with (`exporter.type`). The agent needs no
-// receivers or processors, so it does not import them (nor what they pull in, such as the
-// Kubernetes client behind k8s_attributes).
+// receivers or processors, so neither the agent process nor its bundle carries them.
 import { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
 import { nopExporterFactory } from '../../collector/src/exporters/debug/index.ts';
 import { fileExporterFactory } from '../../collector/src/exporters/file/index.ts';
