@@ -107,10 +107,16 @@ function rv64(end: number): number {
   fail('varint longer than 10 bytes');
 }
 
+// Small non-negative int64 values (ports, counts, sizes) come back as shared bigints: a bigint
+// is a heap object, and decoding is GC-bound.
+const SMALL_INTS = 16384;
+const smallInts: bigint[] = [];
+for (let i = 0; i < SMALL_INTS; i++) smallInts.push(BigInt(i));
+
 function rInt64(end: number): bigint {
   const lo = rv64(end);
   const hi = hi64;
-  if (hi === 0) return BigInt(lo);
+  if (hi === 0) return lo < SMALL_INTS ? smallInts[lo] : BigInt(lo);
   if (hi < 0x200000) return BigInt(hi * 4294967296 + lo);
   return BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo));
 }
@@ -520,6 +526,14 @@ function dStatus(end: number): Status {
   return s;
 }
 
+// Decoding is bound by the garbage collector (a scavenge copies the half-built batch), so the
+// common defaults are shared instead of allocated per span: no events, no links, unset status.
+// They are frozen: a component that modified one in place would fail loudly rather than change
+// every span (components replace these fields; none mutates them).
+const NO_EVENTS = Object.freeze([]) as unknown as SpanEvent[];
+const NO_LINKS = Object.freeze([]) as unknown as SpanLink[];
+const STATUS_UNSET: Span['status'] = Object.freeze({ code: 0, message: '' });
+
 function dSpan(end: number): Span {
   const s: Span = {
     traceId: EMPTY_BYTES,
@@ -533,11 +547,11 @@ function dSpan(end: number): Span {
     endTimeUnixNano: 0n,
     attributes: [],
     droppedAttributesCount: 0,
-    events: [],
+    events: NO_EVENTS,
     droppedEventsCount: 0,
-    links: [],
+    links: NO_LINKS,
     droppedLinksCount: 0,
-    status: { code: 0, message: '' },
+    status: STATUS_UNSET,
   };
   while (pos < end) {
     const tag = rTag(end);
@@ -573,12 +587,14 @@ function dSpan(end: number): Span {
         s.droppedAttributesCount = rv(end);
         break;
       case 0x5a:
+        if (s.events === NO_EVENTS) s.events = [];
         s.events.push(dEvent(rSub(end)));
         break;
       case 0x60:
         s.droppedEventsCount = rv(end);
         break;
       case 0x6a:
+        if (s.links === NO_LINKS) s.links = [];
         s.links.push(dLink(rSub(end)));
         break;
       case 0x70:
