@@ -10,7 +10,8 @@
 // body compression), the ratio against OTLP+zstd, and the reference Go encoder's bytes for the
 // same batches (otelcol's otelarrow exporter into our server; needs the otelcol peer, skipped
 // with --no-go); then encode/decode spans per CPU-second next to the OTLP protobuf codec (the
-// anchor), measured side by side, plus (as detail) OTAP without IPC body compression.
+// anchor), each operation in a process of its own (so none pays for another's garbage), plus (as
+// detail) OTAP without IPC body compression.
 //   npx tsx tests/bench/otap-codec.bench.ts [--quick] [--no-go]
 import { OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
 import { decodeBatchArrowRecords, encodeBatchArrowRecords } from '../../proto/src/otap/messages.ts';
@@ -25,6 +26,7 @@ import { cookieIds } from '../../agent/src/signals/spans.ts';
 import type { Resource } from '../../proto/src/model.ts';
 import { goOtapBytes, telemetrygenTraces } from './lib/trace-datasets.ts';
 import { peerBuilt } from '../peers/index.ts';
+import { spawnSync } from 'node:child_process';
 
 const quick = process.argv.includes('--quick');
 const cpuMs = () => {
@@ -123,43 +125,60 @@ function sizes(batch: number, data: TracesData[]): SizeRow {
   return row;
 }
 
-interface SpeedRow {
-  otapEncode: number;
-  otapDecode: number;
-  otlpEncode: number;
-  otlpDecode: number;
+type SpeedOp = 'otap-encode' | 'otap-decode' | 'otlp-encode' | 'otlp-decode';
+
+/**
+ * Child process: one operation on 10k-span batches of one data set, `rounds` batches in stream
+ * order (2 warm-up batches untimed); prints each timed batch's spans per CPU-second. OTAP decode
+ * consumes what one producer made up front, in order, as a receiver would.
+ */
+function speedChild(op: SpeedOp, recorded: boolean, compression: 'zstd' | 'none', rounds: number): number[] {
+  const batch = 10000;
+  const data: TracesData[] = recorded ? recordedAgentTraces(batch, rounds) : Array.from({ length: rounds }, (_, i) => agentTraces(batch, 2000 + i));
+  const producer = new OtapProducer({ compression });
+  const wires = op === 'otap-decode' ? data.map((d) => encodeBatchArrowRecords(producer.produce('traces', d))) : [];
+  const otlp = op === 'otlp-decode' ? data.map((d) => encodeTraces(d)) : [];
+  const consumer = new OtapConsumer('traces');
+  const rates: number[] = [];
+  let keep: unknown;
+  for (let i = 0; i < rounds; i++) {
+    const t0 = cpuMs();
+    if (op === 'otap-encode') keep = encodeBatchArrowRecords(producer.produce('traces', data[i]!));
+    else if (op === 'otap-decode') keep = consumer.consume(decodeBatchArrowRecords(wires[i]!));
+    else if (op === 'otlp-encode') keep = encodeTraces(data[i]!);
+    else keep = decodeTraces(otlp[i]!);
+    const ms = cpuMs() - t0;
+    if (i >= 2) rates.push((batch / ms) * 1000);
+  }
+  if (!keep) throw new Error('no result');
+  return rates;
+}
+
+const speedArg = process.argv.find((a) => a.startsWith('--speed-op='));
+if (speedArg) {
+  const [op, set, compression, rounds] = speedArg.slice(11).split(':') as [SpeedOp, string, 'zstd' | 'none', string];
+  process.stdout.write(`RATES ${JSON.stringify(speedChild(op, set === 'recorded', compression, Number(rounds)))}\n`);
+  process.exit(0);
 }
 
 /**
- * Spans per CPU-second, each the median over rounds (one 10k batch per round, after 2 warm-up
- * rounds) so a GC pause landing in one round does not decide the figure; OTAP and the OTLP anchor
- * run interleaved on the same batches. Datasets are made up front so generation is not timed.
+ * Spans per CPU-second, the median over batches and over `repeats` child processes per operation:
+ * each operation runs in a process of its own holding only its own data, so it pays for its own
+ * garbage collection and no other's; the children alternate so machine noise hits all alike.
  */
-function speed(batch: number, rounds: number, recorded: boolean, compression: 'zstd' | 'none'): SpeedRow {
-  const data: TracesData[] = recorded ? recordedAgentTraces(batch, rounds) : Array.from({ length: rounds }, (_, i) => agentTraces(batch, 2000 + i));
-  const producer = new OtapProducer({ compression });
-  const consumer = new OtapConsumer('traces');
-  const enc: number[] = [], dec: number[] = [], oEnc: number[] = [], oDec: number[] = [];
-  const rate = (ms: number) => (batch / ms) * 1000;
-  for (let i = 0; i < rounds; i++) {
-    const d = data[i];
-    const t0 = cpuMs();
-    const wire = encodeBatchArrowRecords(producer.produce('traces', d));
-    const t1 = cpuMs();
-    consumer.consume(decodeBatchArrowRecords(wire));
-    const t2 = cpuMs();
-    const otlp = encodeTraces(d);
-    const t3 = cpuMs();
-    decodeTraces(otlp);
-    const t4 = cpuMs();
-    if (i < 2) continue; // JIT warm-up
-    enc.push(rate(t1 - t0));
-    dec.push(rate(t2 - t1));
-    oEnc.push(rate(t3 - t2));
-    oDec.push(rate(t4 - t3));
+function speed(recorded: boolean, compression: 'zstd' | 'none', ops: SpeedOp[], rounds: number, repeats: number): Record<SpeedOp, number> {
+  const all = new Map<SpeedOp, number[]>(ops.map((o) => [o, []]));
+  const self = new URL(import.meta.url).pathname;
+  for (let r = 0; r < repeats; r++) {
+    for (const op of ops) {
+      const res = spawnSync(process.execPath, ['--import', 'tsx', self, `--speed-op=${op}:${recorded ? 'recorded' : 'synthetic'}:${compression}:${rounds}`], { encoding: 'utf8' });
+      const line = res.stdout.split('\n').find((l) => l.startsWith('RATES '));
+      if (!line) throw new Error(`speed child ${op} failed (${res.status}): ${res.stderr}`);
+      all.get(op)!.push(...(JSON.parse(line.slice(6)) as number[]));
+    }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-  return { otapEncode: median(enc), otapDecode: median(dec), otlpEncode: median(oEnc), otlpDecode: median(oDec) };
+  return Object.fromEntries([...all].map(([op, xs]) => [op, median(xs)])) as Record<SpeedOp, number>;
 }
 
 const plan: [number, number][] = quick ? [[100, 20], [1000, 8], [10000, 3]] : [[100, 60], [1000, 20], [10000, 5]];
@@ -191,11 +210,12 @@ for (const which of ['synthetic', 'recorded', 'telemetrygen'] as const) {
 }
 
 for (const recorded of [false, true]) {
-  console.log(`# spans per CPU-second (process CPU time, includes GC; median of rounds), batch 10000, OTAP with IPC zstd, ${recorded ? 'recorded' : 'synthetic'} agent traces`);
-  const s = speed(10000, quick ? 7 : 17, recorded, 'zstd');
-  console.log(`OTAP encode ${fmt(s.otapEncode)} /s  (anchor OTLP protobuf encode ${fmt(s.otlpEncode)} /s, ratio ${(s.otapEncode / s.otlpEncode).toFixed(2)}×)`);
-  console.log(`OTAP decode ${fmt(s.otapDecode)} /s  (anchor OTLP protobuf decode ${fmt(s.otlpDecode)} /s, ratio ${(s.otapDecode / s.otlpDecode).toFixed(2)}×)`);
-  const u = speed(10000, quick ? 7 : 17, recorded, 'none');
-  console.log(`  detail: OTAP without IPC compression (separate run): encode ${fmt(u.otapEncode)} /s, decode ${fmt(u.otapDecode)} /s`);
-  console.log(`goal: ≥ 1,000,000 spans/s per core each way → encode ${s.otapEncode >= 1e6 ? 'met' : 'NOT met'}, decode ${s.otapDecode >= 1e6 ? 'met' : 'NOT met'}\n`);
+  console.log(`# spans per CPU-second (process CPU time incl. GC; median over batches, one process per operation), batch 10000, OTAP with IPC zstd, ${recorded ? 'recorded' : 'synthetic'} agent traces`);
+  const rounds = quick ? 6 : 10, repeats = quick ? 1 : 2;
+  const s = speed(recorded, 'zstd', ['otap-encode', 'otap-decode', 'otlp-encode', 'otlp-decode'], rounds, repeats);
+  console.log(`OTAP encode ${fmt(s['otap-encode'])} /s  (anchor OTLP protobuf encode ${fmt(s['otlp-encode'])} /s, ratio ${(s['otap-encode'] / s['otlp-encode']).toFixed(2)}×)`);
+  console.log(`OTAP decode ${fmt(s['otap-decode'])} /s  (anchor OTLP protobuf decode ${fmt(s['otlp-decode'])} /s, ratio ${(s['otap-decode'] / s['otlp-decode']).toFixed(2)}×)`);
+  const u = speed(recorded, 'none', ['otap-encode', 'otap-decode'], rounds, repeats);
+  console.log(`  detail: OTAP without IPC compression: encode ${fmt(u['otap-encode'])} /s, decode ${fmt(u['otap-decode'])} /s`);
+  console.log(`goal: ≥ 1,000,000 spans/s per core each way → encode ${s['otap-encode'] >= 1e6 ? 'met' : 'NOT met'}, decode ${s['otap-decode'] >= 1e6 ? 'met' : 'NOT met'}\n`);
 }
