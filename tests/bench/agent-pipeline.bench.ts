@@ -354,13 +354,13 @@ if (paced) {
   const { bundleScript } = (await import('../../scripts/build-dist.mjs')) as { bundleScript: (entry: string, out: string) => Promise<void> };
   const bundled = fileURLToPath(new URL('../../dist/bench/agent-pipeline.mjs', import.meta.url));
   await bundleScript(self, bundled);
-  // node flags as the image's ENTRYPOINT (deploy/docker/agent.Dockerfile)
-  const r = spawnSync(process.execPath, ['--max-semi-space-size=8', bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8' });
+  // node flags and malloc arenas as the image (deploy/docker/agent.Dockerfile)
+  const r = spawnSync(process.execPath, ['--max-semi-space-size=8', bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8', env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
   const line = r.stdout.split('\n').find((l) => l.startsWith('PACED '));
   if (!line) throw new Error(`paced child failed (${r.status}): ${r.stderr}`);
   const p = JSON.parse(line.slice(6)) as Record<string, number>;
   const f = (x: number, d = 0) => x.toFixed(d);
-  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, the image's node flags), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
+  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, the image's node flags and MALLOC_ARENA_MAX), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
   console.log(`  anchor  generator + decode only  ${f(p.baseCpu! * 100, 2)} % of a core`);
   console.log(`  full    pipeline                 ${f(p.cpu! * 100, 2)} % of a core (ratio to anchor ${f(p.cpu! / p.baseCpu!, 2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
   console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node ${f(p.rssNodeMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB`);
