@@ -11,6 +11,7 @@ import { cborDecode, cborEncode } from './cbor.ts';
 import { Type } from 'apache-arrow';
 import { Column, OtapDecodeError, type DecodedBatch } from './ipc.ts';
 import { colBig, colBool, colBytes, colF64, colStr, colUint, optColumn, reqColumn } from './read.ts';
+import { SMALL_BIGINTS, smallBigInt } from '../small-bigints.ts';
 
 export const enum ValueType {
   Empty = 0,
@@ -412,21 +413,6 @@ class DenseAttrLists implements AttrLists {
   }
 }
 
-// Small non-negative ints (counts, flags, well-known ports: below 16384) share one bigint per
-// value: bigints are immutable, so equal attribute values may be the same primitive. The table is
-// filled once (filling it lazily would keep every young bigint it met alive into the old space)
-// and kept small (a 65536-entry table cost more in cache misses than it saved in allocations).
-const SMALL_BIGS = 1 << 14;
-let smallBigs: bigint[] | null = null;
-
-function smallBig(v: number): bigint {
-  if (smallBigs === null) {
-    const table: bigint[] = [];
-    for (let k = 0; k < SMALL_BIGS; k++) table.push(BigInt(k));
-    smallBigs = table;
-  }
-  return smallBigs[v];
-}
 
 /** The attribute table's columns with the typed views the common layouts allow (null otherwise). */
 class AttrCols {
@@ -481,7 +467,7 @@ class AttrCols {
       if (h !== null) {
         if (!this.int!.isValid(i)) return 0n;
         const lo = h[2 * i], hi = h[2 * i + 1];
-        return hi === 0 && lo >= 0 && lo < SMALL_BIGS ? smallBig(lo) : this.intSigned![i];
+        return hi === 0 && lo >= 0 && lo < SMALL_BIGINTS ? smallBigInt(lo) : this.intSigned![i];
       }
     }
     return anyValueAt(t, i, this.str, this.int, this.dbl, this.bool, this.bytes, this.ser, this.what);

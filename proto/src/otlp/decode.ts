@@ -39,6 +39,7 @@ import {
 } from '../model.ts';
 import { ProtoDecodeError } from './errors.ts';
 import type { ExportPartialSuccess } from './encode.ts';
+import { SMALL_BIGINTS, smallBigInt } from '../small-bigints.ts';
 
 /** Deepest AnyValue nesting (arrays / kvlists inside values) a decoder accepts. */
 export const MAX_ANY_DEPTH = 64;
@@ -107,16 +108,10 @@ function rv64(end: number): number {
   fail('varint longer than 10 bytes');
 }
 
-// Small non-negative int64 values (ports, counts, sizes) come back as shared bigints: a bigint
-// is a heap object, and decoding is GC-bound.
-const SMALL_INTS = 16384;
-const smallInts: bigint[] = [];
-for (let i = 0; i < SMALL_INTS; i++) smallInts.push(BigInt(i));
-
 function rInt64(end: number): bigint {
   const lo = rv64(end);
   const hi = hi64;
-  if (hi === 0) return lo < SMALL_INTS ? smallInts[lo] : BigInt(lo);
+  if (hi === 0) return lo < SMALL_BIGINTS ? smallBigInt(lo) : BigInt(lo); // shared: decoding is GC-bound
   if (hi < 0x200000) return BigInt(hi * 4294967296 + lo);
   return BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo));
 }
