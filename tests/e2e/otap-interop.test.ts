@@ -15,8 +15,8 @@ import { addOtapServices } from '../../proto/src/grpc/otap-server.ts';
 import { bindServer, createGrpcServer } from '../../proto/src/grpc/common.ts';
 import { decodeJson, encodeSignal } from '../../proto/src/otlp/index.ts';
 import { agentTraces } from '../../proto/src/otap/fixtures.ts';
-import { KeyValueList, type LogsData, type MetricsData, type SignalData, type SignalType, type Span, type TracesData } from '../../proto/src/model.ts';
-import { canon, canonUnordered } from '../unit/otap-helpers.ts';
+import { KeyValueList, type LogsData, type MetricsData, type SignalData, type SignalType, type TracesData } from '../../proto/src/model.ts';
+import { byNameThenStart, canon, canonUnordered } from '../unit/otap-helpers.ts';
 
 const T = 20 * 60_000; // a first run may build the peer
 
@@ -99,10 +99,9 @@ function sampleMetrics(): MetricsData {
 }
 
 /** Resource/item order fingerprint: the sequence of item names or timestamps. */
-/** The batch with each scope's spans in OTAP row order: by name, then start time, ties as given. */
+/** The batch with each scope's spans in OTAP row order. */
 function spansByNameStart(d: TracesData): TracesData {
-  const cmp = (a: Span, b: Span) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.startTimeUnixNano < b.startTimeUnixNano ? -1 : a.startTimeUnixNano > b.startTimeUnixNano ? 1 : 0);
-  return { resourceSpans: d.resourceSpans.map((rs) => ({ ...rs, scopeSpans: rs.scopeSpans.map((ss) => ({ ...ss, spans: [...ss.spans].sort(cmp) })) })) };
+  return { resourceSpans: d.resourceSpans.map((rs) => ({ ...rs, scopeSpans: rs.scopeSpans.map((ss) => ({ ...ss, spans: [...ss.spans].sort(byNameThenStart) })) })) };
 }
 
 function itemOrder(d: unknown): string[] {

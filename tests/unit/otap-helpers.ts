@@ -8,6 +8,7 @@ import {
   type LogsData,
   type MetricData,
   type MetricsData,
+  type Span,
   type TracesData,
 } from '../../proto/src/model.ts';
 
@@ -259,4 +260,12 @@ export function canon(x: unknown, parentKey = '', unordered = false): unknown {
     return o;
   }
   return x;
+}
+
+/**
+ * The order OTAP writes a scope's spans in: by name, then by start time, ties as given. (The
+ * encoder compares start times to 256 ns; the fixtures' spans start further apart than that.)
+ */
+export function byNameThenStart(a: Span, b: Span): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : a.startTimeUnixNano < b.startTimeUnixNano ? -1 : a.startTimeUnixNano > b.startTimeUnixNano ? 1 : 0;
 }

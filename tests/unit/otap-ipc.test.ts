@@ -2,7 +2,6 @@
 // stream reader and writer), with ZSTD body compression and delta dictionaries both ways.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Span } from '../../proto/src/model.ts';
 import { createRequire } from 'node:module';
 import {
   CompressionType,
@@ -23,6 +22,7 @@ import {
   Vector,
 } from 'apache-arrow';
 import { OtapProducer } from '../../proto/src/otap/stream.ts';
+import { byNameThenStart } from './otap-helpers.ts';
 import { ArrowPayloadType } from '../../proto/src/otap/messages.ts';
 import { IpcStreamReader } from '../../proto/src/otap/ipc.ts';
 import { decodeAttrs } from '../../proto/src/otap/attrs.ts';
@@ -64,9 +64,8 @@ for (const compression of ['zstd', 'none'] as const) {
     const reader = RecordBatchStreamReader.from(stream);
     let i = 0;
     for (const rb of reader) {
-      // rows come grouped by name, then by start time, per scope (ties in input order)
-      const byNameStart = (a: Span, b: Span) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.startTimeUnixNano < b.startTimeUnixNano ? -1 : a.startTimeUnixNano > b.startTimeUnixNano ? 1 : 0);
-      const want = batches[i++].resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => [...s.spans].sort(byNameStart)));
+      // rows come grouped by name, then by start time, per scope
+      const want = batches[i++].resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => [...s.spans].sort(byNameThenStart)));
       assert.equal(rb.numRows, want.length);
       const names = rb.getChild('name')!;
       const traceIds = rb.getChild('trace_id')!;
