@@ -7,7 +7,7 @@
 // Outputs: dist/agent.mjs, dist/collector.mjs, dist/k8s.mjs (the lazily required Kubernetes
 // client wrapper) and shared chunks; run with `node dist/agent.mjs <command>`.
 import { build } from 'esbuild';
-import { readFileSync, readdirSync, statSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -45,10 +45,11 @@ function newestSource(dir) {
   return newest;
 }
 
-/** Whether dist/ holds a build at least as new as every bundled source file. */
+/** Whether dist/ holds every entry, built at least as new as every bundled source file. */
 export function distFresh() {
   try {
     const built = Number(readFileSync(join(outdir, '.built'), 'utf8'));
+    if (!Object.keys(allEntries).every((e) => existsSync(join(outdir, `${e}.mjs`)))) return false; // e.g. after a collector-only build
     return built >= Math.max(...sourceDirs.map(newestSource));
   } catch {
     return false;
