@@ -329,11 +329,12 @@ async function pacedRun(): Promise<void> {
     await pipeline.shutdown();
     const m = process.memoryUsage();
     const mb = (x: number) => x / 2 ** 20;
+    const space = (name: string) => getHeapSpaceStatistics().find((x) => x.space_name === name)?.space_size ?? 0;
     const out = {
       rate: run.rate, windowMs: WINDOW_MS, cpu: run.cpu, baseCpu: base.cpu, rssPeakMb: mb(run.rssPeak), rssStartMb: mb(rss0),
       rssNodeMb: mb(rssAt.start), rssAgentModulesMb: mb(rssAt.agent - rssAt.start),
-      heapUsedMb: mb(m.heapUsed), externalMb: mb(m.external), arrayBuffersMb: mb(m.arrayBuffers),
-      spacesMb: Object.fromEntries(getHeapSpaceStatistics().map((x) => [x.space_name, +mb(x.space_size).toFixed(1)])), k8sClientLoaded: k8sClientLoaded() ? 1 : 0, dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
+      heapUsedMb: mb(m.heapUsed), externalMb: mb(m.external),
+      newSpaceMb: mb(space('new_space')), oldSpaceMb: mb(space('old_space')), k8sClientLoaded: k8sClientLoaded() ? 1 : 0, dropped: pipeline.counters.droppedItems, exported: pipeline.counters.spansExported,
     };
     process.stdout.write(`PACED ${JSON.stringify(out)}\n`);
   } finally {
@@ -363,7 +364,7 @@ if (paced) {
   console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, the image's node flags and MALLOC_ARENA_MAX), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
   console.log(`  anchor  generator + decode only  ${f(p.baseCpu! * 100, 2)} % of a core`);
   console.log(`  full    pipeline                 ${f(p.cpu! * 100, 2)} % of a core (ratio to anchor ${f(p.cpu! / p.baseCpu!, 2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
-  console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node ${f(p.rssNodeMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB`);
+  console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node ${f(p.rssNodeMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB (spaces: new ${f(p.newSpaceMb!)}, old ${f(p.oldSpaceMb!)}), external ${f(p.externalMb!)} MB`);
   console.log(`  goal ≤ ${GOAL_CPU * 100}% of a core: ${p.cpu! <= GOAL_CPU ? 'MET' : 'NOT MET'} (${f(p.cpu! / GOAL_CPU, 2)}× the budget); ` +
     `goal ≤ ${GOAL_RSS_MB} MB RSS: ${p.rssPeakMb! <= GOAL_RSS_MB ? 'MET' : 'NOT MET'} (${f(p.rssPeakMb! / GOAL_RSS_MB, 2)}×)`);
 }

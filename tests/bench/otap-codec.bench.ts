@@ -132,9 +132,9 @@ type SpeedOp = 'otap-encode' | 'otap-decode' | 'otlp-encode' | 'otlp-decode';
  * order (2 warm-up batches untimed); prints each timed batch's spans per CPU-second. OTAP decode
  * consumes what one producer made up front, in order, as a receiver would.
  */
-function speedChild(op: SpeedOp, recorded: boolean, compression: 'zstd' | 'none', rounds: number): number[] {
+async function speedChild(op: SpeedOp, recorded: boolean, compression: 'zstd' | 'none', rounds: number): Promise<number[]> {
   const batch = 10000;
-  const data: TracesData[] = recorded ? recordedAgentTraces(batch, rounds) : Array.from({ length: rounds }, (_, i) => agentTraces(batch, 2000 + i));
+  const data = await dataSet(recorded ? 'recorded' : 'synthetic', batch, rounds);
   const producer = new OtapProducer({ compression });
   const wires = op === 'otap-decode' ? data.map((d) => encodeBatchArrowRecords(producer.produce('traces', d))) : [];
   const otlp = op === 'otlp-decode' ? data.map((d) => encodeTraces(d)) : [];
@@ -157,7 +157,7 @@ function speedChild(op: SpeedOp, recorded: boolean, compression: 'zstd' | 'none'
 const speedArg = process.argv.find((a) => a.startsWith('--speed-op='));
 if (speedArg) {
   const [op, set, compression, rounds] = speedArg.slice(11).split(':') as [SpeedOp, string, 'zstd' | 'none', string];
-  process.stdout.write(`RATES ${JSON.stringify(speedChild(op, set === 'recorded', compression, Number(rounds)))}\n`);
+  process.stdout.write(`RATES ${JSON.stringify(await speedChild(op, set === 'recorded', compression, Number(rounds)))}\n`);
   process.exit(0);
 }
 
