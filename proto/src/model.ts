@@ -270,6 +270,14 @@ export interface SignalData {
 
 export const EMPTY_BYTES = new Uint8Array(0);
 
+// Decoding is bound by the garbage collector (a scavenge copies the half-built batch), so both
+// decoders share the common span defaults instead of allocating them per span: no events, no
+// links, unset status. They are frozen: a component that modified one in place would fail loudly
+// rather than change every span (components replace these fields; none mutates them).
+export const NO_EVENTS = Object.freeze([]) as unknown as SpanEvent[];
+export const NO_LINKS = Object.freeze([]) as unknown as SpanLink[];
+export const STATUS_UNSET: Status = Object.freeze({ code: 0, message: '' });
+
 export function emptyResource(): Resource {
   return { attributes: [], droppedAttributesCount: 0 };
 }

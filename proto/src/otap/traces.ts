@@ -2,7 +2,7 @@
 // SPAN_LINK_ATTRS, RESOURCE_ATTRS, SCOPE_ATTRS. Column names and types follow the Go
 // implementation (go/pkg/otel/traces/arrow); zero/empty optional values are sent as nulls so
 // all-default columns drop out of the schema.
-import type { ResourceSpans, ScopeSpans, Span, SpanEvent, SpanLink, TracesData } from '../model.ts';
+import { NO_EVENTS, NO_LINKS, STATUS_UNSET, type ResourceSpans, type ScopeSpans, type Span, type SpanEvent, type SpanLink, type TracesData } from '../model.ts';
 import { DictBuilder, DurationBuilder, FsbBuilder, PrimBuilder, StructBuilder } from './columns.ts';
 import { AttrsEncoder, decodeAttrs, type AttrLists } from './attrs.ts';
 import { ResourceScopeColumns, attrsOrEmpty, resourceScopeReader } from './common.ts';
@@ -429,15 +429,16 @@ export function decodeTraces(tables: Map<number, DecodedBatch>): TracesData {
       endTimeUnixNano: endNs,
       attributes: (id >= 0 && spanAttrs.get(id)) || [],
       droppedAttributesCount: dAttrs && dAttrs.isValid(i) ? colUint(dAttrs, i) : 0,
-      events: (id >= 0 && events.size !== 0 && events.get(id)) || [],
+      events: (id >= 0 && events.size !== 0 && events.get(id)) || NO_EVENTS,
       droppedEventsCount: dEvents && dEvents.isValid(i) ? colUint(dEvents, i) : 0,
-      links: (id >= 0 && links.size !== 0 && links.get(id)) || [],
+      links: (id >= 0 && links.size !== 0 && links.get(id)) || NO_LINKS,
       droppedLinksCount: dLinks && dLinks.isValid(i) ? colUint(dLinks, i) : 0,
-      status: {
-        code: stCode && stCode.isValid(i) ? colUint(stCode, i) : 0,
-        message: stMsg && stMsg.isValid(i) ? colStr(stMsg, i) : '',
-      },
+      status: STATUS_UNSET,
     };
+    // shared defaults (see model.ts): a status object only when the span has one
+    const code = stCode && stCode.isValid(i) ? colUint(stCode, i) : 0;
+    const message = stMsg && stMsg.isValid(i) ? colStr(stMsg, i) : '';
+    if (code !== 0 || message !== '') span.status = { code, message };
     curScope.spans.push(span);
   }
   return out;

@@ -7,6 +7,9 @@
 import {
   EMPTY_BYTES,
   KeyValueList,
+  NO_EVENTS,
+  NO_LINKS,
+  STATUS_UNSET,
   type AnyValue,
   type Exemplar,
   type ExponentialHistogramBuckets,
@@ -520,14 +523,6 @@ function dStatus(end: number): Status {
   }
   return s;
 }
-
-// Decoding is bound by the garbage collector (a scavenge copies the half-built batch), so the
-// common defaults are shared instead of allocated per span: no events, no links, unset status.
-// They are frozen: a component that modified one in place would fail loudly rather than change
-// every span (components replace these fields; none mutates them).
-const NO_EVENTS = Object.freeze([]) as unknown as SpanEvent[];
-const NO_LINKS = Object.freeze([]) as unknown as SpanLink[];
-const STATUS_UNSET: Span['status'] = Object.freeze({ code: 0, message: '' });
 
 function dSpan(end: number): Span {
   const s: Span = {
