@@ -41,12 +41,19 @@ function posInt(v: unknown, field: string): number {
   return v;
 }
 
-/** Applies defaults and checks types; errors name the field. */
+/** `v` as a plain object whose keys are all in `known` (a typo fails at startup, naming the field). */
+function section(v: unknown, path: string, known: readonly string[]): Record<string, unknown> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(path, 'must be an object');
+  for (const k of Object.keys(v)) if (!known.includes(k)) throw new ConfigError(`${path}.${k}`, 'unknown field');
+  return v as Record<string, unknown>;
+}
+
+/** Applies defaults and checks types; errors name the field, unknown fields are errors. */
 export function validatePodInformerConfig(raw: unknown, path = 'k8s'): PodInformerConfig {
   const d = defaultPodInformerConfig();
   if (raw === undefined || raw === null) return d;
-  if (typeof raw !== 'object') throw new ConfigError(path, 'must be an object');
-  const r = raw as Record<string, unknown>;
+  const r = section(raw, path, ['nodeName', 'annotations', 'store', 'owners', 'backoffMinMs', 'backoffMaxMs']);
   const out: PodInformerConfig = { ...d, store: { ...d.store }, owners: { ...d.owners } };
   if (r.nodeName !== undefined) {
     if (typeof r.nodeName !== 'string') throw new ConfigError(`${path}.nodeName`, 'must be a string');
@@ -56,11 +63,11 @@ export function validatePodInformerConfig(raw: unknown, path = 'k8s'): PodInform
     if (!Array.isArray(r.annotations) || r.annotations.some((a) => typeof a !== 'string')) throw new ConfigError(`${path}.annotations`, 'must be a list of strings');
     out.annotations = r.annotations as string[];
   }
-  const s = (r.store ?? {}) as Record<string, unknown>;
+  const s = section(r.store, `${path}.store`, ['maxPods', 'deletedTtlMs', 'maxDeleted']);
   if (s.maxPods !== undefined) out.store.maxPods = posInt(s.maxPods, `${path}.store.maxPods`);
   if (s.deletedTtlMs !== undefined) out.store.deletedTtlMs = posInt(s.deletedTtlMs, `${path}.store.deletedTtlMs`);
   if (s.maxDeleted !== undefined) out.store.maxDeleted = posInt(s.maxDeleted, `${path}.store.maxDeleted`);
-  const o = (r.owners ?? {}) as Record<string, unknown>;
+  const o = section(r.owners, `${path}.owners`, ['enabled', 'ttlMs', 'errorTtlMs', 'maxEntries']);
   if (o.enabled !== undefined) {
     if (typeof o.enabled !== 'boolean') throw new ConfigError(`${path}.owners.enabled`, 'must be a boolean');
     out.owners.enabled = o.enabled;

@@ -195,6 +195,11 @@ test('validatePodInformerConfig: defaults and field-named errors', () => {
   assert.throws(() => validatePodInformerConfig({ store: { maxPods: -1 } }), (e: unknown) => e instanceof ConfigError && e.field === 'k8s.store.maxPods');
   assert.throws(() => validatePodInformerConfig({ annotations: 'x' }), (e: unknown) => e instanceof ConfigError && e.field === 'k8s.annotations');
   assert.throws(() => validatePodInformerConfig({ backoffMinMs: 100, backoffMaxMs: 10 }), (e: unknown) => e instanceof ConfigError && e.field === 'k8s.backoffMaxMs');
+  // a typo is an error naming the field, at every level, not a silently ignored setting
+  assert.throws(() => validatePodInformerConfig({ nodename: 'n1' }), (e: unknown) => e instanceof ConfigError && e.field === 'k8s.nodename');
+  assert.throws(() => validatePodInformerConfig({ store: { maxPod: 5 } }), (e: unknown) => e instanceof ConfigError && e.field === 'k8s.store.maxPod');
+  assert.throws(() => validatePodInformerConfig({ owners: { ttl: 5 } }), (e: unknown) => e instanceof ConfigError && e.field === 'k8s.owners.ttl');
+  assert.throws(() => validatePodInformerConfig({ owners: [] }), (e: unknown) => e instanceof ConfigError && e.field === 'k8s.owners');
 });
 
 test('loadKubeConfig: nothing configured → null (no error); explicit env file is used', async () => {
