@@ -7,6 +7,7 @@ if [ ! -d /sys/kernel/tracing/events ] && [ "$(id -u)" -eq 0 ]; then
 fi
 # the bundled build (no tsx loader: less memory and start-up); rebuilt when sources changed
 node scripts/build-dist.mjs --check || node scripts/build-dist.mjs >/dev/null
-# node flags and malloc arenas as in deploy/docker/agent.Dockerfile (lower RSS, same CPU)
+# node flags and malloc arenas as in deploy/docker/agent.Dockerfile (lower RSS, same CPU; a test
+# in tests/e2e/dist-bundle.test.ts keeps the two equal)
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 exec node --max-semi-space-size=8 dist/agent.mjs up "$@"

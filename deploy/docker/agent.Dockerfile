@@ -35,6 +35,7 @@ ENV MALLOC_ARENA_MAX=2
 EXPOSE 8081
 # The esbuild bundle: no TypeScript loader at run time (~40 MB less RSS per node). A young
 # generation capped at 8 MiB semi-spaces keeps RSS ~10 MB lower at 10k events/s for the same CPU
-# (tests/bench/agent-pipeline.bench.ts; scripts/start.sh and the bench use the same flag).
+# (tests/bench/agent-pipeline.bench.ts). The bench reads these flags and ENV lines from here
+# (scripts/image-runtime.mjs); tests/e2e/dist-bundle.test.ts checks scripts/start.sh uses the same.
 ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/agent.mjs"]
 CMD ["run"]

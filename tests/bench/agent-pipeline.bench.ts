@@ -278,7 +278,7 @@ async function throughput(): Promise<void> {
 // ---------------------------------------------------------------- 2. paced (child process)
 
 async function pacedRun(): Promise<void> {
-  const RATE = 10_000;
+  const RATE = Number(process.env.PACED_RATE ?? 10_000);
   const TICK_MS = Number(process.env.PACED_TICK_MS ?? parseAgentConfig({}, {}).probes.pollIntervalMs); // the ring reader's poll interval
   const PER_TICK = (RATE * TICK_MS) / 1000;
   const WINDOW_MS = Number(process.env.PACED_WINDOW_MS ?? (quick ? 5_000 : 10_000));
@@ -355,13 +355,16 @@ if (paced) {
   const { bundleScript } = (await import('../../scripts/build-dist.mjs')) as { bundleScript: (entry: string, out: string) => Promise<void> };
   const bundled = fileURLToPath(new URL('../../dist/bench/agent-pipeline.mjs', import.meta.url));
   await bundleScript(self, bundled);
-  // node flags and malloc arenas as the image (deploy/docker/agent.Dockerfile)
-  const r = spawnSync(process.execPath, ['--max-semi-space-size=8', bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8', env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
+  // node flags and environment (malloc arenas) as the image runs the agent (deploy/docker/agent.Dockerfile)
+  // @ts-expect-error -- plain .mjs script without types
+  const { agentImageRuntime } = (await import('../../scripts/image-runtime.mjs')) as { agentImageRuntime: () => { nodeArgs: string[]; env: Record<string, string> } };
+  const image = agentImageRuntime();
+  const r = spawnSync(process.execPath, [...image.nodeArgs, bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8', env: { ...process.env, ...image.env } });
   const line = r.stdout.split('\n').find((l) => l.startsWith('PACED '));
   if (!line) throw new Error(`paced child failed (${r.status}): ${r.stderr}`);
   const p = JSON.parse(line.slice(6)) as Record<string, number>;
   const f = (x: number, d = 0) => x.toFixed(d);
-  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, the image's node flags and MALLOC_ARENA_MAX), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
+  console.log(`paced: ${f(p.rate!)} events/s for ${p.windowMs! / 1000} s in a fresh process (bundled like dist/agent.mjs, with the image's node flags ${image.nodeArgs.join(' ')} and environment ${Object.entries(image.env).map(([k, v]) => `${k}=${v}`).join(' ')}), default agent config, full path (OTAP encode + zstd, the default exporter's work)`);
   console.log(`  anchor  generator + decode only  ${f(p.baseCpu! * 100, 2)} % of a core`);
   console.log(`  full    pipeline                 ${f(p.cpu! * 100, 2)} % of a core (ratio to anchor ${f(p.cpu! / p.baseCpu!, 2)}), ${p.exported} spans exported, ${p.dropped} dropped`);
   console.log(`          RSS                      peak ${f(p.rssPeakMb!)} MB (window start ${f(p.rssStartMb!)} MB) = node ${f(p.rssNodeMb!)} MB + agent modules ${f(p.rssAgentModulesMb!)} MB (@kubernetes/client-node ${p.k8sClientLoaded ? 'LOADED' : 'not loaded'}) + data; heap used ${f(p.heapUsedMb!)} MB (spaces: new ${f(p.newSpaceMb!)}, old ${f(p.oldSpaceMb!)}), external ${f(p.externalMb!)} MB`);

@@ -58,3 +58,15 @@ test('bundled `agent up --replay` runs the main job end to end: agent → bundle
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('the quick start (scripts/start.sh) runs the agent bundle with the image\'s node flags and malloc arenas', async () => {
+  // @ts-expect-error -- plain .mjs script without types
+  const { agentImageRuntime } = (await import('../../scripts/image-runtime.mjs')) as { agentImageRuntime: () => { nodeArgs: string[]; env: Record<string, string> } };
+  const image = agentImageRuntime();
+  assert.ok(image.nodeArgs.length > 0 && image.env.MALLOC_ARENA_MAX, 'the image sets node flags and MALLOC_ARENA_MAX');
+  const start = readFileSync(join(root, 'scripts/start.sh'), 'utf8');
+  const exec = start.match(/^exec node (.*?) ?dist\/agent\.mjs /m);
+  assert.ok(exec, 'start.sh execs node on dist/agent.mjs');
+  assert.deepEqual(exec[1]!.split(/\s+/).filter(Boolean), image.nodeArgs, 'start.sh node flags = the image ENTRYPOINT flags');
+  assert.match(start, new RegExp(`^export MALLOC_ARENA_MAX="\\$\\{MALLOC_ARENA_MAX:-${image.env.MALLOC_ARENA_MAX}\\}"$`, 'm'), 'start.sh MALLOC_ARENA_MAX default = the image ENV');
+});
