@@ -279,6 +279,7 @@ async function throughput(): Promise<void> {
 
 async function pacedRun(): Promise<void> {
   const RATE = Number(process.env.PACED_RATE ?? 10_000);
+  if (!(RATE >= 100)) throw new Error(`PACED_RATE=${process.env.PACED_RATE}: expected events/s ≥ 100`);
   const TICK_MS = Number(process.env.PACED_TICK_MS ?? parseAgentConfig({}, {}).probes.pollIntervalMs); // the ring reader's poll interval
   const PER_TICK = (RATE * TICK_MS) / 1000;
   const WINDOW_MS = Number(process.env.PACED_WINDOW_MS ?? (quick ? 5_000 : 10_000));
