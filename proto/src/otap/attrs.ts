@@ -67,7 +67,6 @@ export class AttrsEncoder {
   private doubles = new Float64Array(256);
   /** Map and slice values (rare) by staging row. */
   private readonly complex = new Map<number, AnyValue>();
-  private nextValRank = 0;
   // sort scratch, kept across batches
   private sortA = new Uint32Array(0);
   private sortB = new Uint32Array(0);
@@ -136,22 +135,26 @@ export class AttrsEncoder {
    */
   add(parentId: number, attrs: KeyValue[]): void {
     const count = attrs.length;
-    this.ensure(this.n + count);
+    const from = this.n;
+    this.ensure(from + count);
+    this.n = from + count;
+    // Fields in locals: nothing called below touches them.
     const parent = this.parent, type = this.type, keyRank = this.keyRank, valRank = this.valRank;
+    const memoKey = this.memoKey, memoKeyIdx = this.memoKeyIdx, memoVal = this.memoVal, memoValIdx = this.memoValIdx;
     for (let i = 0; i < count; i++) {
       const kv = attrs[i];
-      const j = this.n++;
+      const j = from + i;
       parent[j] = parentId;
       // Consecutive parents mostly carry the same keys in the same order (and often the same
       // string values): a per-position memo saves most dictionary (Map) lookups.
       const key = kv.key;
       let kr: number;
-      if (i < 64 && this.memoKey[i] === key) kr = this.memoKeyIdx[i];
+      if (i < 64 && memoKey[i] === key) kr = memoKeyIdx[i];
       else {
         kr = this.keyCol.intern(key);
         if (i < 64) {
-          this.memoKey[i] = key;
-          this.memoKeyIdx[i] = kr;
+          memoKey[i] = key;
+          memoKeyIdx[i] = kr;
         }
       }
       keyRank[j] = kr;
@@ -161,12 +164,12 @@ export class AttrsEncoder {
       switch (typeof v) {
         case 'string':
           t = ValueType.Str;
-          if (i < 64 && this.memoVal[i] === v) vr = this.memoValIdx[i];
+          if (i < 64 && memoVal[i] === v) vr = memoValIdx[i];
           else {
             vr = this.strCol.intern(v);
             if (i < 64) {
-              this.memoVal[i] = v;
-              this.memoValIdx[i] = vr;
+              memoVal[i] = v;
+              memoValIdx[i] = vr;
             }
           }
           break;
@@ -189,7 +192,6 @@ export class AttrsEncoder {
       }
       type[j] = t;
       valRank[j] = vr;
-      if (vr >= this.nextValRank) this.nextValRank = vr + 1;
     }
   }
 
@@ -208,7 +210,8 @@ export class AttrsEncoder {
     const valRank = this.valRank, type = this.type, keyRank = this.keyRank;
     const nk = this.keyCol.size;
     const groups = 8 * nk;
-    const need = Math.max(this.nextValRank, groups) + 1;
+    // value ranks are dictionary indices (strings, bytes) or 0/1 (bools)
+    const need = Math.max(this.strCol.size, this.bytesCol.size, 2, groups) + 1;
     if (this.counts.length < need) this.counts = new Uint32Array(Math.max(need, this.counts.length * 2));
     if (this.groupEnds.length < groups) this.groupEnds = new Uint32Array(Math.max(groups, this.groupEnds.length * 2));
     const c = this.counts;
@@ -264,6 +267,27 @@ export class AttrsEncoder {
     this.boolCol.bulk(n);
     this.bytesCol.bulk(n);
     this.serCol.bulk(n);
+    const rowsOfType = this.rowsOfType;
+    rowsOfType.fill(0);
+    this.writeRows(order, n, rowsOfType);
+    this.strCol.nullCount = n - rowsOfType[ValueType.Str];
+    this.intCol.nullCount = n - rowsOfType[ValueType.Int];
+    this.doubleCol.nullCount = n - rowsOfType[ValueType.Double];
+    this.boolCol.nullCount = n - rowsOfType[ValueType.Bool];
+    this.bytesCol.nullCount = n - rowsOfType[ValueType.Bytes];
+    const payload = this.table.finish();
+    this.clear();
+    return payload;
+  }
+
+  /** Rows written per value type by writeRows(). */
+  private readonly rowsOfType = new Uint32Array(8);
+
+  // The row loop is a method of its own that ends with the loop: on a large first batch V8
+  // optimizes it on-stack mid-loop, and code after the loop would then have no type feedback;
+  // in one function with finish() that optimized code deoptimized at every loop exit, batch
+  // after batch, and finish() never got a regular optimized version.
+  private writeRows(order: Uint32Array, n: number, rowsOfType: Uint32Array): void {
     const parentOut = this.parentCol.num, keyOut = this.keyCol.idx, typeOut = this.typeCol.num;
     const strOut = this.strCol.idx, strValid = this.strCol.valid;
     const intOut = new Int32Array(this.intCol.big.buffer, this.intCol.big.byteOffset, 2 * n), intValid = this.intCol.valid;
@@ -272,7 +296,6 @@ export class AttrsEncoder {
     const bytesOut = this.bytesCol.idx, bytesValid = this.bytesCol.valid;
     const type = this.type, keyRank = this.keyRank, valRank = this.valRank, parent = this.parent;
     const ih = this.intHalves, dbl = this.doubles;
-    let nStr = 0, nInt = 0, nDbl = 0, nBool = 0, nBytes = 0;
     let prevGroup = -1, prevRank = -1, prevParent = 0, prevRow = -1;
     for (let i = 0; i < n; i++) {
       const r = order[i];
@@ -295,32 +318,28 @@ export class AttrsEncoder {
       prevRow = r;
       keyOut[i] = kr;
       typeOut[i] = t;
+      rowsOfType[t]++;
       switch (t) {
         case ValueType.Str:
           strOut[i] = rank;
           strValid[i] = 1;
-          nStr++;
           break;
         case ValueType.Int:
           intOut[2 * i] = ih[2 * r];
           intOut[2 * i + 1] = ih[2 * r + 1];
           intValid[i] = 1;
-          nInt++;
           break;
         case ValueType.Double:
           dblOut[i] = dbl[r];
           dblValid[i] = 1;
-          nDbl++;
           break;
         case ValueType.Bool:
           boolOut[i] = rank;
           boolValid[i] = 1;
-          nBool++;
           break;
         case ValueType.Bytes:
           bytesOut[i] = rank;
           bytesValid[i] = 1;
-          nBytes++;
           break;
         case ValueType.Map:
         case ValueType.Slice:
@@ -328,14 +347,6 @@ export class AttrsEncoder {
           break;
       }
     }
-    this.strCol.nullCount = n - nStr;
-    this.intCol.nullCount = n - nInt;
-    this.doubleCol.nullCount = n - nDbl;
-    this.boolCol.nullCount = n - nBool;
-    this.bytesCol.nullCount = n - nBytes;
-    const payload = this.table.finish();
-    this.clear();
-    return payload;
   }
 
   /** Drops staged rows (after a failed batch); finish() does this itself. */
@@ -346,7 +357,6 @@ export class AttrsEncoder {
   private clear(): void {
     this.complex.clear();
     this.n = 0;
-    this.nextValRank = 0;
     this.memoKey.fill(null);
     this.memoVal.fill(null);
     this.table.reset();

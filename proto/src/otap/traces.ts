@@ -18,12 +18,36 @@ function latin1(b: Uint8Array): string {
 }
 
 const EMPTY = new Uint8Array(0);
+const MAX_INT64 = 0x7fffffffffffffffn;
+
+/**
+ * Sorts a[0..n) ascending by insertion when that takes at most `budget` element moves; false
+ * when it would take more (`a` is then left unusable).
+ */
+function insertionSortWithin(a: Float64Array, n: number, budget: number): boolean {
+  for (let i = 1; i < n; i++) {
+    const k = a[i];
+    if (k >= a[i - 1]) continue;
+    let j = i - 1;
+    while (j >= 0 && a[j] > k) {
+      a[j + 1] = a[j];
+      j--;
+      if (--budget < 0) return false;
+    }
+    a[j + 1] = k;
+  }
+  return true;
+}
+
+function addPayload(out: ArrowPayload[], p: ArrowPayload | null): void {
+  if (p !== null) out.push(p);
+}
 
 export class TracesEncoder {
   private readonly rs: ResourceScopeColumns;
   private readonly id = new PrimBuilder('id', 'u16');
   private readonly start = new PrimBuilder('start_time_unix_nano', 'ts', true);
-  private readonly duration = new DurationBuilder('duration_time_unix_nano', true);
+  private readonly duration = new DurationBuilder('duration_time_unix_nano', this.start, true);
   private readonly traceId = new FsbBuilder('trace_id', 16, true);
   private readonly spanId = new FsbBuilder('span_id', 8, true);
   private readonly traceState = new DictBuilder<string>('trace_state', 'utf8');
@@ -108,29 +132,23 @@ export class TracesEncoder {
         for (let k = 0; k < sss.length; k++) {
           const ss = sss[k];
           this.rs.beginScope(ss.scope, ss.schemaUrl);
-          const spans = ss.spans;
           const from = row;
-          const order = this.spanOrder(spans);
-          if (order === null) for (let i = 0; i < spans.length; i++) this.writeSpan(spans[i], row++);
-          else for (let i = 0; i < spans.length; i++) this.writeSpan(spans[order[i] % 65536], row++);
+          row = this.writeScope(ss.spans, row);
           this.rs.fillRows(from, row);
         }
       }
       this.sealSpans();
       const out: ArrowPayload[] = [];
-      const push = (p: ArrowPayload | null) => {
-        if (p) out.push(p);
-      };
-      push(this.spans.finish());
-      push(this.rs.resourceAttrs.finish());
-      push(this.rs.scopeAttrs.finish());
-      push(this.spanAttrs.finish());
+      addPayload(out, this.spans.finish());
+      addPayload(out, this.rs.resourceAttrs.finish());
+      addPayload(out, this.rs.scopeAttrs.finish());
+      addPayload(out, this.spanAttrs.finish());
       this.writeEvents();
-      push(this.events.finish());
-      push(this.eventAttrs.finish());
+      addPayload(out, this.events.finish());
+      addPayload(out, this.eventAttrs.finish());
       this.writeLinks();
-      push(this.links.finish());
-      push(this.linkAttrs.finish());
+      addPayload(out, this.links.finish());
+      addPayload(out, this.linkAttrs.finish());
       return out;
     } finally {
       this.resetBatch();
@@ -145,64 +163,134 @@ export class TracesEncoder {
   // the low 16 bits — so one native Float64Array sort orders them; ties keep input order.
   // Approximate start times only make the order less ideal, never wrong.
   private orderKeys = new Float64Array(1024);
+  private orderByRank = new Float64Array(1024);
   private orderTimes = new Float64Array(1024);
-  private readonly nameRank = new Map<string, number>();
+  /** The scope's start times in input order: stored once here, copied to the start column by row. */
+  private stagedStarts = new BigInt64Array(1024);
+  private stagedStartHalves = new Int32Array(this.stagedStarts.buffer);
+  /** The scope's span names as ids in first-seen order, and each id's rank in sorted name order. */
+  private stagedNames = new Uint32Array(1024);
+  private nameRanks = new Float64Array(64);
+  private readonly nameIds = new Map<string, number>();
+  private readonly names: string[] = [];
 
-  /** Row order for one scope's spans (`key % 65536` is the span index), or null for input order. */
+  /**
+   * Stages the scope's start times, then returns the row order (`key % 65536` is the span index),
+   * or null for input order.
+   */
   private spanOrder(spans: Span[]): Float64Array | null {
     const n = spans.length;
-    if (n < 2) return null;
     if (this.orderKeys.length < n) {
-      this.orderKeys = new Float64Array(Math.max(n, this.orderKeys.length * 2));
-      this.orderTimes = new Float64Array(this.orderKeys.length);
+      const size = Math.max(n, this.orderKeys.length * 2);
+      this.orderKeys = new Float64Array(size);
+      this.orderByRank = new Float64Array(size);
+      this.orderTimes = new Float64Array(size);
+      this.stagedStarts = new BigInt64Array(size);
+      this.stagedStartHalves = new Int32Array(this.stagedStarts.buffer);
+      this.stagedNames = new Uint32Array(size);
     }
-    const names = this.nameRank;
-    names.clear();
+    const starts = this.stagedStarts, halves = this.stagedStartHalves;
+    if (n < 2) {
+      if (n === 1) starts[0] = spans[0].startTimeUnixNano;
+      return null;
+    }
+    const nameIds = this.nameIds, names = this.names, nameOf = this.stagedNames;
+    nameIds.clear();
+    names.length = 0;
     const times = this.orderTimes;
-    const base = Number(spans[0].startTimeUnixNano);
-    let lo = 0, hi = 0;
-    let last: string | undefined;
+    let base = 0, lo = 0, hi = 0;
+    // Runs of one name and two alternating names (client and server spans) skip the Map.
+    let last: string | undefined, lastId = 0;
+    let prev: string | undefined, prevId = 0;
     for (let i = 0; i < n; i++) {
       const s = spans[i];
-      const t = Number(s.startTimeUnixNano) - base; // to 256 ns: a rougher order, no bigint allocated
+      const start = s.startTimeUnixNano;
+      starts[i] = start; // u64 above 2^63 wraps to the same bits
+      // The time as a double from the stored halves: the same correctly rounded value as
+      // Number(bigint) at a fraction of its cost. Halves hold the value itself in [0, 2^63) ns,
+      // every real timestamp; anything else takes the exact conversion.
+      let t = start >= 0n && start <= MAX_INT64 ? halves[2 * i + 1] * 4294967296 + (halves[2 * i] >>> 0) : Number(start);
+      if (i === 0) base = t;
+      t -= base; // to 256 ns: a rougher order, no bigint allocated
       times[i] = t;
       if (t < lo) lo = t;
       else if (t > hi) hi = t;
       const name = s.name;
       if (name !== last) {
-        if (!names.has(name)) names.set(name, 0);
+        let id: number;
+        if (name === prev) id = prevId;
+        else {
+          const known = nameIds.get(name);
+          if (known === undefined) {
+            id = names.length;
+            names.push(name);
+            nameIds.set(name, id);
+          } else id = known;
+        }
+        prev = last;
+        prevId = lastId;
         last = name;
+        lastId = id;
       }
+      nameOf[i] = lastId;
     }
-    if (names.size > 1) {
-      const sortedNames = [...names.keys()].sort();
-      for (let r = 0; r < sortedNames.length; r++) names.set(sortedNames[r], r);
+    const distinct = names.length;
+    if (this.nameRanks.length < distinct) this.nameRanks = new Float64Array(Math.max(distinct, 2 * this.nameRanks.length));
+    const ranks = this.nameRanks;
+    ranks[0] = 0;
+    if (distinct > 1) {
+      const sortedNames = names.slice().sort();
+      for (let r = 0; r < distinct; r++) ranks[nameIds.get(sortedNames[r])!] = r;
     }
     // 53 bits: 16 for the index, then enough for the name ranks, the rest for time
-    const rankBits = 32 - Math.clz32(names.size - 1 || 1);
+    const rankBits = 32 - Math.clz32(distinct - 1 || 1);
     const timeSteps = 2 ** (37 - rankBits);
     const scale = hi - lo < timeSteps ? 1 : (hi - lo + 1) / timeSteps;
     const keys = this.orderKeys;
     let sorted = true;
-    let prev = -1;
-    let rankBase = 0;
-    last = undefined;
+    let prevKey = -1;
     for (let i = 0; i < n; i++) {
-      const name = spans[i].name;
-      if (name !== last) {
-        rankBase = names.get(name)! * timeSteps;
-        last = name;
-      }
       const t = Math.min(timeSteps - 1, Math.floor((times[i] - lo) / scale));
-      const k = (rankBase + t) * 65536 + i;
+      const k = (ranks[nameOf[i]] * timeSteps + t) * 65536 + i;
       keys[i] = k;
-      if (k < prev) sorted = false;
-      prev = k;
+      if (k < prevKey) sorted = false;
+      prevKey = k;
     }
     if (sorted) return null;
+    if (distinct > 1 && distinct <= 64) {
+      // Spans mostly come in start order with names interleaved (client and server spans): then
+      // placing the keys by name rank (input order within a rank) sorts them, or nearly (a few
+      // late spans, which an insertion sort moves). Keys are distinct, so the sorted order is
+      // unique: any exact sort gives the same rows.
+      const at = this.rankStarts;
+      at.fill(0, 0, distinct + 1);
+      for (let i = 0; i < n; i++) at[ranks[nameOf[i]] + 1]++;
+      for (let r = 1; r <= distinct; r++) at[r] += at[r - 1];
+      const byRank = this.orderByRank;
+      for (let i = 0; i < n; i++) byRank[at[ranks[nameOf[i]]]++] = keys[i];
+      if (insertionSortWithin(byRank, n, n)) return byRank.subarray(0, n);
+    }
     const view = keys.subarray(0, n);
     view.sort();
     return view;
+  }
+  private readonly rankStarts = new Uint32Array(65);
+
+  /**
+   * One scope's spans into rows from `row` on; returns the next row. A method of its own so the
+   * span loop never gets optimized on-stack inside encode(): such code, compiled during the
+   * first batch, lacked feedback for the rest of encode() and deoptimized on every batch.
+   */
+  private writeScope(spans: Span[], row: number): number {
+    const order = this.spanOrder(spans);
+    if (order === null) for (let i = 0; i < spans.length; i++) this.writeSpan(spans[i], i, row++);
+    else {
+      for (let i = 0; i < spans.length; i++) {
+        const k = order[i] % 65536;
+        this.writeSpan(spans[k], k, row++);
+      }
+    }
+    return row;
   }
 
   private reserveSpans(n: number): void {
@@ -240,11 +328,11 @@ export class TracesEncoder {
     this.status.seal();
   }
 
-  private writeSpan(s: Span, row: number): void {
+  /** Span `s` (staged start time at `staged`) into `row`. */
+  private writeSpan(s: Span, staged: number, row: number): void {
     this.id.put(row, row === 0 ? 0 : 1);
-    const start = s.startTimeUnixNano;
-    this.start.putBig(row, start);
-    this.duration.put(row, start, s.endTimeUnixNano);
+    this.start.putHalves(row, this.stagedStartHalves, staged);
+    this.duration.putEnd(row, s.endTimeUnixNano);
     this.traceId.put(row, s.traceId);
     this.spanId.put(row, s.spanId);
     this.traceState.putOptString(row, s.traceState);
