@@ -57,6 +57,7 @@ export class AgentPipeline {
   constructor(private readonly opts: AgentPipelineOptions) {
     this.enricher = opts.enricher;
     this.exporters = opts.exporters;
+    this.spanFlushAt = Math.max(1, Math.min(opts.batch.sendBatchSize, Math.floor(opts.batch.maxBytes / APPROX_SPAN_BYTES)));
     this.builder = new SignalBuilder(opts.signals, opts.toUnixNano);
     this.telemetry = opts.metrics ?? new MetricsRegistry();
     this.enricher.setReleaseHandler((item, resource) => this.onEnriched(item, resource));
@@ -82,10 +83,19 @@ export class AgentPipeline {
   readonly onBatch = (buf: ArrayBuffer, byteLength: number, count: number): void => {
     this.counters.batches++;
     this.decoder.decodeBatch(buf, byteLength, count);
-    const b = this.builder;
-    if (b.spanCount >= this.opts.batch.sendBatchSize || b.spanCount * APPROX_SPAN_BYTES >= this.opts.batch.maxBytes) this.flushSpans();
-    if (b.logCount >= this.opts.batch.sendBatchSize) this.flushLogs();
   };
+
+  // A ring poll hands over everything since the last one (2000 events every 200 ms at 10k/s), so
+  // the size trigger is checked per event: exported batches keep to send_batch_size / max_bytes,
+  // and no more than one batch of spans is alive at a time (a poll's worth kept the young
+  // generation full and sent its spans to the old one).
+  private readonly spanFlushAt: number;
+
+  private afterEvent(): void {
+    const b = this.builder;
+    if (b.spanCount >= this.spanFlushAt) this.flushSpans();
+    if (b.logCount >= this.opts.batch.sendBatchSize) this.flushLogs();
+  }
 
   // ------------------------------------------------------------------ per event (hot path)
 
@@ -93,6 +103,7 @@ export class AgentPipeline {
     const r = this.enricher.enrich(v.cgroupIdNumber, v.tgid, v.tsNs, LAZY);
     if (r === undefined) return this.holdLast(v);
     this.builder.onTcp(v, r);
+    this.afterEvent();
   }
 
   private onProc(v: ProcEventView): void {
@@ -100,6 +111,7 @@ export class AgentPipeline {
     if (r === undefined) return this.holdLast(v);
     this.builder.onProc(v, r);
     if (v.typeCode === EventType.ProcExit) this.enricher.onExit(v.tgid);
+    this.afterEvent();
   }
 
   private onExec(v: ExecEventView): void {
@@ -107,6 +119,7 @@ export class AgentPipeline {
     const r = this.enricher.enrich(v.cgroupIdNumber, v.tgid, v.tsNs, LAZY);
     if (r === undefined) return this.holdLast(v);
     this.builder.onProc(v as unknown as ProcEventFields, r);
+    this.afterEvent();
   }
 
   /**
@@ -123,6 +136,7 @@ export class AgentPipeline {
       this.builder.onProc(item as unknown as ProcEventFields, resource);
       if (item.typeCode === EventType.ProcExit) this.enricher.onExit(item.tgid);
     }
+    this.afterEvent();
   }
 
   // ------------------------------------------------------------------ export
