@@ -322,7 +322,10 @@ async function pacedRun(): Promise<void> {
     const base = await feed((buf, len, count) => decoder.decodeBatch(buf, len, count), Math.min(WINDOW_MS, 5_000));
     if (sink === 0) throw new Error('unreachable');
 
-    const pipeline = makePipeline(enricher, 'otap', totals);
+    // PACED_STAGE=otlp-zstd etc. measures another exporter's work at the same pace (default: the agent's, otap)
+    const stage = (process.env.PACED_STAGE ?? 'otap') as Stage;
+    if (!STAGES.includes(stage)) throw new Error(`PACED_STAGE=${stage}: expected ${STAGES.join(', ')}`);
+    const pipeline = makePipeline(enricher, stage, totals);
     await pipeline.start(host);
     await feed(pipeline.onBatch, WARMUP_MS); // warm-up (JIT, caches, first metrics series)
     const rss0 = process.memoryUsage.rss();
