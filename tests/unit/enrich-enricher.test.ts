@@ -157,6 +157,17 @@ test('container id not yet in the pod status: held until the status patch arrive
   await e.shutdown();
 });
 
+test('cgroup id 0 (a socket without a cgroup, softirq context) resolves by the pid at once: not held, not an unknown cgroup', async () => {
+  const root = tree();
+  const e = new Enricher<string>(cfg(root, { holdMs: 5_000 }), { pods: new PodStore() });
+  await e.start();
+  const r = e.enrich(0, process.pid, 1n, 'x');
+  assert.ok(r, 'resolved at once, not held for the cgroup tree');
+  assert.equal(attr(r, 'process.pid'), BigInt(process.pid));
+  assert.equal(e.counters.unknownCgroups, 0);
+  await e.shutdown();
+});
+
 test('unknown cgroup: released without pod metadata after the hold, counted, no crash', async () => {
   const root = tree();
   const pods = new PodStore();

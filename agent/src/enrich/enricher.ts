@@ -382,7 +382,9 @@ export class Enricher<T = unknown> {
     if (e === undefined) {
       e = new CgroupEntry(cg, this.now() + this.cfg.holdMs);
       // No cgroup2 tree: ids carry nothing, every pid resolves through its own /proc/PID/cgroup.
-      if (this.index.layout === 'legacy') e.path = '/';
+      // Id 0 is no cgroup at all (a socket the kernel made or handles without one, seen in
+      // softirq context): never in the tree, so it resolves the same way, with no rescan or warning.
+      if (this.index.layout === 'legacy' || cg === 0) e.path = '/';
       this.insertEntry(cg, e);
     }
     return e;
