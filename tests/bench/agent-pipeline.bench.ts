@@ -35,7 +35,7 @@ const { AgentPipeline: Pipeline } = await import('../../agent/src/pipeline.ts');
 /** Whether @kubernetes/client-node got loaded: it is ESM, but its CommonJS dependencies land in require.cache. */
 const k8sClientLoaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/stream-buffers/'));
 const { parseAgentConfig } = await import('../../agent/src/config.ts');
-const { EventDecoder, frameRecords } = await import('../../agent/src/decode/index.ts');
+const { EventDecoder, frameRecords, splitRecords } = await import('../../agent/src/decode/index.ts');
 const { EVENT_HEADER } = await import('../../agent/src/decode/layouts.ts');
 const { Enricher: EnricherClass, defaultEnricherConfig } = await import('../../agent/src/enrich/enricher.ts');
 const { FixtureReader } = await import('../../agent/src/sources/fixture.ts');
@@ -65,15 +65,7 @@ function loadRecords(): Uint8Array[] {
   const r = new FixtureReader(FIXTURE);
   const out: Uint8Array[] = [];
   try {
-    for (let f = r.next(); f; f = r.next()) {
-      const dv = new DataView(f.buf, 0, f.byteLength);
-      let off = 0;
-      for (let i = 0; i < f.count; i++) {
-        const len = dv.getUint32(off, true);
-        out.push(new Uint8Array(f.buf.slice(off + 8, off + 8 + len)));
-        off += 8 + ((len + 7) & ~7);
-      }
-    }
+    for (let f = r.next(); f; f = r.next()) out.push(...splitRecords(f.buf, f.byteLength, f.count));
   } finally {
     r.close();
   }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { AgentPipeline, type AgentExporters } from '../../agent/src/pipeline.ts';
 import { parseAgentConfig } from '../../agent/src/config.ts';
-import { frameRecords } from '../../agent/src/decode/decoder.ts';
+import { frameRecords, splitRecords } from '../../agent/src/decode/decoder.ts';
 import { FixtureReader } from '../../agent/src/sources/fixture.ts';
 import { createReplayEnricher, recordedHostOf } from '../../agent/src/enrich/index.ts';
 import { defaultEnricherConfig } from '../../agent/src/enrich/enricher.ts';
@@ -22,15 +22,7 @@ function fixtureAsOnePoll(): { header: FixtureReader['header']; buf: ArrayBuffer
   const r = new FixtureReader(FIXTURE);
   const records: Uint8Array[] = [];
   try {
-    for (let f = r.next(); f; f = r.next()) {
-      const dv = new DataView(f.buf, 0, f.byteLength);
-      let off = 0;
-      for (let i = 0; i < f.count; i++) {
-        const len = dv.getUint32(off, true);
-        records.push(new Uint8Array(f.buf.slice(off + 8, off + 8 + len)));
-        off += 8 + ((len + 7) & ~7);
-      }
-    }
+    for (let f = r.next(); f; f = r.next()) records.push(...splitRecords(f.buf, f.byteLength, f.count));
     return { header: r.header, buf: frameRecords(records), count: records.length };
   } finally {
     r.close();

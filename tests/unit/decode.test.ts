@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  EventDecoder, decodeAll, frameRecords, EventType, EventFlag, AF_INET, AF_INET6,
+  EventDecoder, decodeAll, frameRecords, splitRecords, EventType, EventFlag, AF_INET, AF_INET6,
   type TcpEvent, type ProcEvent, type ExecEvent, type TcpEventView,
 } from '../../agent/src/decode/index.ts';
 
@@ -227,4 +227,12 @@ test('records longer than the layout (newer probe) still decode', () => {
   const [e] = decodeAll(frameRecords([longer, tcpRecord({ type: EventType.TcpClose }, { sport: 99 })])) as TcpEvent[];
   assert.equal(e.sport, 1234);
   assert.equal(decodeAll(frameRecords([longer, tcpRecord({ type: EventType.TcpClose }, { sport: 99 })])).length, 2);
+});
+
+test('splitRecords undoes frameRecords (odd lengths, padding) and stops at a truncated record', () => {
+  const recs = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array(Array.from({ length: 17 }, (_, i) => i + 1))];
+  const buf = frameRecords(recs);
+  assert.deepEqual(splitRecords(buf, buf.byteLength, recs.length), recs);
+  assert.deepEqual(splitRecords(buf, buf.byteLength, 2), recs.slice(0, 2), 'count bounds the records read');
+  assert.deepEqual(splitRecords(buf, buf.byteLength - 8, recs.length), recs.slice(0, 2), 'a record past the end is not read');
 });

@@ -300,6 +300,20 @@ export function decodeAll(buf: ArrayBuffer, byteLength: number = buf.byteLength)
   return out;
 }
 
+/** The records of a batch in the reader's framing, each copied out (frameRecords' inverse). */
+export function splitRecords(buf: ArrayBuffer, byteLength: number, count: number): Uint8Array[] {
+  const dv = new DataView(buf, 0, byteLength);
+  const out: Uint8Array[] = [];
+  let off = 0;
+  for (let i = 0; i < count && off + FRAME_HEADER_BYTES <= byteLength; i++) {
+    const len = dv.getUint32(off, true);
+    if (off + FRAME_HEADER_BYTES + len > byteLength) break;
+    out.push(new Uint8Array(buf.slice(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len)));
+    off += FRAME_HEADER_BYTES + ((len + 7) & ~7);
+  }
+  return out;
+}
+
 /** Packs raw records into the reader's batch framing (fixtures, replay, tests). */
 export function frameRecords(records: readonly Uint8Array[]): ArrayBuffer {
   let total = 0;
