@@ -3,7 +3,8 @@
 // any state kept between events).
 import { ATTR_ERROR_TYPE, ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE } from '@opentelemetry/semantic-conventions';
 import { randomBytes } from 'node:crypto';
-import { EMPTY_BYTES, type KeyValue, type Span, SpanKind, StatusCode } from '../../../proto/src/model.ts';
+import { EMPTY_BYTES, NO_EVENTS, NO_LINKS, STATUS_UNSET, type KeyValue, type Span, SpanKind, StatusCode } from '../../../proto/src/model.ts';
+import { slab, slabSlot, slabView } from '../../../proto/src/id-slab.ts';
 import { AF_INET6, EventType } from '../decode/layouts.ts';
 import { errnoName } from '../decode/format.ts';
 import { type Endpoint, EndpointTable } from './endpoints.ts';
@@ -77,16 +78,16 @@ export class CookieIds implements SpanIdSource {
   }
 
   traceIdOf(lo: number, hi: number): Uint8Array {
-    const out = new Uint8Array(16);
-    this.permute(lo, hi, DOMAIN_TRACE_HI, out, 0, false);
-    this.permute(lo, hi, DOMAIN_TRACE_LO, out, 8, true); // never the all-zero (invalid) trace id
-    return out;
+    const o = slabSlot(16); // ids are views into shared slabs (id-slab.ts)
+    this.permute(lo, hi, DOMAIN_TRACE_HI, slab, o, false);
+    this.permute(lo, hi, DOMAIN_TRACE_LO, slab, o + 8, true); // never the all-zero (invalid) trace id
+    return slabView(o, 16);
   }
 
   spanIdOf(lo: number, hi: number, role: number): Uint8Array {
-    const out = new Uint8Array(8);
-    this.permute(lo, hi, DOMAIN_SPAN + (role >>> 0), out, 0, true);
-    return out;
+    const o = slabSlot(8);
+    this.permute(lo, hi, DOMAIN_SPAN + (role >>> 0), slab, o, true);
+    return slabView(o, 8);
   }
 
   traceId(cookie: bigint): Uint8Array {
@@ -114,9 +115,6 @@ const KV_TRANSPORT_TCP: KeyValue = { key: ATTR_NETWORK_TRANSPORT, value: 'tcp' }
 const KV_TYPE_IPV4: KeyValue = { key: ATTR_NETWORK_TYPE, value: 'ipv4' };
 const KV_TYPE_IPV6: KeyValue = { key: ATTR_NETWORK_TYPE, value: 'ipv6' };
 const KV_OWNER_UNKNOWN: KeyValue = { key: ATTR_TCP_OWNER_UNKNOWN, value: true };
-const STATUS_UNSET: Span['status'] = { code: StatusCode.Unset, message: '' };
-const NO_EVENTS: Span['events'] = [];
-const NO_LINKS: Span['links'] = [];
 
 const defaultEndpoints = new EndpointTable(4096);
 

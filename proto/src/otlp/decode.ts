@@ -41,6 +41,7 @@ import {
   type ValueAtQuantile,
 } from '../model.ts';
 import { ProtoDecodeError } from './errors.ts';
+import { slab, slabSlot, slabView } from '../id-slab.ts';
 import type { ExportPartialSuccess } from './encode.ts';
 import { SMALL_BIGINTS, smallBigInt } from '../small-bigints.ts';
 
@@ -207,30 +208,19 @@ function rStr(end: number): string {
   return str;
 }
 
-// Ids (16 / 8 bytes, two or three per span) are copied into shared slabs: one ArrayBuffer per 64 KiB
-// of ids instead of one per id, and the decoded model never aliases the caller's input buffer.
-const SLAB_SIZE = 65536;
-let slabBuffer = new ArrayBuffer(SLAB_SIZE); // kept apart: reading slab.buffer is a runtime call
-let slab = new Uint8Array(slabBuffer);
-let slabPos = 0;
-
+// Ids (16 / 8 bytes, two or three per span) are copied into shared slabs (id-slab.ts), so the
+// decoded model never aliases the caller's input buffer.
 function rBytes(end: number): Uint8Array {
   const len = rLen(end);
   if (len === 0) return EMPTY_BYTES;
   const s = pos;
   pos += len;
   if (len > 256) return u8.slice(s, pos);
-  if (slabPos + len > SLAB_SIZE) {
-    slabBuffer = new ArrayBuffer(SLAB_SIZE);
-    slab = new Uint8Array(slabBuffer);
-    slabPos = 0;
-  }
-  const o = slabPos;
+  const o = slabSlot(len);
   const dst = slab;
   const src = u8;
   for (let i = 0; i < len; i++) dst[o + i] = src[s + i];
-  slabPos = o + len;
-  return new Uint8Array(slabBuffer, o, len);
+  return slabView(o, len);
 }
 
 function rFixed64(end: number): bigint {
