@@ -280,7 +280,10 @@ export class PrimBuilder extends ColumnBuilder {
     this.big[row] = v;
     this.valid[row] = 1;
   }
-  /** 64-bit kinds: the value at index `at` of `halves` (int64 values as 32-bit halves) into `row`. */
+  /**
+   * 64-bit kinds, direct-write mode (after reserve(), which keeps the halves view on `big`): the
+   * value at index `at` of `halves` (int64 values as 32-bit halves) into `row`.
+   */
   putHalves(row: number, halves: Int32Array, at: number): void {
     const dst = this.bigHalves;
     dst[2 * row] = halves[2 * at];
