@@ -187,10 +187,10 @@ async function throughput(): Promise<void> {
       lanes.push({ stage, pipeline, totals, cpu: [] as number[], wall: [] as number[] });
     }
 
-    async function runFull(pipeline: AgentPipeline): Promise<{ wall: number; cpu: number }> {
+    async function runFull(pipeline: AgentPipeline, passCount = passes): Promise<{ wall: number; cpu: number }> {
       const c0 = cpuNs();
       const t0 = process.hrtime.bigint();
-      for (let p = 0; p < passes; p++) {
+      for (let p = 0; p < passCount; p++) {
         for (let b = 0; b < batches.length; b++) {
           const x = batches[b]!;
           pipeline.onBatch(x.buf, x.buf.byteLength, x.count);
@@ -224,7 +224,9 @@ async function throughput(): Promise<void> {
     }
 
     console.log(`agent pipeline bench: ${perPass} recorded events (tcp-burst.kscope) × ${passes} passes = ${events} events/round, ${batches.length} batches of ≤256, ${rounds} rounds, side by side (median); rates per core = events / CPU time of the process`);
-    for (const l of lanes) await runFull(l.pipeline); // JIT warm-up
+    // JIT warm-up, a full round's worth even in --quick: the Arrow IPC writer's code keeps being
+    // compiled for a few hundred batches, and a shorter warm-up shows it in the figure
+    for (const l of lanes) await runFull(l.pipeline, 60);
     await runDecode();
     const dec: number[] = [];
     const before = lanes.map((l) => ({ ...l.totals }));
