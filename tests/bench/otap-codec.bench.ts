@@ -143,23 +143,22 @@ async function speedChild(op: SpeedOp, recorded: boolean, compression: 'zstd' | 
   const consumer = new OtapConsumer('traces');
   const rates: number[] = [];
   let keep: unknown;
+  /** Batch i of the operation on a stream's producer / consumer. */
+  const step = (p: OtapProducer, c: OtapConsumer, i: number): unknown => {
+    if (op === 'otap-encode') return encodeBatchArrowRecords(p.produce('traces', data[i]!));
+    if (op === 'otap-decode') return c.consume(decodeBatchArrowRecords(wires[i]!));
+    if (op === 'otlp-encode') return encodeTraces(data[i]!);
+    return decodeTraces(otlp[i]!);
+  };
   const warmUntil = Date.now() + WARMUP_MS;
   while (Date.now() < warmUntil) {
     const p = new OtapProducer({ compression });
     const c = new OtapConsumer('traces'); // a stream from its start: the wires again, in order
-    for (let i = 0; i < count; i++) {
-      if (op === 'otap-encode') keep = encodeBatchArrowRecords(p.produce('traces', data[i]!));
-      else if (op === 'otap-decode') keep = c.consume(decodeBatchArrowRecords(wires[i]!));
-      else if (op === 'otlp-encode') keep = encodeTraces(data[i]!);
-      else keep = decodeTraces(otlp[i]!);
-    }
+    for (let i = 0; i < count; i++) keep = step(p, c, i);
   }
   for (let i = 0; i < count; i++) {
     const t0 = cpuMs();
-    if (op === 'otap-encode') keep = encodeBatchArrowRecords(producer.produce('traces', data[i]!));
-    else if (op === 'otap-decode') keep = consumer.consume(decodeBatchArrowRecords(wires[i]!));
-    else if (op === 'otlp-encode') keep = encodeTraces(data[i]!);
-    else keep = decodeTraces(otlp[i]!);
+    keep = step(producer, consumer, i);
     const ms = cpuMs() - t0;
     rates.push((batch / ms) * 1000);
   }
