@@ -354,8 +354,7 @@ if (paced) {
   const bundled = fileURLToPath(new URL('../../dist/bench/agent-pipeline.mjs', import.meta.url));
   await bundleScript(self, bundled);
   // node flags and environment (malloc arenas) as the image runs the agent (deploy/docker/agent.Dockerfile)
-  // @ts-expect-error -- plain .mjs script without types
-  const { agentImageRuntime } = (await import('../../scripts/image-runtime.mjs')) as { agentImageRuntime: () => { nodeArgs: string[]; env: Record<string, string> } };
+  const { agentImageRuntime } = await import('../../scripts/image-runtime.mjs');
   const image = agentImageRuntime();
   const r = spawnSync(process.execPath, [...image.nodeArgs, bundled, '--paced', ...(quick ? ['--quick'] : [])], { encoding: 'utf8', env: { ...process.env, ...image.env } });
   const line = r.stdout.split('\n').find((l) => l.startsWith('PACED '));

@@ -60,8 +60,7 @@ test('bundled `agent up --replay` runs the main job end to end: agent → bundle
 });
 
 test('the quick start (scripts/start.sh) runs the agent bundle with the image\'s node flags and malloc arenas', async () => {
-  // @ts-expect-error -- plain .mjs script without types
-  const { agentImageRuntime } = (await import('../../scripts/image-runtime.mjs')) as { agentImageRuntime: () => { nodeArgs: string[]; env: Record<string, string> } };
+  const { agentImageRuntime } = await import('../../scripts/image-runtime.mjs');
   const image = agentImageRuntime();
   assert.ok(image.nodeArgs.length > 0 && image.env.MALLOC_ARENA_MAX, 'the image sets node flags and MALLOC_ARENA_MAX');
   const start = readFileSync(join(root, 'scripts/start.sh'), 'utf8');
