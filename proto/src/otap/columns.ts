@@ -254,11 +254,6 @@ export class PrimBuilder extends ColumnBuilder {
     this.valid[row] = 1;
     this.nullCount--;
   }
-  setBigAt(row: number, v: bigint): void {
-    this.big[row] = v;
-    this.valid[row] = 1;
-    this.nullCount--;
-  }
   /** Direct-write mode for `n` rows (see reserveRows); cells are not cleared. */
   reserve(n: number, allValid = false): void {
     if (this.isBig) {
@@ -275,10 +270,6 @@ export class PrimBuilder extends ColumnBuilder {
   putOpt(row: number, v: number): void {
     this.num[row] = v;
     this.valid[row] = v ? 1 : 0;
-  }
-  putBig(row: number, v: bigint): void {
-    this.big[row] = v;
-    this.valid[row] = 1;
   }
   /**
    * 64-bit kinds, direct-write mode (after reserve(), which keeps the halves view on `big`): the
