@@ -24,6 +24,10 @@ export class KeyValueList {
   constructor(public values: KeyValue[]) {}
 }
 
+/**
+ * Decoders hand out one object for equal attributes with a scalar value (within a batch, and for
+ * OTLP across batches): replace a KeyValue in its list, never assign to its fields.
+ */
 export interface KeyValue {
   key: string;
   value: AnyValue;

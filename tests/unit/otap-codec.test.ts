@@ -155,6 +155,18 @@ test('agent-shaped traces round-trip at batch 10000 over several batches', () =>
   }
 });
 
+test('equal scalar attributes of a batch decode to one shared KeyValue; bytes values never share', () => {
+  const d = agentTraces(500, 4);
+  const spans = d.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans));
+  for (const s of spans) s.attributes.push({ key: 'blob', value: new Uint8Array([1, 2, 3]) });
+  const out = new OtapConsumer('traces').consume(decodeBatchArrowRecords(encodeBatchArrowRecords(new OtapProducer().produce('traces', d))));
+  assert.deepStrictEqual(canon(out.data), canon(d));
+  const got = (out.data as TracesData).resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans));
+  const find = (i: number, key: string) => got[i].attributes.find((a) => a.key === key)!;
+  assert.equal(find(0, 'network.transport'), find(got.length - 1, 'network.transport'));
+  assert.notEqual(find(0, 'blob'), find(1, 'blob'));
+});
+
 test('more than 65536 spans in one batch is refused with a clear error', () => {
   const p = new OtapProducer();
   assert.throws(() => p.produce('traces', agentTraces(65_537, 1)), /more than 65536 spans/);

@@ -41,6 +41,25 @@ test('agent-shaped batch of 10k spans round-trips', () => {
   assert.deepStrictEqual(decodeSignal('traces', encodeSignal('traces', d)), d);
 });
 
+test('equal scalar attributes decode to shared KeyValues; cache collisions never return a wrong one', () => {
+  const d = agentTraces(3000);
+  const spans = decodeTraces(encodeTraces(d)).resourceSpans[0].scopeSpans[0].spans;
+  // network.transport=tcp in every span: (nearly) one object, though the byte counts unique to each
+  // span pass through the same cache
+  assert.ok(new Set(spans.map((s) => s.attributes[0])).size < 5);
+  // 20k distinct values of one key all land on 2048 cache slots: each decodes to its own value
+  const many = agentTraces(20_000, 7);
+  many.resourceSpans[0].scopeSpans[0].spans.forEach((s, i) => (s.attributes[0] = { key: 'k', value: `v${i % 5000}` }));
+  const back = decodeTraces(encodeTraces(many));
+  assert.deepStrictEqual(back, many);
+  // a value that is not a scalar (bytes, arrays, kvlists) is never shared: mutable objects
+  const nested = agentTraces(2, 3);
+  for (const s of nested.resourceSpans[0].scopeSpans[0].spans) s.attributes[1] = { key: 'arr', value: ['a', 1n] };
+  const n2 = decodeTraces(encodeTraces(nested)).resourceSpans[0].scopeSpans[0].spans;
+  assert.notEqual(n2[0].attributes[1], n2[1].attributes[1]);
+  assert.deepStrictEqual(n2[0].attributes[1], n2[1].attributes[1]);
+});
+
 for (const signal of ['traces', 'metrics', 'logs'] as const) {
   const arb = A[signal] as fc.Arbitrary<unknown>;
   test(`${signal}: our encoder's bytes decode in protobufjs to the same message (property)`, () => {

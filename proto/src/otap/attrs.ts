@@ -524,6 +524,15 @@ class AttrCols {
 }
 
 /** Attributes grouped by (absolute) parent id. */
+// Per-row working arrays of decodeAttrs, kept between calls (decoding is synchronous and never
+// re-entered), so a batch of 100k attribute rows does not allocate ~2 MB of them each time.
+// Batches beyond SCRATCH_ROWS rows get arrays of their own, so one huge batch pins no memory.
+const SCRATCH_ROWS = 1 << 18;
+let scratchIds = new Float64Array(1024);
+let scratchHead = new Int32Array(1024);
+let scratchPerm = new Uint32Array(1024);
+let scratchKv: (KeyValue | undefined)[] = new Array(1024);
+
 export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   const cols = batch.columns;
   const c = new AttrCols(
@@ -541,7 +550,18 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   const n = batch.length;
   // Pass 1 resolves the quasi-delta ids from the raw columns (no objects); the lists are then
   // sized exactly and pass 2 creates each KeyValue straight into its parent's list.
-  const ids = new Float64Array(n);
+  if (n > scratchIds.length && n <= SCRATCH_ROWS) {
+    const cap = Math.min(SCRATCH_ROWS, Math.max(n, scratchIds.length * 2));
+    scratchIds = new Float64Array(cap);
+    scratchHead = new Int32Array(cap);
+    scratchPerm = new Uint32Array(cap);
+    scratchKv = new Array(cap);
+  }
+  const own = n > scratchIds.length;
+  const ids = own ? new Float64Array(n) : scratchIds;
+  // Rows are sorted by (type, key, value), so equal attributes sit in runs: each row's run head.
+  // Rows of a run with a scalar value share one KeyValue (see decode.ts on sharing).
+  const head = own ? new Int32Array(n) : scratchHead;
   const parentVals = c.parentVals;
   let prevKey: string | null = null;
   let prevType = -1;
@@ -562,10 +582,12 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
     let id: number;
     if (prevKey === k && prevType === t && c.sameValue(t, i, prevRow)) {
       id = (prevParent + raw) >>> 0;
+      head[i] = t === ValueType.Bytes ? i : head[prevRow];
     } else {
       id = raw;
       prevKey = k;
       prevType = t;
+      head[i] = i;
     }
     prevRow = i;
     prevParent = id;
@@ -581,23 +603,32 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   }
   for (let id = 1; id <= maxDense + 1; id++) counts[id] += counts[id - 1];
   const denseRows = counts[maxDense + 1];
-  const perm = new Uint32Array(denseRows);
+  const perm = own ? new Uint32Array(denseRows) : scratchPerm;
   const next = counts.slice(0, maxDense + 1);
   for (let i = 0; i < n; i++) {
     const id = ids[i];
     if (id >= 0 && id < DENSE_IDS) perm[next[id]++] = i;
   }
   const dense: (KeyValue[] | undefined)[] = new Array(maxDense + 1);
+  const byHead: (KeyValue | undefined)[] = own ? new Array(n) : scratchKv;
   for (let id = 0; id <= maxDense; id++) {
     const from = counts[id], to = counts[id + 1];
     if (from === to) continue;
     const list: KeyValue[] = new Array(to - from);
     for (let k = from; k < to; k++) {
       const r = perm[k];
-      list[k - from] = { key: c.keyAt(r), value: c.valueAt(c.typeAt(r), r) };
+      const h = head[r];
+      let kv = byHead[h];
+      if (kv === undefined) {
+        kv = { key: c.keyAt(r), value: c.valueAt(c.typeAt(r), r) };
+        // Map and slice values never start a run (sameValue is false for them), Bytes never joins one
+        if (h !== r || (r + 1 < n && head[r + 1] === r)) byHead[h] = kv;
+      }
+      list[k - from] = kv;
     }
     dense[id] = list;
   }
+  if (!own) byHead.fill(undefined, 0, n); // the next batch must not see (or keep alive) these
   // Rows of hostile ids (negative, or too large to index) keep their row order and still decode,
   // so a bad cell fails the batch wherever it sits.
   let sparse: Map<number, KeyValue[]> | null = null;

@@ -167,6 +167,39 @@ const internStr: string[] = new Array<string>(INTERN_SLOTS).fill('');
 // internWords reads in platform byte order, so the input words are read in the same order.
 const NATIVE_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/** Hash of bytes [s, e): it reads at most 3 words (head, middle, tail), so its cost does not grow
+ *  with the length; callers compare in full, so a collision never returns a wrong value. */
+function hashRange(s: number, e: number, len: number): number {
+  let h = 0x811c9dc5 ^ len;
+  if (len < 4) {
+    const src = u8;
+    for (let i = s; i < e; i++) h = Math.imul(h ^ src[i], 0x01000193);
+  } else {
+    const dv = view;
+    h = Math.imul(h ^ dv.getInt32(s, true), 0x01000193);
+    h = Math.imul(h ^ dv.getInt32(e - 4, true), 0x01000193);
+    if (len > 8) h = Math.imul(h ^ dv.getInt32(s + (len >> 1) - 2, true), 0x01000193);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0x5bd1e995);
+  }
+  return h ^ (h >>> 15);
+}
+
+/** Whether the cached bytes at slot (of a table with rows of `max` bytes) equal input [s, s+len). */
+function sameBytes(bytes: Uint8Array, words: Int32Array, slot: number, max: number, s: number, len: number): boolean {
+  const dv = view;
+  const n = len >> 2;
+  const wb = slot * (max >> 2);
+  let i = 0;
+  while (i < n && words[wb + i] === dv.getInt32(s + 4 * i, NATIVE_LE)) i++;
+  if (i !== n) return false;
+  const src = u8;
+  const base = slot * max;
+  let j = n << 2;
+  while (j < len && bytes[base + j] === src[s + j]) j++;
+  return j === len;
+}
+
 function rStr(end: number): string {
   const len = rLen(end);
   const s = pos;
@@ -174,39 +207,29 @@ function rStr(end: number): string {
   pos = e;
   if (len === 0) return '';
   if (len > INTERN_MAX) return buf.utf8Slice(s, e);
-  const src = u8;
-  const dv = view;
-  // The hash reads at most 3 words (head, middle, tail), so its cost does not grow with the
-  // string: the full comparison below keeps a collision from ever returning a wrong string.
-  let h = 0x811c9dc5 ^ len;
-  if (len < 4) {
-    for (let i = s; i < e; i++) h = Math.imul(h ^ src[i], 0x01000193);
-  } else {
-    h = Math.imul(h ^ dv.getInt32(s, true), 0x01000193);
-    h = Math.imul(h ^ dv.getInt32(e - 4, true), 0x01000193);
-    if (len > 8) h = Math.imul(h ^ dv.getInt32(s + (len >> 1) - 2, true), 0x01000193);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0x5bd1e995);
-  }
-  const slot = (h ^ (h >>> 15)) & (INTERN_SLOTS - 1);
-  if (internLen[slot] === len) {
-    const words = len >> 2;
-    const wb = slot * (INTERN_MAX >> 2);
-    let i = 0;
-    while (i < words && internWords[wb + i] === dv.getInt32(s + 4 * i, NATIVE_LE)) i++;
-    if (i === words) {
-      const base = slot * INTERN_MAX;
-      let j = words << 2;
-      while (j < len && internBytes[base + j] === src[s + j]) j++;
-      if (j === len) return internStr[slot];
-    }
-  }
+  const slot = hashRange(s, e, len) & (INTERN_SLOTS - 1);
+  if (internLen[slot] === len && sameBytes(internBytes, internWords, slot, INTERN_MAX, s, len)) return internStr[slot];
   const str = buf.utf8Slice(s, e);
-  internBytes.set(src.subarray(s, e), slot * INTERN_MAX);
+  internBytes.set(u8.subarray(s, e), slot * INTERN_MAX);
   internLen[slot] = len;
   internStr[slot] = str;
   return str;
 }
+
+// Whole attributes repeat too (network.transport=tcp, a handful of peers, status enums): a KeyValue
+// whose encoded bytes were seen before is returned as the same frozen object, which saves the
+// decode and, at 10k-span batches, the garbage that pushes a half-built batch out of the young
+// generation. Only scalar values are cached, and the objects are frozen: consumers replace a
+// decoded KeyValue, never mutate it (none of ours does; freezing makes a mistake throw).
+const KV_MAX = 48; // a multiple of 4
+const KV_SLOTS = 2048; // power of two
+const kvBytes = new Uint8Array(KV_SLOTS * KV_MAX);
+const kvWords = new Int32Array(kvBytes.buffer);
+const kvLen = new Int32Array(KV_SLOTS).fill(-1);
+const kvObj: KeyValue[] = new Array<KeyValue>(KV_SLOTS).fill(Object.freeze({ key: '', value: null }));
+// Second chance: a slot hit since it was filled survives one miss, so attributes unique to a span
+// (byte counts, ports) pass through without evicting the ones that repeat.
+const kvHit = new Uint8Array(KV_SLOTS);
 
 // Ids (16 / 8 bytes, two or three per span) are copied into shared slabs (id-slab.ts), so the
 // decoded model never aliases the caller's input buffer.
@@ -361,6 +384,37 @@ function dAny(end: number, depth: number): AnyValue {
 }
 
 function dKV(end: number, depth: number): KeyValue {
+  const s = pos;
+  const len = end - s;
+  let slot = -1;
+  if (len <= KV_MAX && len > 0) {
+    slot = hashRange(s, end, len) & (KV_SLOTS - 1);
+    if (kvLen[slot] === len && sameBytes(kvBytes, kvWords, slot, KV_MAX, s, len)) {
+      pos = end;
+      kvHit[slot] = 1;
+      return kvObj[slot];
+    }
+    if (kvHit[slot] === 1) {
+      kvHit[slot] = 0;
+      slot = -1;
+    }
+  }
+  const kv = dKVFields(end, depth);
+  if (slot >= 0) {
+    const v = kv.value;
+    if (typeof v !== 'object' || v === null) {
+      const dst = kvBytes;
+      const src = u8;
+      const o = slot * KV_MAX - s;
+      for (let i = s; i < end; i++) dst[o + i] = src[i];
+      kvLen[slot] = len;
+      kvObj[slot] = kv;
+    }
+  }
+  return kv;
+}
+
+function dKVFields(end: number, depth: number): KeyValue {
   let key = '';
   let value: AnyValue = null;
   while (pos < end) {
