@@ -133,6 +133,46 @@ test('our reader reads an apache-arrow stream with compressed delta dictionaries
   assert.deepEqual(a2.get(2), [{ key: 'k8s.pod.name', value: 'pod-1' }]);
 });
 
+test('a bad cell in one attributes batch leaves nothing behind for the next (shared KeyValues)', () => {
+  // Rows 0 and 1 are one run (a=x, shared KeyValue); row 2 has an unknown value type, so the
+  // first batch fails after the run's KeyValue was made. The second batch has a run at the same
+  // row index with another value, which must decode as itself.
+  const keyType = new Dictionary(new Utf8(), new Uint8(), 0, false);
+  const strType = new Dictionary(new Utf8(), new Uint16(), 1, false);
+  const schema = new Schema([
+    new Field('parent_id', new Uint16(), false),
+    new Field('key', keyType, false),
+    new Field('type', new Uint8(), false),
+    new Field('str', strType, true),
+  ]);
+  const keyDict = vectorFromArray(['a', 'b'], new Utf8());
+  const strDict = vectorFromArray(['x', 'y'], new Utf8());
+  const batch = (parents: number[], keys: number[], types: number[], strs: number[]) =>
+    new RecordBatch(
+      schema,
+      makeData({
+        type: new Struct(schema.fields),
+        length: parents.length,
+        children: [
+          makeVector(Uint16Array.from(parents)).data[0],
+          makeData({ type: keyType, length: keys.length, data: Uint8Array.from(keys), dictionary: keyDict }),
+          makeData({ type: new Uint8(), length: keys.length, data: Uint8Array.from(types) }),
+          makeData({ type: strType, length: strs.length, data: Uint16Array.from(strs), dictionary: strDict }),
+        ],
+      }),
+    );
+  const writer = new RecordBatchStreamWriter();
+  writer.write(batch([0, 1, 2], [0, 0, 1], [1, 1, 99], [0, 0, 0])); // parent 1 is a delta: 0 + 1
+  writer.write(batch([0, 1], [0, 0], [1, 1], [1, 1]));
+  writer.finish();
+  const [bad, good] = splitAtRecordBatches(writer.toUint8Array(true));
+  const reader = new IpcStreamReader('0', { maxPayloadBytes: 1 << 20, maxDictionaryEntries: 1000 });
+  assert.throws(() => decodeAttrs(reader.readPayload(bad!).batch, 'test'), /unknown value type 99/);
+  const a = decodeAttrs(reader.readPayload(good!).batch, 'test');
+  assert.deepEqual(a.get(0), [{ key: 'a', value: 'y' }]);
+  assert.deepEqual(a.get(1), [{ key: 'a', value: 'y' }]);
+});
+
 import { Message } from 'apache-arrow/ipc/metadata/message';
 import { MessageHeader } from 'apache-arrow';
 

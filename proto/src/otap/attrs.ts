@@ -532,6 +532,8 @@ let scratchIds = new Float64Array(1024);
 let scratchHead = new Int32Array(1024);
 let scratchPerm = new Uint32Array(1024);
 let scratchKv: (KeyValue | undefined)[] = new Array(1024);
+/** Rows of scratchKv still filled by a batch that threw midway. */
+let scratchKvDirty = 0;
 
 export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   const cols = batch.columns;
@@ -556,6 +558,7 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
     scratchHead = new Int32Array(cap);
     scratchPerm = new Uint32Array(cap);
     scratchKv = new Array(cap);
+    scratchKvDirty = 0;
   }
   const own = n > scratchIds.length;
   const ids = own ? new Float64Array(n) : scratchIds;
@@ -611,6 +614,11 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   }
   const dense: (KeyValue[] | undefined)[] = new Array(maxDense + 1);
   const byHead: (KeyValue | undefined)[] = own ? new Array(n) : scratchKv;
+  if (!own) {
+    // a batch that threw below (a bad cell) left its entries: the next must not see them
+    if (scratchKvDirty > 0) scratchKv.fill(undefined, 0, scratchKvDirty);
+    scratchKvDirty = n;
+  }
   for (let id = 0; id <= maxDense; id++) {
     const from = counts[id], to = counts[id + 1];
     if (from === to) continue;
@@ -628,7 +636,10 @@ export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
     }
     dense[id] = list;
   }
-  if (!own) byHead.fill(undefined, 0, n); // the next batch must not see (or keep alive) these
+  if (!own) {
+    byHead.fill(undefined, 0, n); // nor keep them alive
+    scratchKvDirty = 0;
+  }
   // Rows of hostile ids (negative, or too large to index) keep their row order and still decode,
   // so a bad cell fails the batch wherever it sits.
   let sparse: Map<number, KeyValue[]> | null = null;
