@@ -523,11 +523,10 @@ class AttrCols {
   }
 }
 
-/** Attributes grouped by (absolute) parent id. */
 // Per-row working arrays of decodeAttrs, kept between calls (decoding is synchronous and never
-// re-entered), so a batch of 100k attribute rows does not allocate ~2 MB of them each time.
-// Batches beyond SCRATCH_ROWS rows get arrays of their own, so one huge batch pins no memory.
-const SCRATCH_ROWS = 1 << 18;
+// re-entered), so a batch of 100k attribute rows does not allocate ~2.4 MB of them each time.
+// Batches beyond SCRATCH_ROWS rows get arrays of their own, so at most ~3 MB stays pinned.
+const SCRATCH_ROWS = 1 << 17;
 let scratchIds = new Float64Array(1024);
 let scratchHead = new Int32Array(1024);
 let scratchPerm = new Uint32Array(1024);
@@ -535,6 +534,7 @@ let scratchKv: (KeyValue | undefined)[] = new Array(1024);
 /** Rows of scratchKv still filled by a batch that threw midway. */
 let scratchKvDirty = 0;
 
+/** Attributes grouped by (absolute) parent id. */
 export function decodeAttrs(batch: DecodedBatch, what: string): AttrLists {
   const cols = batch.columns;
   const c = new AttrCols(
