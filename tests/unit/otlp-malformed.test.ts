@@ -88,6 +88,30 @@ function varint(n: number): number[] {
   return out;
 }
 
+/** Logs request with one LogRecord of the given fields. */
+function logsWith(log: number[]): Uint8Array {
+  const sl = [0x12, ...varint(log.length), ...log];
+  const rl = [0x12, ...varint(sl.length), ...sl];
+  return Uint8Array.from([0x0a, ...varint(rl.length), ...rl]);
+}
+
+test('AnyValue nesting is bounded also where the innermost attribute is in the decode cache', () => {
+  const inner = [0x0a, 1, 0x6b, 0x12, 2, 0x10, 0x01]; // KeyValue k = true
+  // seen twice at the top level (attributes, field 6): the decoder now holds it
+  for (let i = 0; i < 2; i++) decodeSignal('logs', logsWith([0x32, inner.length, ...inner]));
+  const kvlistBody = (depth: number) => {
+    let kv = inner, any: number[] = [];
+    for (let i = 0; i < depth; i++) {
+      const list = [0x0a, ...varint(kv.length), ...kv]; // KeyValueList.values
+      any = [0x32, ...varint(list.length), ...list]; // AnyValue.kvlist_value
+      kv = [0x0a, 1, 0x6b, 0x12, ...varint(any.length), ...any];
+    }
+    return logsWith([0x2a, ...varint(any.length), ...any]); // LogRecord.body
+  };
+  assert.ok(decodeSignal('logs', kvlistBody(MAX_ANY_DEPTH)).resourceLogs[0].scopeLogs[0].logRecords[0].body);
+  for (let i = 0; i < 2; i++) assertInvalid(() => decodeSignal('logs', kvlistBody(MAX_ANY_DEPTH + 1)), /nested deeper/);
+});
+
 test('AnyValue nesting is bounded (binary and JSON)', () => {
   const ok = decodeSignal('logs', nestedBody(MAX_ANY_DEPTH));
   assert.ok(Array.isArray(ok.resourceLogs[0].scopeLogs[0].logRecords[0].body));

@@ -217,10 +217,10 @@ function rStr(end: number): string {
 }
 
 // Whole attributes repeat too (network.transport=tcp, a handful of peers, status enums): a KeyValue
-// whose encoded bytes were seen before is returned as the same frozen object, which saves the
-// decode and, at 10k-span batches, the garbage that pushes a half-built batch out of the young
-// generation. Only scalar values are cached, and the objects are frozen: consumers replace a
-// decoded KeyValue, never mutate it (none of ours does; freezing makes a mistake throw).
+// whose encoded bytes were seen before is returned as the same object, which saves the decode
+// and, at 10k-span batches, the garbage that pushes a half-built batch out of the young
+// generation. Only scalar values are cached. Consumers replace a decoded KeyValue and never
+// assign to one (model.ts); the objects are not frozen, because that made decoding slower.
 const KV_MAX = 48; // a multiple of 4
 const KV_SLOTS = 2048; // power of two
 const kvBytes = new Uint8Array(KV_SLOTS * KV_MAX);
@@ -387,7 +387,8 @@ function dKV(end: number, depth: number): KeyValue {
   const s = pos;
   const len = end - s;
   let slot = -1;
-  if (len <= KV_MAX && len > 0) {
+  // past the depth bound a fresh decode fails, so a cached copy must not answer for it
+  if (len <= KV_MAX && len > 0 && depth <= MAX_ANY_DEPTH) {
     slot = hashRange(s, end, len) & (KV_SLOTS - 1);
     if (kvLen[slot] === len && sameBytes(kvBytes, kvWords, slot, KV_MAX, s, len)) {
       pos = end;
