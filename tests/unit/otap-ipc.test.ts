@@ -81,39 +81,43 @@ for (const compression of ['zstd', 'none'] as const) {
   });
 }
 
+// An attributes-shaped table (parent_id, dictionary-encoded key and str, type) as apache-arrow
+// writes it, for reading with our IPC reader.
+const attrKeyType = new Dictionary(new Utf8(), new Uint8(), 0, false);
+const attrStrType = new Dictionary(new Utf8(), new Uint16(), 1, false);
+const attrSchema = new Schema([
+  new Field('parent_id', new Uint16(), false),
+  new Field('key', attrKeyType, false),
+  new Field('type', new Uint8(), false),
+  new Field('str', attrStrType, true),
+]);
+function attrsBatch(parents: number[], keys: number[], types: number[], strs: number[], keyDict: Vector, strDict: Vector): RecordBatch {
+  return new RecordBatch(
+    attrSchema,
+    makeData({
+      type: new Struct(attrSchema.fields),
+      length: parents.length,
+      children: [
+        makeVector(Uint16Array.from(parents)).data[0],
+        makeData({ type: attrKeyType, length: keys.length, data: Uint8Array.from(keys), dictionary: keyDict }),
+        makeData({ type: new Uint8(), length: keys.length, data: Uint8Array.from(types) }),
+        makeData({ type: attrStrType, length: strs.length, data: Uint16Array.from(strs), dictionary: strDict }),
+      ],
+    }),
+  );
+}
+
 test('our reader reads an apache-arrow stream with compressed delta dictionaries', () => {
   // An attributes-shaped table written by apache-arrow, two record batches whose `key` and `str`
   // dictionaries grow by delta between them.
-  const keyType = new Dictionary(new Utf8(), new Uint8(), 0, false);
-  const strType = new Dictionary(new Utf8(), new Uint16(), 1, false);
-  const schema = new Schema([
-    new Field('parent_id', new Uint16(), false),
-    new Field('key', keyType, false),
-    new Field('type', new Uint8(), false),
-    new Field('str', strType, true),
-  ]);
   const keyDict1 = vectorFromArray(['host.name', 'k8s.pod.name'], new Utf8());
   const strDict1 = vectorFromArray(['node-a', 'pod-1'], new Utf8());
   const keyDict2 = keyDict1.concat(vectorFromArray(['zone'], new Utf8()));
   const strDict2 = strDict1.concat(vectorFromArray(['eu-1'], new Utf8()));
-  const batch = (parents: number[], keys: number[], strs: number[], kd: Vector, sd: Vector) =>
-    new RecordBatch(
-      schema,
-      makeData({
-        type: new Struct(schema.fields),
-        length: parents.length,
-        children: [
-          makeVector(Uint16Array.from(parents)).data[0],
-          makeData({ type: keyType, length: keys.length, data: Uint8Array.from(keys), dictionary: kd }),
-          makeData({ type: new Uint8(), length: keys.length, data: Uint8Array.from(keys.map(() => 1)) }),
-          makeData({ type: strType, length: strs.length, data: Uint16Array.from(strs), dictionary: sd }),
-        ],
-      }),
-    );
   const writer = new RecordBatchStreamWriter({ compressionType: CompressionType.ZSTD });
-  writer.write(batch([0, 0], [0, 1], [0, 1], keyDict1, strDict1));
+  writer.write(attrsBatch([0, 0], [0, 1], [1, 1], [0, 1], keyDict1, strDict1)); // type 1: string
   const first = writer.toUint8Array(true);
-  writer.write(batch([0, 1, 2], [0, 2, 1], [0, 2, 1], keyDict2, strDict2));
+  writer.write(attrsBatch([0, 1, 2], [0, 2, 1], [1, 1, 1], [0, 2, 1], keyDict2, strDict2));
   writer.finish();
   const all = writer.toUint8Array(true);
   assert.ok(all.length > 0 && first.length > 0);
@@ -137,33 +141,11 @@ test('a bad cell in one attributes batch leaves nothing behind for the next (sha
   // Rows 0 and 1 are one run (a=x, shared KeyValue); row 2 has an unknown value type, so the
   // first batch fails after the run's KeyValue was made. The second batch has a run at the same
   // row index with another value, which must decode as itself.
-  const keyType = new Dictionary(new Utf8(), new Uint8(), 0, false);
-  const strType = new Dictionary(new Utf8(), new Uint16(), 1, false);
-  const schema = new Schema([
-    new Field('parent_id', new Uint16(), false),
-    new Field('key', keyType, false),
-    new Field('type', new Uint8(), false),
-    new Field('str', strType, true),
-  ]);
   const keyDict = vectorFromArray(['a', 'b'], new Utf8());
   const strDict = vectorFromArray(['x', 'y'], new Utf8());
-  const batch = (parents: number[], keys: number[], types: number[], strs: number[]) =>
-    new RecordBatch(
-      schema,
-      makeData({
-        type: new Struct(schema.fields),
-        length: parents.length,
-        children: [
-          makeVector(Uint16Array.from(parents)).data[0],
-          makeData({ type: keyType, length: keys.length, data: Uint8Array.from(keys), dictionary: keyDict }),
-          makeData({ type: new Uint8(), length: keys.length, data: Uint8Array.from(types) }),
-          makeData({ type: strType, length: strs.length, data: Uint16Array.from(strs), dictionary: strDict }),
-        ],
-      }),
-    );
   const writer = new RecordBatchStreamWriter();
-  writer.write(batch([0, 1, 2], [0, 0, 1], [1, 1, 99], [0, 0, 0])); // parent 1 is a delta: 0 + 1
-  writer.write(batch([0, 1], [0, 0], [1, 1], [1, 1]));
+  writer.write(attrsBatch([0, 1, 2], [0, 0, 1], [1, 1, 99], [0, 0, 0], keyDict, strDict)); // parent 1 is a delta: 0 + 1
+  writer.write(attrsBatch([0, 1], [0, 0], [1, 1], [1, 1], keyDict, strDict));
   writer.finish();
   const [bad, good] = splitAtRecordBatches(writer.toUint8Array(true));
   const reader = new IpcStreamReader('0', { maxPayloadBytes: 1 << 20, maxDictionaryEntries: 1000 });

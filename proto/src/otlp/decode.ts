@@ -200,6 +200,13 @@ function sameBytes(bytes: Uint8Array, words: Int32Array, slot: number, max: numb
   return j === len;
 }
 
+/** Stores input [s, e) as the cached bytes of slot (rows of `max` bytes); callers keep e - s ≤ max. */
+function storeBytes(bytes: Uint8Array, slot: number, max: number, s: number, e: number): void {
+  const src = u8;
+  const o = slot * max - s;
+  for (let i = s; i < e; i++) bytes[o + i] = src[i];
+}
+
 function rStr(end: number): string {
   const len = rLen(end);
   const s = pos;
@@ -210,7 +217,7 @@ function rStr(end: number): string {
   const slot = hashRange(s, e, len) & (INTERN_SLOTS - 1);
   if (internLen[slot] === len && sameBytes(internBytes, internWords, slot, INTERN_MAX, s, len)) return internStr[slot];
   const str = buf.utf8Slice(s, e);
-  internBytes.set(u8.subarray(s, e), slot * INTERN_MAX);
+  storeBytes(internBytes, slot, INTERN_MAX, s, e);
   internLen[slot] = len;
   internStr[slot] = str;
   return str;
@@ -404,10 +411,7 @@ function dKV(end: number, depth: number): KeyValue {
   if (slot >= 0) {
     const v = kv.value;
     if (typeof v !== 'object' || v === null) {
-      const dst = kvBytes;
-      const src = u8;
-      const o = slot * KV_MAX - s;
-      for (let i = s; i < end; i++) dst[o + i] = src[i];
+      storeBytes(kvBytes, slot, KV_MAX, s, end);
       kvLen[slot] = len;
       kvObj[slot] = kv;
     }
