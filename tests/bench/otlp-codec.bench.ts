@@ -5,8 +5,10 @@
 // no other's (a 10k-span protobufjs message left in the heap makes every full GC slower); the
 // children alternate, REPEATS times each, so machine noise hits all sides alike. A child warms up
 // to steady state first (WARMUP_MS), then reports the mean of its timed runs (GC pauses included);
-// the figure is the median over the children. Then payload bytes raw and with zstd-1/3 at batch
-// 100/1000/10000.
+// the figure is the median over the children. The children run with the collector's node flags
+// (collector/src/runtime.ts, the process that decodes in production); our encode and decode also
+// run with node's defaults, side by side, to show what the flags are worth. Then payload bytes raw
+// and with zstd-1/3 at batch 100/1000/10000.
 // Run: npx tsx tests/bench/otlp-codec.bench.ts
 import { decodeTraces, encodeTraces } from '../../proto/src/otlp/index.ts';
 import { agentTraces } from '../../proto/src/otlp/fixtures.ts';
@@ -14,6 +16,7 @@ import { zstdCompress } from '../../proto/src/zstd.ts';
 import type { AnyValue, TracesData } from '../../proto/src/model.ts';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { COLLECTOR_NODE_FLAGS } from '../../collector/src/runtime.ts';
 
 const N = 10_000;
 const ROUNDS = Number(process.env.ROUNDS ?? 15);
@@ -131,14 +134,19 @@ const ours = encodeTraces(data);
 const REPEATS = Number(process.env.REPEATS ?? 5);
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
-const wall = ops.map(() => [] as number[]);
-const cpu = ops.map(() => [] as number[]);
+/** Every operation with the collector's flags; ours (ops 0 and 3) also with node's defaults. */
+const runs = [
+  ...ops.map((op, i) => ({ op: i, name: op.name, flags: [...COLLECTOR_NODE_FLAGS] })),
+  ...[0, 3].map((i) => ({ op: i, name: `${ops[i]!.name}, node defaults`, flags: [] as string[] })),
+];
+const wall = runs.map(() => [] as number[]);
+const cpu = runs.map(() => [] as number[]);
 const self = fileURLToPath(import.meta.url);
 for (let rep = 0; rep < REPEATS; rep++) {
-  ops.forEach((_op, i) => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', self, `--op=${i}`], { encoding: 'utf8', env: { ...process.env, ROUNDS: String(ROUNDS) } });
+  runs.forEach((run, i) => {
+    const r = spawnSync(process.execPath, [...run.flags, '--import', 'tsx', self, `--op=${run.op}`], { encoding: 'utf8', env: { ...process.env, ROUNDS: String(ROUNDS) } });
     const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-    if (!line) throw new Error(`child for ${ops[i]!.name} failed (${r.status}): ${r.stderr}`);
+    if (!line) throw new Error(`child for ${run.name} failed (${r.status}): ${r.stderr}`);
     const res = JSON.parse(line.slice(7)) as { cpu: number[]; wall: number[] };
     // a process's figure is its mean over all timed runs (total spans / total time): its GC pauses,
     // which land on some runs only, are part of the cost
@@ -149,15 +157,17 @@ for (let rep = 0; rep < REPEATS; rep++) {
 const wallMs = wall.map(median);
 const cpuMs = cpu.map(median);
 const k = (ms: number) => `${((N / ms) * 1000 / 1000).toFixed(0)} k`;
-console.log(`OTLP codec, ${N} spans × 10 attributes, ${ours.length} bytes (${(ours.length / N).toFixed(0)} B/span); each operation in its own process (warmed up ${WARMUP_MS / 1000} s, then ${ROUNDS} timed runs: mean per process, median of ${REPEATS} processes); load average ${(await import('node:os')).loadavg()[0].toFixed(1)}`);
+console.log(`OTLP codec, ${N} spans × 10 attributes, ${ours.length} bytes (${(ours.length / N).toFixed(0)} B/span); each operation in its own process (warmed up ${WARMUP_MS / 1000} s, then ${ROUNDS} timed runs: mean per process, median of ${REPEATS} processes), node flags ${COLLECTOR_NODE_FLAGS.join(' ')} (the collector's) unless marked; load average ${(await import('node:os')).loadavg()[0].toFixed(1)}`);
 console.log('| operation | CPU ms | spans/s (CPU) | wall ms | spans/s (wall) | CPU time vs ours |');
 console.log('|---|---|---|---|---|---|');
-ops.forEach((op, i) => {
-  const anchor = op.name.startsWith('encode') ? cpuMs[0]! : cpuMs[3]!;
-  console.log(`| ${op.name} | ${cpuMs[i]!.toFixed(1)} | ${k(cpuMs[i]!)} | ${wallMs[i]!.toFixed(1)} | ${k(wallMs[i]!)} | ${(cpuMs[i]! / anchor).toFixed(2)}× |`);
+runs.forEach((run, i) => {
+  const anchor = run.name.startsWith('encode') ? cpuMs[0]! : cpuMs[3]!;
+  console.log(`| ${run.name} | ${cpuMs[i]!.toFixed(1)} | ${k(cpuMs[i]!)} | ${wallMs[i]!.toFixed(1)} | ${k(wallMs[i]!)} | ${(cpuMs[i]! / anchor).toFixed(2)}× |`);
 });
+const dflt = ops.length; // the node-defaults runs follow the collector-flag runs: encode, decode
 console.log(`ours vs protobufjs: encode ${(cpuMs[1]! / cpuMs[0]!).toFixed(1)}× faster, decode ${(cpuMs[4]! / cpuMs[3]!).toFixed(1)}× faster; vs SDK serializer: encode ${(cpuMs[2]! / cpuMs[0]!).toFixed(1)}× faster (CPU time)`);
-console.log(`goals per core: encode ≥ 1000 k spans/s → ${k(cpuMs[0]!)}; decode ≥ 500 k spans/s → ${k(cpuMs[3]!)} (CPU time)`);
+console.log(`collector flags vs node defaults: encode ${(cpuMs[dflt]! / cpuMs[0]!).toFixed(2)}×, decode ${(cpuMs[dflt + 1]! / cpuMs[3]!).toFixed(2)}× the speed`);
+console.log(`goals per core: encode ≥ 1000 k spans/s → ${k(cpuMs[0]!)} (node defaults ${k(cpuMs[dflt]!)}); decode ≥ 500 k spans/s → ${k(cpuMs[3]!)} (node defaults ${k(cpuMs[dflt + 1]!)}) (CPU time)`);
 
 console.log('\n| batch | OTLP raw B | B/span | zstd-1 B | B/span | zstd-3 B | B/span |');
 console.log('|---|---|---|---|---|---|---|');

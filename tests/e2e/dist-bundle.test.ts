@@ -69,3 +69,10 @@ test('the quick start (scripts/start.sh) runs the agent bundle with the image\'s
   assert.deepEqual(exec[1]!.split(/\s+/).filter(Boolean), image.nodeArgs, 'start.sh node flags = the image ENTRYPOINT flags');
   assert.match(start, new RegExp(`^export MALLOC_ARENA_MAX="\\$\\{MALLOC_ARENA_MAX:-${image.env.MALLOC_ARENA_MAX}\\}"$`, 'm'), 'start.sh MALLOC_ARENA_MAX default = the image ENV');
 });
+
+test('every collector process runs with the image\'s node flags (collector/src/runtime.ts = collector.Dockerfile ENTRYPOINT)', async () => {
+  const { collectorImageRuntime } = await import('../../scripts/image-runtime.mjs');
+  const { COLLECTOR_NODE_FLAGS } = await import('../../collector/src/runtime.ts');
+  assert.ok(COLLECTOR_NODE_FLAGS.length > 0, 'the collector sets node flags');
+  assert.deepEqual(collectorImageRuntime().nodeArgs, [...COLLECTOR_NODE_FLAGS]);
+});

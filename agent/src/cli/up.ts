@@ -14,6 +14,7 @@ import { agentExporterRegistry } from '../exporters.ts';
 import { repoRoot } from '../sources/probes.ts';
 import { ConnectionSummary, JsonLinesFollower } from './summary.ts';
 import { startDemoWorkload, type DemoWorkload } from './demo-workload.ts';
+import { COLLECTOR_NODE_FLAGS } from '../../../collector/src/runtime.ts';
 import type { Command } from './command.ts';
 
 export const BUNDLED_FIXTURE = join(repoRoot, 'tests/fixtures/tcp-proc-loopback.kscope');
@@ -111,7 +112,7 @@ export const upCommand: Command = {
     // from the bundle (dist/), the collector runs bundled too: no tsx loader in either process
     const distDir = (globalThis as { KSCOPE_DIST_DIR?: string }).KSCOPE_DIST_DIR;
     const collectorArgs = distDir ? [join(distDir, 'collector.mjs')] : ['--import', 'tsx', join(repoRoot, 'collector/bin/collector.ts')];
-    const collector = spawn(process.execPath, [...collectorArgs, '--config', cfgFile], {
+    const collector = spawn(process.execPath, [...COLLECTOR_NODE_FLAGS, ...collectorArgs, '--config', cfgFile], {
       stdio: ['ignore', 'inherit', 'inherit'],
       cwd: repoRoot,
     });

@@ -1,9 +1,10 @@
 // Spawning the collector binary for e2e tests: writes the config, starts
-// `node --import tsx collector/bin/collector.ts --config FILE`, waits for /healthz.
+// `node <collector flags> --import tsx collector/bin/collector.ts --config FILE`, waits for /healthz.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { COLLECTOR_NODE_FLAGS } from '../runtime.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
 
@@ -20,7 +21,7 @@ export async function spawnCollector(dir: string, configYaml: string, telemetryP
   writeFileSync(cfg, configYaml);
   const logFile = join(dir, `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(root, 'collector/bin/collector.ts'), '--config', cfg], {
+  const proc = spawn(process.execPath, [...COLLECTOR_NODE_FLAGS, ...(opts.nodeArgs ?? []), '--import', 'tsx', join(root, 'collector/bin/collector.ts'), '--config', cfg], {
     cwd: root,
     stdio: ['ignore', fd, fd],
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', NODE_TEST_CONTEXT: '' },
