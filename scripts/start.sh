@@ -10,4 +10,4 @@ node scripts/build-dist.mjs --check || node scripts/build-dist.mjs >/dev/null
 # node flags and malloc arenas as in deploy/docker/agent.Dockerfile (lower RSS, same CPU; a test
 # in tests/e2e/dist-bundle.test.ts keeps the two equal)
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
-exec node --max-semi-space-size=8 dist/agent.mjs up "$@"
+exec node --max-semi-space-size=8 --single-threaded dist/agent.mjs up "$@"
