@@ -24,6 +24,12 @@ export interface RequestContext {
 
 export interface Consumer<S extends SignalType = SignalType> {
   consume(batch: SignalData[S], ctx: RequestContext): Promise<void>;
+  /**
+   * The error consume() would fail with right now whatever the data (a memory limiter above its
+   * soft limit), so a receiver can refuse a request before decoding it; undefined otherwise.
+   * Decoding a request only to refuse it costs the memory the limiter is protecting.
+   */
+  refusal?(): Error | undefined;
 }
 
 /** Counters every component keeps; exported as self-telemetry. */

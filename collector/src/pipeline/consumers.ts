@@ -32,6 +32,15 @@ export class FanOutConsumer<S extends SignalType> implements Consumer<S> {
     return this.consumeSubset(list, batch, ctx);
   }
 
+  /** Any member's refusal: the request would fail as a whole, so none of them gets it. */
+  refusal(): Error | undefined {
+    for (const m of this.list) {
+      const err = m.consumer.refusal?.();
+      if (err) return err;
+    }
+    return undefined;
+  }
+
   /** Sends to the given members only (routing). */
   async consumeSubset(members: readonly FanOutMember<S>[], batch: SignalData[S], ctx: RequestContext): Promise<void> {
     if (members.length === 1) return members[0].consumer.consume(batch, ctx);
@@ -90,6 +99,10 @@ export class InstrumentedConsumer<S extends SignalType> implements Consumer<S> {
       if (this.byTenant.size < 4096) this.byTenant.set(tenant, c);
     }
     return c;
+  }
+
+  refusal(): Error | undefined {
+    return this.inner.refusal?.();
   }
 
   async consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {

@@ -7,6 +7,8 @@
 // cgroup OOM killer counts) every `check_interval`, and inline when a check is overdue (timers lag
 // under load). Above soft: refuse. Above hard: refuse and ask V8 for a full GC (only when node runs
 // with --expose-gc; at most once per `min_gc_interval`). Below soft again: accept (recovery).
+// The OTLP receivers ask it before decoding a request (Consumer.refusal), so under a flood the
+// refused requests are not decoded into garbage first.
 // Refusal is RetryableError (→ gRPC UNAVAILABLE / HTTP 503) or, with `refuse_with:
 // resource_exhausted`, ThrottledError carrying `retry_after` (→ RESOURCE_EXHAUSTED + RetryInfo / 429).
 import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
@@ -108,14 +110,18 @@ export class MemoryLimiter<S extends SignalType> implements Component, Consumer<
       this.settings.logger.warn({ usedMiB: Math.round(this.usedBytes / MiB), softMiB: Math.round(this.cfg.softLimitBytes / MiB) }, this.refusing ? 'memory above soft limit: refusing data' : 'memory below soft limit: accepting data again');
   }
 
-  consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
+  /** Receivers ask before decoding (Consumer.refusal): a refused request then costs no decode. */
+  refusal(): Error | undefined {
     if (this.now() - this.lastCheck > this.cfg.checkIntervalMs) this.check();
-    if (this.refusing) {
-      this.refusals++;
-      const msg = `memory limiter: data refused, memory use ${Math.round(this.usedBytes / MiB)} MiB above soft limit ${Math.round(this.cfg.softLimitBytes / MiB)} MiB`;
-      return Promise.reject(this.cfg.refuseWith === 'resource_exhausted' ? new ThrottledError(msg, this.cfg.retryAfterMs) : new RetryableError(msg, this.cfg.retryAfterMs));
-    }
-    return this.next.consume(batch, ctx);
+    if (!this.refusing) return undefined;
+    this.refusals++;
+    const msg = `memory limiter: data refused, memory use ${Math.round(this.usedBytes / MiB)} MiB above soft limit ${Math.round(this.cfg.softLimitBytes / MiB)} MiB`;
+    return this.cfg.refuseWith === 'resource_exhausted' ? new ThrottledError(msg, this.cfg.retryAfterMs) : new RetryableError(msg, this.cfg.retryAfterMs);
+  }
+
+  consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
+    const err = this.refusal();
+    return err ? Promise.reject(err) : this.next.consume(batch, ctx);
   }
 
   async shutdown(): Promise<void> {

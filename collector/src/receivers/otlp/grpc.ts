@@ -11,6 +11,7 @@ import { OTLP_SERVICE_PATHS } from '../../../../proto/src/grpc/otlp-server.ts';
 import type { SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
 import { decodeSignal, encodeExportResponse } from '../../../../proto/src/otlp/index.ts';
+import { countEncodedItems } from '../../../../proto/src/otlp/count.ts';
 import type { Consumer, Logger } from '../../component/index.ts';
 import type { MetricFamily, SelfTelemetry } from '../../telemetry/metrics.ts';
 import { AuthError, resolveIdentity, type AuthConfig } from '../common/auth.ts';
@@ -84,6 +85,12 @@ export class OtlpGrpcServices {
       } catch (err) {
         if (err instanceof AuthError) return this.fail(cb, unauthenticated(err.message));
         throw err;
+      }
+      const refusal = consumer.refusal?.();
+      if (refusal) {
+        // refused before decoding: the items are counted from the encoding
+        this.o.telemetry?.refused.add({ kind: 'receiver', component: this.o.id, pipeline: '', signal, tenant: id.tenant ?? '' }, Math.max(0, countEncodedItems(signal, call.request)));
+        return this.fail(cb, refusal);
       }
       let data;
       try {

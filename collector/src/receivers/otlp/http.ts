@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import type { SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
 import { decodeSignal, decodeJson, encodeExportResponse } from '../../../../proto/src/otlp/index.ts';
+import { countEncodedItems } from '../../../../proto/src/otlp/count.ts';
 import type { Consumer, Logger, RequestContext } from '../../component/index.ts';
 import type { SelfTelemetry } from '../../telemetry/metrics.ts';
 import { AuthError, resolveIdentity, type AuthConfig } from '../common/auth.ts';
@@ -185,6 +186,15 @@ export class OtlpHttpServer {
         }
       } else if (enc !== 'identity' && enc !== '') {
         throw new HttpError(415, `unsupported content encoding ${JSON.stringify(enc)}`);
+      }
+      const refusal = consumer.refusal?.();
+      if (refusal) {
+        // refused before decoding: the items are counted from the encoding (JSON is not parsed)
+        const items = json ? 0 : Math.max(0, countEncodedItems(signal, body));
+        this.o.telemetry?.refused.add({ kind: 'receiver', component: this.o.id, pipeline: '', signal, tenant: identity.tenant ?? '' }, items);
+        const st = statusOf(refusal);
+        this.reply(res, json, st.http, st.grpc, st.message, st.retryAfterMs);
+        return;
       }
       let data;
       try {
