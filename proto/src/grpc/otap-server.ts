@@ -59,6 +59,14 @@ export interface OtapServerOptions extends ConsumerOptions {
   /** Called for every batch that was refused (bad input or handler error), for counters/logs. */
   onRefused?: (signal: SignalType, status: BatchStatus, err: unknown) => void;
   /**
+   * Asked before each batch's model is built (e.g. a memory limiter that is refusing): an error
+   * refuses the batch at once. Its payloads are still read, because their dictionaries carry over
+   * to later batches of the stream, but no model objects are made.
+   */
+  refusal?: (signal: SignalType, ctx: RequestContext) => Error | undefined;
+  /** The items of each batch that `refusal` refused (from its tables' row counts), for counters. */
+  onRefusedItems?: (signal: SignalType, items: number, ctx: RequestContext) => void;
+  /**
    * Called once when a stream opens, with the call (e.g. for its TLS peer certificate) and the
    * context read from its metadata; what it returns is the base context of every batch on that
    * stream. Per-batch headers only ever add to `metadata`, so fields set here cannot be overridden
@@ -169,7 +177,13 @@ function serveStream(
         for (const [k, v] of hpack.decode(batch.headers)) md[k.toLowerCase()] = v;
         ctx.metadata = md;
       }
-      decoded = consumer.consume(batch);
+      const refusal = opts.refusal?.(signal, ctx);
+      decoded = consumer.consume(batch, !refusal);
+      if (refusal) {
+        opts.onRefusedItems?.(signal, decoded.items, ctx);
+        answer(errorToBatchStatus(batch.batchId, refusal), refusal);
+        return;
+      }
     } catch (e) {
       answer(errorToBatchStatus(batch.batchId, e), e);
       return;

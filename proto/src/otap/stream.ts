@@ -95,9 +95,11 @@ export class OtapConsumer {
 
   /**
    * Decodes one batch. Throws OtapDecodeError (resourceExhausted=true when a limit was hit); the
-   * stream state stays usable for later batches.
+   * stream state stays usable for later batches. With `model` false the payloads are read (the
+   * stream's dictionaries move on) and counted, but no model objects are built: for a batch that
+   * is refused anyway.
    */
-  consume(batch: BatchArrowRecords): DecodedSignal {
+  consume(batch: BatchArrowRecords, model = true): DecodedSignal {
     const payloads = batch.arrowPayloads;
     if (payloads.length === 0) {
       const s = this.expected ?? 'traces';
@@ -141,22 +143,13 @@ export class OtapConsumer {
       budget -= r.used;
       tables.set(p.type, r.batch);
     }
+    if (!model) return { signal, data: emptyData(signal), items: rootItems(signal, tables) } as DecodedSignal;
     let result: DecodedSignal;
     try {
-      if (signal === 'traces') {
-        const data = decodeTraces(tables);
-        result = { signal, data, items: tables.get(P.SPANS)!.length };
-      } else if (signal === 'logs') {
-        const data = decodeLogs(tables);
-        result = { signal, data, items: tables.get(P.LOGS)!.length };
-      } else {
-        const data = decodeMetrics(tables);
-        let items = 0;
-        for (const t of [P.NUMBER_DATA_POINTS, P.SUMMARY_DATA_POINTS, P.HISTOGRAM_DATA_POINTS, P.EXP_HISTOGRAM_DATA_POINTS]) {
-          items += tables.get(t)?.length ?? 0;
-        }
-        result = { signal, data, items };
-      }
+      const items = rootItems(signal, tables);
+      if (signal === 'traces') result = { signal, data: decodeTraces(tables), items };
+      else if (signal === 'logs') result = { signal, data: decodeLogs(tables), items };
+      else result = { signal, data: decodeMetrics(tables), items };
     } catch (e) {
       if (e instanceof OtapDecodeError) throw e;
       // Tables that decode on their own but do not fit together (bad ids, odd types).
@@ -164,6 +157,15 @@ export class OtapConsumer {
     }
     return result;
   }
+}
+
+/** Spans, log records or metric data points of a batch, from its tables' row counts. */
+function rootItems(signal: SignalType, tables: Map<number, DecodedBatch>): number {
+  if (signal === 'traces') return tables.get(P.SPANS)!.length;
+  if (signal === 'logs') return tables.get(P.LOGS)!.length;
+  let items = 0;
+  for (const t of [P.NUMBER_DATA_POINTS, P.SUMMARY_DATA_POINTS, P.HISTOGRAM_DATA_POINTS, P.EXP_HISTOGRAM_DATA_POINTS]) items += tables.get(t)?.length ?? 0;
+  return items;
 }
 
 function emptyData(s: SignalType): TracesData | LogsData | MetricsData {

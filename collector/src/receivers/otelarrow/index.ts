@@ -89,6 +89,29 @@ export class OtelArrowServer implements SharedServer {
     }
   }
 
+  /** The tenant of a batch, or null when it does not authenticate (then handle() answers). */
+  private tenantOf(stream: RequestContext): string | null {
+    const md = stream.metadata ?? {};
+    try {
+      return resolveIdentity(this.cfg.auth, { header: (n) => md[n], clientCertCN: stream.tenant }).tenant ?? '';
+    } catch {
+      return null;
+    }
+  }
+
+  /** A refusing pipeline head (memory limiter), asked for authenticated batches before their model is built. */
+  private refusal(signal: SignalType, stream: RequestContext): Error | undefined {
+    const consumer = this.consumers[signal];
+    if (!consumer?.refusal || this.tenantOf(stream) === null) return undefined;
+    return consumer.refusal();
+  }
+
+  /** Items refused before their model was built, under the batch's tenant. */
+  private countRefused(signal: SignalType, items: number, stream: RequestContext): void {
+    const labels = { kind: 'receiver', component: this.settings.id, pipeline: '', signal, tenant: this.tenantOf(stream) ?? '' };
+    this.settings.telemetry?.refused.add(labels, items);
+  }
+
   async start(): Promise<void> {
     const server = createGrpcServer({ maxReceiveMessageBytes: this.cfg.maxRecvMsgSize });
     const tls = this.cfg.tls;
@@ -96,6 +119,9 @@ export class OtelArrowServer implements SharedServer {
       maxBatchBytes: this.cfg.maxBatchBytes,
       maxInFlightPerStream: this.cfg.maxInFlightPerStream,
       onRefused: (signal, status) => this.settings.logger.debug({ signal, status: status.statusCode, message: status.statusMessage }, 'OTAP batch refused'),
+      // a refusing memory limiter answers before the batch's model objects are built
+      refusal: (signal, stream) => this.refusal(signal, stream),
+      onRefusedItems: (signal, items, stream) => this.countRefused(signal, items, stream),
       // The stream's identity from its TLS session, read once: a client cannot change it per batch
       // (HPACK headers only add metadata), and a tenant never rides in from the sender's metadata.
       streamContext: (call, base) => {
