@@ -9,17 +9,29 @@ import type { SignalType } from '../model.ts';
 
 const LEN = 2;
 
+/** Position after the varint read by varint(). */
+let after = 0;
+
+/** The varint at b[p] (at most 5 bytes: tags and lengths), or -1 when it runs past `end`; sets `after`. */
+function varint(b: Uint8Array, p: number, end: number): number {
+  let v = 0, shift = 0, byte: number;
+  do {
+    if (p >= end || shift > 28) return -1;
+    byte = b[p++]!;
+    v += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte & 0x80);
+  after = p;
+  return v;
+}
+
 /** Walks the fields of `b[start, end)`; calls `onLen(field, from, to)` for length-delimited ones. False when malformed. */
 function fields(b: Uint8Array, start: number, end: number, onLen: (field: number, from: number, to: number) => boolean): boolean {
   let p = start;
   while (p < end) {
-    let tag = 0, shift = 0, byte: number;
-    do {
-      if (p >= end || shift > 28) return false;
-      byte = b[p++]!;
-      tag += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte & 0x80);
+    const tag = varint(b, p, end);
+    if (tag < 0) return false;
+    p = after;
     const wire = tag & 7, field = Math.floor(tag / 8);
     if (wire === 0) {
       let n = 0;
@@ -29,14 +41,9 @@ function fields(b: Uint8Array, start: number, end: number, onLen: (field: number
     } else if (wire === 1) p += 8;
     else if (wire === 5) p += 4;
     else if (wire === LEN) {
-      let len = 0;
-      shift = 0;
-      do {
-        if (p >= end || shift > 28) return false;
-        byte = b[p++]!;
-        len += (byte & 0x7f) * 2 ** shift;
-        shift += 7;
-      } while (byte & 0x80);
+      const len = varint(b, p, end);
+      if (len < 0) return false;
+      p = after;
       if (p + len > end) return false;
       if (!onLen(field, p, p + len)) return false;
       p += len;
