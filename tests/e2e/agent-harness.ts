@@ -1,6 +1,5 @@
 // Shared pieces of the agent e2e tests: a collector child process (OTLP/gRPC in → OTLP/JSON files
 // out), the agent config that points at it, and reading the files back into the telemetry model.
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnCollector, type CollectorProcess } from '../../collector/src/testing/process.ts';
 import { freePorts } from '../peers/index.ts';
@@ -9,6 +8,7 @@ import type {
   AnyValue, ExponentialHistogramDataPoint, KeyValue, LogRecord, LogsData, MetricsData, NumberDataPoint, Resource, Span, TracesData,
 } from '../../proto/src/model.ts';
 import { parseAgentConfig, type AgentConfig } from '../../agent/src/config.ts';
+import { completeLines } from '../lib/jsonl.ts';
 
 /** How the agent reaches the collector: OTel Arrow streams (the agent's default) or OTLP/gRPC. */
 export type Transport = 'otelarrow' | 'otlp';
@@ -77,10 +77,6 @@ export function agentConfig(port: number, extra: {
   }, {});
 }
 
-function readLines(file: string): string[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
-}
 
 export interface Output {
   traces: TracesData[];
@@ -90,9 +86,9 @@ export interface Output {
 
 export function readOutput(out: string): Output {
   return {
-    traces: readLines(join(out, 'traces.jsonl')).map((l) => decodeJson('traces', l)),
-    metrics: readLines(join(out, 'metrics.jsonl')).map((l) => decodeJson('metrics', l)),
-    logs: readLines(join(out, 'logs.jsonl')).map((l) => decodeJson('logs', l)),
+    traces: completeLines(join(out, 'traces.jsonl')).map((l) => decodeJson('traces', l)),
+    metrics: completeLines(join(out, 'metrics.jsonl')).map((l) => decodeJson('metrics', l)),
+    logs: completeLines(join(out, 'logs.jsonl')).map((l) => decodeJson('logs', l)),
   };
 }
 

@@ -6,7 +6,7 @@
 //     zstd as by default) → our OTAP server = what the collector was given.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requires } from '../lib/env.ts';
 import { otelArrowRelayConfig, startOtelcol, tryEnsurePeer } from '../peers/index.ts';
@@ -17,6 +17,7 @@ import { decodeJson, encodeSignal } from '../../proto/src/otlp/index.ts';
 import { agentTraces } from '../../proto/src/otap/fixtures.ts';
 import { KeyValueList, type LogsData, type MetricsData, type SignalData, type SignalType, type TracesData } from '../../proto/src/model.ts';
 import { byNameThenStart, canon, canonUnordered } from '../unit/otap-helpers.ts';
+import { completeLines } from '../lib/jsonl.ts';
 
 const T = 20 * 60_000; // a first run may build the peer
 
@@ -160,8 +161,8 @@ service:
       for (const d of sent) await client.send(d as never, { 'x-test': signal });
       await client.close();
       const file = join(col.dir, `${signal}.jsonl`);
-      assert.ok(await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').trim().split('\n').length >= sent.length, 10_000), `${signal} written`);
-      const lines = readFileSync(file, 'utf8').trim().split('\n');
+      assert.ok(await waitFor(() => completeLines(file).length >= sent.length, 10_000), `${signal} written`);
+      const lines = completeLines(file);
       assert.equal(lines.length, sent.length);
       for (let i = 0; i < sent.length; i++) {
         const got = decodeJson(signal, lines[i]);

@@ -5,7 +5,6 @@
 // 3. its exporter honours our RESOURCE_EXHAUSTED + RetryInfo (retries after our delay, not before).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { requires } from '../lib/env.ts';
@@ -17,6 +16,7 @@ import { agentTraces } from '../../proto/src/otlp/fixtures.ts';
 import { countItems, type SignalData, type SignalType } from '../../proto/src/model.ts';
 import { ThrottledError } from '../../collector/src/component/errors.ts';
 import { arbs } from '../unit/otlp-helpers.ts';
+import { completeLines } from '../lib/jsonl.ts';
 
 const SIGNALS = ['traces', 'metrics', 'logs'] as const;
 const TIMEOUT = { timeout: 30 * 60_000 }; // a first peer build takes minutes
@@ -67,10 +67,7 @@ service:
       for (const d of sent[s]) assert.equal(await client.export(s, d as never), undefined);
       const file = join(col.dir, `${s}.jsonl`);
       const lines = await waitFor(`${sent[s].length} lines in ${s}.jsonl`, () => {
-        if (!existsSync(file)) return undefined;
-        const text = readFileSync(file, 'utf8');
-        // Only complete lines: the exporter may be half-way through writing the last one.
-        const l = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean);
+        const l = completeLines(file);
         return l.length >= sent[s].length ? l : undefined;
       });
       assert.equal(lines.length, sent[s].length);
