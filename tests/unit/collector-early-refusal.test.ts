@@ -24,6 +24,13 @@ import { OtapStatusCode, decodeBatchArrowRecords, decodeBatchStatus, encodeBatch
 import { agentTraces } from '../../proto/src/otap/fixtures.ts';
 import { arbs } from './otlp-helpers.ts';
 
+/** An export request by hand: one resource, one scope, the given encoded items (spans, metrics or log records, each under 128 bytes). */
+function exportRequest(items: number[][]): Uint8Array {
+  const scope = items.flatMap((item) => [0x12, item.length, ...item]);
+  const resource = [0x12, scope.length, ...scope];
+  return Uint8Array.from([0x0a, resource.length, ...resource]);
+}
+
 test('countEncodedItems equals countItems of the decoded request; malformed bytes give -1 or a count, never a throw', () => {
   const A = arbs();
   for (const signal of ['traces', 'metrics', 'logs'] as const) {
@@ -39,10 +46,7 @@ test('countEncodedItems equals countItems of the decoded request; malformed byte
   // a metric with its data field repeated: the last one counts, as in the decoder
   const sum2 = [0x3a, 4, 0x0a, 0, 0x0a, 0], sum1 = [0x3a, 2, 0x0a, 0], gauge1 = [0x2a, 2, 0x0a, 0];
   for (const data of [[...sum2, ...sum1], [...sum2, ...gauge1], [...gauge1, ...sum2]]) {
-    const metric = [0x0a, 1, 0x6d, ...data];
-    const scope = [0x12, metric.length, ...metric];
-    const resource = [0x12, scope.length, ...scope];
-    const req = Uint8Array.from([0x0a, resource.length, ...resource]);
+    const req = exportRequest([[0x0a, 1, 0x6d, ...data]]);
     assert.equal(countEncodedItems('metrics', req), countItems('metrics', decodeSignal('metrics', req)));
   }
   assert.equal(countEncodedItems('traces', Uint8Array.from([0x0a, 0x05, 0x01])), -1, 'a length past the end');
@@ -52,9 +56,7 @@ test('countEncodedItems equals countItems of the decoded request; malformed byte
 /** Three spans whose contents are not valid protobuf: countable, but decoding fails (400). */
 function undecodableSpans(): Uint8Array {
   const span = [0x0f]; // field 1, wire type 7
-  const scope = [0x12, 1, ...span, 0x12, 1, ...span, 0x12, 1, ...span];
-  const resource = [0x12, scope.length, ...scope];
-  return Uint8Array.from([0x0a, resource.length, ...resource]);
+  return exportRequest([span, span, span]);
 }
 
 let collector: Collector;
