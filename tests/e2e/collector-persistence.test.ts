@@ -1,6 +1,7 @@
 // Backend down for 30 s, collector SIGKILLed and restarted meanwhile → every span arrives once the
 // backend is back (persistent queue + retry). The backend is Jaeger (OTLP in, /api/traces out) when
-// the peer is built, else a second kscope collector acting as OTLP backend (reported as a diagnostic).
+// the peer is built, else a second kscope collector acting as OTLP backend (reported as a diagnostic;
+// in CI a missing Jaeger fails the test).
 // "Down" is a TCP proxy in front of the backend that closes every connection.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { freePorts, peerBuilt, startJaeger } from '../peers/index.ts';
+import { inCI } from '../lib/env.ts';
 import { spawnCollector, ToggleProxy } from '../../collector/src/testing/process.ts';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
@@ -27,6 +29,8 @@ interface Backend {
 }
 
 async function startBackend(): Promise<Backend> {
+  // CI builds the peers first (.ci/run): there the fallback would hide a missing Jaeger
+  if (inCI && !peerBuilt('jaeger')) throw new Error('prerequisite missing in CI: the Jaeger peer (tests/peers)');
   if (peerBuilt('jaeger')) {
     const j = await startJaeger();
     return {

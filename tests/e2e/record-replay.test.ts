@@ -27,12 +27,13 @@ test('record → replay round trip keeps every batch byte for byte', async (t) =
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const dir = mkdtempSync(join(tmpdir(), 'kscope-rr-'));
   const out = join(dir, 'selftest.kfx');
-  const gen = spawnLoadgen(0.4, 25_000);
   // a cgroup of our own, to find in the fixture's cgroup table under its inode (= cgroup id)
   const cgRoot = cgroup2Root();
+  if (!requires(t, cgRoot !== undefined, 'a cgroup2 mount')) return;
+  const gen = spawnLoadgen(0.4, 25_000);
   const cgName = `kscope-rr-${process.pid}`;
-  const cgDir = cgRoot ? join(cgRoot, cgName) : undefined;
-  if (cgDir) mkdirSync(cgDir);
+  const cgDir = join(cgRoot!, cgName);
+  mkdirSync(cgDir);
   try {
     const live: string[] = [];
     const summary = await record({
@@ -70,11 +71,9 @@ test('record → replay round trip keeps every batch byte for byte', async (t) =
     assert.match(proc.exe, /loadgen$/);
     assert.equal(proc.ppid, process.pid);
     assert.ok(h.cgroups.length >= 1 && h.cgroups.some((c) => c.path === '/'), 'cgroup table has the root');
-    if (cgDir) {
-      const ino = statSync(cgDir, { bigint: true }).ino.toString();
-      assert.deepEqual(h.cgroups.find((c) => c.path === `/${cgName}`), { id: ino, path: `/${cgName}` });
-      assert.equal(h.cgroupRoot, cgRoot);
-    }
+    const ino = statSync(cgDir, { bigint: true }).ino.toString();
+    assert.deepEqual(h.cgroups.find((c) => c.path === `/${cgName}`), { id: ino, path: `/${cgName}` });
+    assert.equal(h.cgroupRoot, cgRoot);
 
     // replay: the same record shape, every record from the generator, wall-clock convertible
     let replayed = 0, bad = 0;
@@ -103,7 +102,7 @@ test('record → replay round trip keeps every batch byte for byte', async (t) =
     assert.deepEqual(replayedDigests, live, 'replayed batches are the live batches, byte for byte');
   } finally {
     gen.kill();
-    if (cgDir) rmdirSync(cgDir);
+    rmdirSync(cgDir);
     rmSync(dir, { recursive: true, force: true });
   }
 });

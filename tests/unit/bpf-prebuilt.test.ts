@@ -4,7 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -12,11 +14,11 @@ const bpfDir = fileURLToPath(new URL('../../bpf/', import.meta.url));
 const probes = ['tcp', 'proc'];
 
 /** sha256 over the lines "<sha256 hex>  <path>\n" of the probe's sources, paths relative to bpf/. */
-function sourceHash(probe: string): string {
-  const includes = readdirSync(`${bpfDir}include`).filter((f) => f.endsWith('.h')).sort().map((f) => `include/${f}`);
+function sourceHash(probe: string, dir = bpfDir): string {
+  const includes = readdirSync(`${dir}include`).filter((f) => f.endsWith('.h')).sort().map((f) => `include/${f}`);
   const files = [`${probe}/${probe}.bpf.c`, `${probe}/${probe}.h`, ...includes];
   let manifest = '';
-  for (const f of files) manifest += `${createHash('sha256').update(readFileSync(bpfDir + f)).digest('hex')}  ${f}\n`;
+  for (const f of files) manifest += `${createHash('sha256').update(readFileSync(dir + f)).digest('hex')}  ${f}\n`;
   return createHash('sha256').update(manifest).digest('hex');
 }
 
@@ -41,9 +43,18 @@ test('the TypeScript hash agrees with bpf/srchash.sh (what make writes)', () => 
 });
 
 test('the hash changes when a source changes (the check can fail)', () => {
-  // Same manifest algorithm over one altered file content must give another digest.
-  const a = createHash('sha256').update(`${createHash('sha256').update('x').digest('hex')}  tcp/tcp.h\n`).digest('hex');
-  const b = createHash('sha256').update(`${createHash('sha256').update('y').digest('hex')}  tcp/tcp.h\n`).digest('hex');
-  assert.notEqual(a, b);
+  // a copy of the sources with one header altered: both hashes move, and still agree
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-srchash-')) + '/';
+  try {
+    for (const d of ['tcp', 'include']) cpSync(bpfDir + d, dir + d, { recursive: true });
+    cpSync(`${bpfDir}srchash.sh`, `${dir}srchash.sh`);
+    const shHash = () => spawnSync('sh', ['./srchash.sh', 'tcp'], { cwd: dir, encoding: 'utf8' }).stdout.trim();
+    assert.equal(sourceHash('tcp', dir), sourceHash('tcp'));
+    appendFileSync(`${dir}tcp/tcp.h`, '\n');
+    assert.notEqual(sourceHash('tcp', dir), sourceHash('tcp'));
+    assert.equal(shHash(), sourceHash('tcp', dir));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   assert.notEqual(sourceHash('tcp'), sourceHash('proc'));
 });

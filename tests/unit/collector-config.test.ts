@@ -62,6 +62,12 @@ receivers: { nopr: {} }
 exporters: { debug: { verbosity: loud } }
 service: { pipelines: { traces: { receivers: [nopr], exporters: [debug] } } }`);
   expectField(() => validateConfig(c1, reg), 'receivers.nopr', /unknown receiver type/);
+  // with the receiver valid, the exporter's own field is the one named
+  const c2 = cfg(`
+receivers: { otlp: { protocols: { grpc: { endpoint: "127.0.0.1:0" } } } }
+exporters: { debug: { verbosity: loud } }
+service: { pipelines: { traces: { receivers: [otlp], exporters: [debug] } } }`);
+  expectField(() => validateConfig(c2, reg), 'exporters.debug.verbosity', /loud/);
 });
 
 test('the example config collector/testdata/collector.yaml validates with every factory; errors there name the field', async () => {

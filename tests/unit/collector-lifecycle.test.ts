@@ -2,14 +2,16 @@
 // consume → shutdown works, shutdown is idempotent and safe before start.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fullRegistry } from '../../collector/src/registry-full.ts';
 import { CaptureSink, makeTraces, makeGaugeMetrics, makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import { MetricsRegistry, SelfTelemetry } from '../../collector/src/telemetry/metrics.ts';
 import { FanOutConsumer } from '../../collector/src/pipeline/consumers.ts';
-import type { SignalType } from '../../proto/src/model.ts';
+import { PipelineError } from '../../collector/src/component/errors.ts';
+import { countItems, type SignalType } from '../../proto/src/model.ts';
+import { decodeJson } from '../../proto/src/otlp/index.ts';
 
 const data = { traces: () => makeTraces(3), metrics: () => makeGaugeMetrics(3), logs: () => makeLogs(3) };
 const host = { reportFatal() {} };
@@ -32,6 +34,11 @@ test('every processor and exporter factory: default config, create, start, consu
   const saved = { KUBECONFIG: process.env.KUBECONFIG, KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST };
   delete process.env.KUBECONFIG;
   delete process.env.KUBERNETES_SERVICE_HOST;
+  // a factory dropped from the registry would otherwise just shorten the loops below
+  assert.deepEqual([...reg.types('processor')].sort(), ['histogram_to_exponential', 'k8s_attributes', 'memory_limiter', 'rate_limit', 'routing', 'tail_sampling']);
+  assert.deepEqual([...reg.types('exporter')].sort(), ['debug', 'file', 'loadbalancing', 'nop', 'otelarrow', 'otlp', 'otlphttp', 'prometheus', 'prometheusremotewrite']);
+  /** Exporters whose peer is an unreachable address here: they may refuse, with a pipeline error. */
+  const withPeer = new Set(['loadbalancing', 'otelarrow', 'otlp', 'otlphttp', 'prometheusremotewrite']);
   try {
     for (const type of reg.types('processor')) {
       const f = reg.get('processor', type)!;
@@ -68,11 +75,21 @@ test('every processor and exporter factory: default config, create, start, consu
         await e.shutdown();
         const e2 = f.create(settings(type), cfg as never, signal);
         await e2.start(host);
-        await e2.consume(data[signal]() as never, { tenant: 't' }).catch(() => {}); // unreachable peers may refuse
+        const sent = e2.consume(data[signal]() as never, { tenant: 't' });
+        if (withPeer.has(type)) {
+          await sent.catch((err: unknown) => assert.ok(err instanceof PipelineError, `${type}/${signal} refused with ${String(err)}`));
+        } else await sent;
         await e2.shutdown();
         await e2.shutdown();
       }
     }
+    // the file exporter wrote one OTLP/JSON line per batch it was given, each with its 3 items
+    const signalOf: Record<string, SignalType> = { resourceSpans: 'traces', resourceMetrics: 'metrics', resourceLogs: 'logs' };
+    const written = readFileSync(join(dir, 'out.jsonl'), 'utf8').trim().split('\n').map((line) => {
+      const signal = signalOf[Object.keys(JSON.parse(line) as object)[0]!]!;
+      return `${signal}:${countItems(signal, decodeJson(signal, line))}`;
+    });
+    assert.deepEqual(written.sort(), ['logs:3', 'metrics:3', 'traces:3']);
   } finally {
     Object.assign(process.env, Object.fromEntries(Object.entries(saved).filter(([, v]) => v !== undefined)));
     rmSync(dir, { recursive: true, force: true });

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { Collector } from '../../collector/src/collector.ts';
 import { defaultRegistry } from '../../collector/src/components.ts';
-import { captureExporterFactory, scriptedProcessorFactory, captured, sinkOf } from '../../collector/src/testing/components.ts';
+import { captureExporterFactory, scriptedProcessorFactory, scriptedCalls, sinkOf } from '../../collector/src/testing/components.ts';
 import { makeTraces, makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtlpReceiver } from '../../collector/src/receivers/otlp/index.ts';
 import { createOtlpHttpExporter, validateOtlpHttpExporterConfig } from '../../collector/src/exporters/otlphttp/index.ts';
@@ -43,14 +43,22 @@ service:
     assert.equal(sinkOf('capture/ohttp', 'traces').batches[0].ctx.tenant, 'acme');
     assert.equal(sinkOf('capture/ohttp', 'logs').items, 3);
 
+    // 429 with Retry-After 300 ms: the retry waits for it (the backoff alone would retry after 10 ms)
+    const once = mk({ headers: { 'x-fail': 'throttled-once' } });
+    await once.start({ reportFatal() {} });
+    await once.consume(makeTraces(5), { tenant: 'acme' });
+    await once.shutdown();
+    const onceCalls = scriptedCalls.filter((c) => c.fail === 'throttled-once');
+    assert.equal(onceCalls.length, 2, 'refused once, then accepted');
+    assert.ok(onceCalls[1]!.at - onceCalls[0]!.at >= 290, `retried ${onceCalls[1]!.at - onceCalls[0]!.at} ms after a Retry-After of 300 ms`);
+    assert.equal(sinkOf('capture/ohttp', 'traces').items, 4 + 5);
+
+    // Retry-After 3 s exceeds max_elapsed_time 2 s: given up without a second attempt, counted.
     const throttled = mk({ headers: { 'x-fail': 'throttled' }, retry_on_failure: { initial_interval: '10ms', max_elapsed_time: '2s' } });
     await throttled.start({ reportFatal() {} });
-    const t0 = Date.now();
     await throttled.consume(makeTraces(1), { tenant: 'acme' });
-    await new Promise((r) => setTimeout(r, 1500));
-    // Retry-After: 3 s exceeds max_elapsed_time 2 s: given up without a second attempt, counted.
     await throttled.shutdown();
-    assert.ok(Date.now() - t0 < 5000);
+    assert.equal(scriptedCalls.filter((c) => c.fail === 'throttled').length, 1);
     assert.equal(tel.registry.get('kscope_exporter_send_failed_items_total')!.sum({ reason: 'retries_exhausted' }), 1);
     const bad = mk({ headers: { 'x-fail': 'permanent' } });
     await bad.start({ reportFatal() {} });

@@ -163,6 +163,8 @@ test('a zstd frame that expands past the size its buffer declares is refused', (
   expectDecodeError(c, withRecord(b, 0, rec), /zstd/);
 });
 
+const FUZZ_ITERATIONS = 1500;
+
 test('fuzz: mutated payloads never crash the decoder (seeded, bounded)', () => {
   const r = rng(20261122);
   const p = new OtapProducer();
@@ -170,10 +172,9 @@ test('fuzz: mutated payloads never crash the decoder (seeded, bounded)', () => {
   const b1 = p.produce('traces', d1);
   const b2 = p.produce('traces', agentTraces(40, 8));
   const seeds = [b1, b2];
-  let errors = 0, ok = 0, iterations = 0;
-  const until = Date.now() + 3000;
-  while (Date.now() < until && iterations < 20_000) {
-    iterations++;
+  let errors = 0, ok = 0;
+  // a fixed count, not a deadline: the same inputs on every machine, however loaded
+  for (let iterations = 0; iterations < FUZZ_ITERATIONS; iterations++) {
     const c = new OtapConsumer('traces', { maxBatchBytes: 8 << 20, maxDictionaryEntries: 1 << 16 });
     const second = r() < 0.5;
     if (second) c.consume(b1);
@@ -204,11 +205,9 @@ test('fuzz: mutated payloads never crash the decoder (seeded, bounded)', () => {
       errors++;
     }
   }
-  assert.ok(iterations > 50, `ran ${iterations} iterations`);
-  assert.ok(errors > 0);
+  assert.ok(errors > 0 && ok > 0, `both outcomes expected (decoded ${ok}, rejected ${errors})`);
   // after all that, a fresh stream still works
   const c = new OtapConsumer('traces');
   assert.deepStrictEqual(canon(c.consume(b1).data), canon(d1));
   void seeds;
-  void ok;
 });

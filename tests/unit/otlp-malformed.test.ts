@@ -174,8 +174,7 @@ test('fuzz: mutated valid messages and random bytes never escape as anything but
   const rnd = prng(12345);
   let decoded = 0;
   let rejected = 0;
-  const deadline = Date.now() + 4000;
-  for (let i = 0; i < 20000 && Date.now() < deadline; i++) {
+  for (let i = 0; i < 20000; i++) { // a fixed count: the same inputs however loaded the machine
     const si = i % 3;
     const pool = seeds[si];
     const base = pool[(rnd() * pool.length) | 0];
@@ -206,8 +205,7 @@ test('fuzz: mutated valid JSON never escapes as anything but ProtoDecodeError', 
   const alphabet = '{}[]":,0123456789-.eE aAtrufnlsVv\\';
   let decoded = 0;
   let rejected = 0;
-  const deadline = Date.now() + 3000;
-  for (let i = 0; i < 5000 && Date.now() < deadline; i++) {
+  for (let i = 0; i < 5000; i++) { // a fixed count: the same inputs however loaded the machine
     const si = i % 3;
     const base = seeds[si][(rnd() * seeds[si].length) | 0];
     const chars = base.split('');

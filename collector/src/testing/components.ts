@@ -1,5 +1,6 @@
 // Test components: a capturing exporter (looked up by id) and a processor that fails on demand
-// (request metadata x-fail: retryable | throttled | permanent), for receiver and e2e tests.
+// (request metadata x-fail: retryable | throttled | throttled-once | permanent), for receiver and
+// e2e tests.
 import type { SignalType } from '../../../proto/src/model.ts';
 import { PermanentError, RetryableError, ThrottledError } from '../component/errors.ts';
 import type { Consumer, ExporterFactory, ProcessorFactory } from '../component/index.ts';
@@ -31,6 +32,9 @@ export const captureExporterFactory: ExporterFactory<object> = {
   },
 };
 
+/** Every request the scripted processor saw: its x-fail value ('' when none) and when (ms). */
+export const scriptedCalls: { fail: string; at: number }[] = [];
+
 export const scriptedProcessorFactory: ProcessorFactory<object> = {
   type: 'scripted',
   kind: 'processor',
@@ -40,15 +44,24 @@ export const scriptedProcessorFactory: ProcessorFactory<object> = {
     new ConfigReader(raw, path).done();
     return {};
   },
-  create: <S extends SignalType>(_s: unknown, _c: unknown, _signal: S, next: Consumer<S>) => ({
-    start: async () => {},
-    shutdown: async () => {},
-    consume: (b, ctx) => {
-      const f = ctx.metadata?.['x-fail'];
-      if (f === 'retryable') return Promise.reject(new RetryableError('try later', 2000));
-      if (f === 'throttled') return Promise.reject(new ThrottledError('slow down', 3000));
-      if (f === 'permanent') return Promise.reject(new PermanentError('bad data'));
-      return next.consume(b as never, ctx);
-    },
-  }),
+  create: <S extends SignalType>(_s: unknown, _c: unknown, _signal: S, next: Consumer<S>) => {
+    let throttledOnce = false;
+    return {
+      start: async () => {},
+      shutdown: async () => {},
+      consume: (b, ctx) => {
+        const f = ctx.metadata?.['x-fail'];
+        scriptedCalls.push({ fail: typeof f === 'string' ? f : '', at: Date.now() });
+        // the first such request of this processor is throttled for 300 ms, later ones pass
+        if (f === 'throttled-once' && !throttledOnce) {
+          throttledOnce = true;
+          return Promise.reject(new ThrottledError('slow down', 300));
+        }
+        if (f === 'retryable') return Promise.reject(new RetryableError('try later', 2000));
+        if (f === 'throttled') return Promise.reject(new ThrottledError('slow down', 3000));
+        if (f === 'permanent') return Promise.reject(new PermanentError('bad data'));
+        return next.consume(b as never, ctx);
+      },
+    };
+  },
 };
