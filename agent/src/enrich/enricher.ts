@@ -111,6 +111,8 @@ function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
 const PENDING = 0;
 const READY = 1;
 const STALE = 2; // was ready, pod changed: rebuild on next use, never hold again
+/** Id of entries kept in byPath (resolved per pid), not in the cgroup map. */
+const PID_KEYED = -1;
 
 class CgroupEntry {
   state = PENDING;
@@ -127,6 +129,11 @@ class CgroupEntry {
   held = 0;
   /** While pending, the next time a lookup may run (a burst from one new cgroup costs one lookup per retry). */
   nextTry = 0;
+  /** Keys this entry is filed under in byPodUid / byContainer: removal must find every one. */
+  podKey: string | undefined = undefined;
+  containerKey: string | undefined = undefined;
+  /** Pid-keyed entries only: the pids pidEntry maps here (the entry goes with its last pid). */
+  pids: Set<number> | undefined = undefined;
   /** For entries keyed by pid (v1 hosts, cgroup id of the root): the path this entry stands for. */
   constructor(
     readonly id: number,
@@ -179,11 +186,20 @@ export class Enricher<T = unknown> {
     evictedCgroups: 0,
     evictedResources: 0,
     unknownCgroups: 0,
+    /** Pid-keyed (byPath) entries evicted at maxCgroups. */
+    evictedPathEntries: 0,
+    /** Entries dropped because their pod left the PodStore (tombstone expired or evicted). */
+    prunedPodEntries: 0,
   };
   private readonly cgroups = new Map<number, CgroupEntry>();
   /** Entries for pid-keyed resolution (v1-only hosts, processes whose cgroup id is the v2 root). */
   private readonly byPath = new Map<string, CgroupEntry>();
   private readonly pidEntry = new Map<number, CgroupEntry>();
+  /**
+   * Secondary indexes over `cgroups` and `byPath` only: an entry is filed under at most one key of
+   * each (CgroupEntry.podKey/containerKey) and unfiled whenever it leaves its primary cache, so they
+   * never outgrow those caches nor keep a removed entry's PodMeta alive.
+   */
   private readonly byPodUid = new Map<string, Set<CgroupEntry>>();
   /** Entries whose path names a container but no pod: a pod reporting that container id re-opens them. */
   private readonly byContainer = new Map<string, Set<CgroupEntry>>();
@@ -204,6 +220,8 @@ export class Enricher<T = unknown> {
   private rootId = -1;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
+  /** The pid whose exec is being recorded: the process cache forgetting its old image is no exit. */
+  private execPid = -1;
 
   constructor(
     readonly cfg: EnricherConfig,
@@ -230,7 +248,7 @@ export class Enricher<T = unknown> {
       deps.processes ??
       new ProcessCache({ procRoot: cfg.procRoot, maxEntries: cfg.maxProcesses, exitTtlMs: cfg.processExitTtlMs, maxCmdlineBytes: 4096 }, this.now);
     this.attrOpts = { nodeName: cfg.nodeName, podLabels: cfg.podLabels, commandLine: cfg.commandLine };
-    this.processes.onForget((pid) => this.dropPid(pid));
+    this.processes.onForget((pid) => this.dropPid(pid, pid !== this.execPid));
     this.index.onLearn((id) => {
       // A cgroup given up on (released without a path) may be resolvable now.
       const e = this.cgroups.get(id);
@@ -258,7 +276,7 @@ export class Enricher<T = unknown> {
     }
     if (this.index.layout === 'legacy' && this.index.hostLookups) this.rl.info('layout', { cgroupRoot: this.cfg.cgroupRoot }, 'no cgroup2 hierarchy: resolving containers from /proc/PID/cgroup');
     if (!this.sweepTimer) {
-      this.sweepTimer = setInterval(() => this.processes.sweep(), Math.max(1000, Math.floor(this.cfg.processExitTtlMs / 4)));
+      this.sweepTimer = setInterval(() => this.sweep(), Math.max(1000, Math.floor(this.cfg.processExitTtlMs / 4)));
       this.sweepTimer.unref();
     }
   }
@@ -326,8 +344,14 @@ export class Enricher<T = unknown> {
 
   /** Feed from exec events: refreshes the process and drops its interned resource. */
   onExec(tgid: number, facts?: ExecFacts): void {
-    this.dropPid(tgid); // also when the cache never knew the pid (its resource lacks process facts)
-    this.processes.onExec(tgid, facts);
+    this.dropPid(tgid, false); // also when the cache never knew the pid (its resource lacks process facts)
+    // Same process, same cgroup: its pid-keyed mapping stays (saves a /proc/PID/cgroup read).
+    this.execPid = tgid;
+    try {
+      this.processes.onExec(tgid, facts);
+    } finally {
+      this.execPid = -1;
+    }
   }
 
   /** Feed from exit events: the process stays resolvable for processExitTtlMs. */
@@ -345,6 +369,21 @@ export class Enricher<T = unknown> {
 
   get resourceTotal(): number {
     return this.resourceCount;
+  }
+
+  /** Sizes of the secondary indexes and pid-keyed caches (tests, debugging; walks the indexes). */
+  indexSizes(): { podUids: number; podRefs: number; containers: number; containerRefs: number; pathEntries: number; pidEntries: number } {
+    let podRefs = 0;
+    for (const s of this.byPodUid.values()) podRefs += s.size;
+    let containerRefs = 0;
+    for (const s of this.byContainer.values()) containerRefs += s.size;
+    return { podUids: this.byPodUid.size, podRefs, containers: this.byContainer.size, containerRefs, pathEntries: this.byPath.size, pidEntries: this.pidEntry.size };
+  }
+
+  /** Expires exited processes and drops entries of pods gone from the PodStore (run by a timer). */
+  sweep(): void {
+    this.processes.sweep();
+    this.pruneDeletedPods();
   }
 
   // ------------------------------------------------------------------ slow path
@@ -407,16 +446,17 @@ export class Enricher<T = unknown> {
     const p = this.index.pathOfPid(tgid) ?? '/';
     let e = this.byPath.get(p);
     if (!e) {
-      e = new CgroupEntry(-1, owner.deadline);
+      // Evict before inserting, so the new entry is never the victim.
+      if (this.byPath.size >= this.cfg.maxCgroups) this.evictPathEntry();
+      e = new CgroupEntry(PID_KEYED, owner.deadline);
       e.path = p;
-      if (this.byPath.size >= this.cfg.maxCgroups) {
-        this.byPath.clear();
-        this.pidEntry.clear();
-      }
+      e.pids = new Set();
       this.byPath.set(p, e);
     }
-    if (this.pidEntry.size >= this.cfg.maxResources) this.pidEntry.clear();
     this.pidEntry.set(tgid, e);
+    e.pids!.add(tgid);
+    // Oldest mapping first; tgid was just appended, and e still has it, so e survives.
+    if (this.pidEntry.size > this.cfg.maxResources) this.unmapPid(this.pidEntry.keys().next().value!);
     return e;
   }
 
@@ -446,10 +486,12 @@ export class Enricher<T = unknown> {
     let pod: PodMeta | undefined;
     let container: ContainerMeta | undefined;
     let complete = true;
+    let podKey: string | undefined;
+    let containerKey: string | undefined;
     if (this.pods) {
       if (info.podUid) {
         pod = this.pods.getByUid(info.podUid);
-        this.indexPod(info.podUid, e);
+        podKey = info.podUid;
         if (!pod) complete = false;
         else if (info.containerId) {
           container = containerById(pod, info.containerId);
@@ -457,13 +499,15 @@ export class Enricher<T = unknown> {
         }
       } else if (info.containerId) {
         pod = this.pods.getByContainerId(info.containerId);
-        addTo(this.byContainer, info.containerId, e);
+        containerKey = info.containerId;
         if (pod) {
           container = containerById(pod, info.containerId);
-          this.indexPod(pod.uid, e);
+          podKey = pod.uid;
         }
       }
     }
+    // The keys can change between lookups (an unknown cgroup is read through each pid's own path).
+    this.reindex(e, podKey, containerKey);
     if (!complete && !expired) {
       e.info = info;
       return;
@@ -572,8 +616,12 @@ export class Enricher<T = unknown> {
   // ------------------------------------------------------------------ invalidation and bounds
 
   private onPodChange(pod: PodMeta, change: string): void {
-    // A deletion keeps the last metadata resolvable (PodStore tombstone): nothing to rebuild.
-    if (change === 'delete') return;
+    // A deletion keeps the last metadata resolvable (PodStore tombstone): nothing to rebuild, but
+    // earlier deletions' tombstones may have expired since the last sweep.
+    if (change === 'delete') {
+      this.pruneDeletedPods();
+      return;
+    }
     const set = this.byPodUid.get(pod.uid);
     if (set) for (const e of set) this.invalidate(e);
     for (const c of pod.containers) {
@@ -601,7 +649,9 @@ export class Enricher<T = unknown> {
     this.lastRes = undefined;
   }
 
-  private dropPid(pid: number): void {
+  /** `forget`: the process left the process cache (exit, eviction), so the pid may be reused. */
+  private dropPid(pid: number, forget: boolean): void {
+    if (forget) this.unmapPid(pid);
     const s = this.hot.get(pid);
     if (s === undefined) return;
     this.hot.delete(pid);
@@ -613,12 +663,80 @@ export class Enricher<T = unknown> {
     }
   }
 
-  private indexPod(uid: string, e: CgroupEntry): void {
-    addTo(this.byPodUid, uid, e);
+  /** Files `e` under exactly these keys, unfiling it from any others. */
+  private reindex(e: CgroupEntry, podKey: string | undefined, containerKey: string | undefined): void {
+    if (e.podKey !== podKey) {
+      if (e.podKey !== undefined) removeFrom(this.byPodUid, e.podKey, e);
+      if (podKey !== undefined) addTo(this.byPodUid, podKey, e);
+      e.podKey = podKey;
+    }
+    if (e.containerKey !== containerKey) {
+      if (e.containerKey !== undefined) removeFrom(this.byContainer, e.containerKey, e);
+      if (containerKey !== undefined) addTo(this.byContainer, containerKey, e);
+      e.containerKey = containerKey;
+    }
   }
 
-  private unindexPod(uid: string, e: CgroupEntry): void {
-    removeFrom(this.byPodUid, uid, e);
+  /** Takes an entry out of its primary cache and everything that refers to it. */
+  private removeEntry(e: CgroupEntry): void {
+    if (e.id === PID_KEYED) {
+      if (this.byPath.get(e.path!) === e) this.byPath.delete(e.path!);
+      for (const pid of e.pids!) if (this.pidEntry.get(pid) === e) this.pidEntry.delete(pid);
+      e.pids!.clear();
+    } else if (this.cgroups.get(e.id) === e) this.cgroups.delete(e.id);
+    this.clearResources(e);
+    this.reindex(e, undefined, undefined);
+  }
+
+  /** Forgets which entry `pid` resolves through; the entry goes with its last pid. */
+  private unmapPid(pid: number): void {
+    const e = this.pidEntry.get(pid);
+    if (e === undefined) return;
+    this.pidEntry.delete(pid);
+    e.pids!.delete(pid);
+    if (e.pids!.size === 0) this.removeEntry(e);
+    else if (this.hot.get(pid)?.entry === e) this.dropPid(pid, false); // a reused pid must look its cgroup up again
+  }
+
+  /** CLOCK over the pid-keyed entries (they hold no events: their owner does). */
+  private evictPathEntry(): void {
+    if (this.clockEvict(this.byPath)) this.counters.evictedPathEntries++;
+  }
+
+  /**
+   * CLOCK: skip (and clear) recently used entries, remove the first cold one with nothing held.
+   * Returns whether one was removed.
+   */
+  private clockEvict(entries: Map<unknown, CgroupEntry>): boolean {
+    for (let pass = 0; pass < 2; pass++) {
+      for (const e of entries.values()) {
+        if (e.held > 0) continue;
+        if (e.ref && pass === 0) {
+          e.ref = false;
+          continue;
+        }
+        this.removeEntry(e);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Drops entries still holding the metadata of a pod the store no longer has (tombstone expired or
+   * evicted). Entries that never had metadata stay: they wait for their pod to be added.
+   */
+  private pruneDeletedPods(): void {
+    if (!this.pods) return;
+    for (const [uid, set] of this.byPodUid) {
+      if (this.pods.getByUid(uid) !== undefined) continue;
+      for (const e of set) {
+        // Held events decrement their entry's count on release: keep it until then.
+        if (e.pod === undefined || e.held > 0) continue;
+        this.removeEntry(e);
+        this.counters.prunedPodEntries++;
+      }
+    }
   }
 
   private insertEntry(cg: number, e: CgroupEntry): void {
@@ -626,24 +744,8 @@ export class Enricher<T = unknown> {
     this.cgroups.set(cg, e);
   }
 
-  /** CLOCK: skip (and clear) recently used entries, evict the first cold one with nothing held. */
   private evictCgroup(): void {
-    for (let pass = 0; pass < 2; pass++) {
-      for (const [id, e] of this.cgroups) {
-        if (e.held > 0) continue;
-        if (e.ref && pass === 0) {
-          e.ref = false;
-          continue;
-        }
-        this.cgroups.delete(id);
-        this.clearResources(e);
-        if (e.info?.podUid) this.unindexPod(e.info.podUid, e);
-        if (e.info?.containerId) removeFrom(this.byContainer, e.info.containerId, e);
-        if (e.pod && e.pod.uid !== e.info?.podUid) this.unindexPod(e.pod.uid, e);
-        this.counters.evictedCgroups++;
-        return;
-      }
-    }
+    if (this.clockEvict(this.cgroups)) this.counters.evictedCgroups++;
   }
 
   /** Frees interned resources of cold cgroups until under a quarter below the bound. */
