@@ -23,7 +23,7 @@ import {
   type BatchStatus,
 } from '../otap/messages.ts';
 import { HpackDecoder, HpackError } from '../otap/hpack.ts';
-import { contextFromCall, rawDeserialize, rawSerialize } from './common.ts';
+import { STATUS_DETAILS_KEY, contextFromCall, encodeStatusDetails, rawDeserialize, rawSerialize } from './common.ts';
 
 export const OTAP_PACKAGE = 'opentelemetry.proto.experimental.arrow.v1';
 
@@ -56,6 +56,17 @@ export interface OtapServerOptions extends ConsumerOptions {
   signals?: SignalType[];
   /** Batches handed to the handler and not yet acknowledged, per stream; reading pauses beyond. Default 16. */
   maxInFlightPerStream?: number;
+  /**
+   * Open Arrow streams over all signals of this registration; a stream beyond is ended at once
+   * with RESOURCE_EXHAUSTED (plus a RetryInfo, it is a transient condition). Default unlimited.
+   * Bounds the receiver's dictionary memory at maxStreams × maxDictionaryBytes.
+   */
+  maxStreams?: number;
+  /**
+   * Called when the server ends a stream itself: `max_streams` when it was refused on open,
+   * `dictionary_limit` when its dictionaries hit maxDictionaryBytes / maxDictionaryEntries.
+   */
+  onStreamRefused?: (signal: SignalType, reason: OtapStreamRefusal, message: string) => void;
   /** Called for every batch that was refused (bad input or handler error), for counters/logs. */
   onRefused?: (signal: SignalType, status: BatchStatus, err: unknown) => void;
   /**
@@ -76,12 +87,24 @@ export interface OtapServerOptions extends ConsumerOptions {
   streamContext?: (call: grpc.ServerDuplexStream<Buffer, Buffer>, base: RequestContext) => RequestContext;
 }
 
+export type OtapStreamRefusal = 'max_streams' | 'dictionary_limit';
+
 export interface OtapServerStats {
+  /** Streams accepted since start. */
   streams: number;
+  /** Streams open now. */
+  active: number;
+  /** Streams refused on open (over maxStreams). */
+  streamsRefused: number;
+  /** Streams the server ended because their dictionaries hit a limit. */
+  streamsFailed: number;
   batches: number;
   items: number;
   refused: number;
 }
+
+/** How long a stream refused over maxStreams is told to wait before retrying. */
+const MAX_STREAMS_RETRY_MS = 1000;
 
 /** A BatchStatus answer for an error: decode problems and handler rejections alike. */
 export function errorToBatchStatus(batchId: bigint, err: unknown): BatchStatus {
@@ -104,7 +127,7 @@ export function errorToBatchStatus(batchId: bigint, err: unknown): BatchStatus {
  * decides the BatchStatus (resolve → OK, reject → the mapped code).
  */
 export function addOtapServices(server: grpc.Server, handler: OtapHandler, opts: OtapServerOptions = {}): OtapServerStats {
-  const stats: OtapServerStats = { streams: 0, batches: 0, items: 0, refused: 0 };
+  const stats: OtapServerStats = { streams: 0, active: 0, streamsRefused: 0, streamsFailed: 0, batches: 0, items: 0, refused: 0 };
   const maxInFlight = opts.maxInFlightPerStream ?? 16;
   for (const signal of opts.signals ?? (['traces', 'logs', 'metrics'] as SignalType[])) {
     const m = OTAP_METHODS[signal];
@@ -123,8 +146,30 @@ function serveStream(
   maxInFlight: number,
   stats: OtapServerStats,
 ): void {
+  if (opts.maxStreams !== undefined && stats.active >= opts.maxStreams) {
+    stats.streamsRefused++;
+    const details = `too many concurrent OTel Arrow streams (max_concurrent_streams ${opts.maxStreams})`;
+    opts.onStreamRefused?.(signal, 'max_streams', details);
+    const metadata = new grpc.Metadata();
+    metadata.set(STATUS_DETAILS_KEY, encodeStatusDetails(grpc.status.RESOURCE_EXHAUSTED, details, MAX_STREAMS_RETRY_MS));
+    call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details, metadata });
+    return;
+  }
   stats.streams++;
+  stats.active++;
   const consumer = new OtapConsumer(signal, opts);
+  // The call is over once its status went out (finish) or it was cancelled / torn down (close):
+  // give the slot back and drop the dictionaries now rather than when the call is collected.
+  let open = true;
+  const closed = () => {
+    if (!open) return;
+    open = false;
+    stats.active--;
+    consumer.release();
+  };
+  call.on('finish', closed);
+  call.on('close', closed);
+  call.on('cancelled', closed);
   const hpack = new HpackDecoder();
   let base = contextFromCall(call);
   if (opts.streamContext) {
@@ -140,6 +185,14 @@ function serveStream(
   let inFlight = 0;
   let ended = false;
   let paused = false;
+  /** A dictionary limit failed the stream: it ends with this status once in-flight batches settled. */
+  let failure: OtapDecodeError | null = null;
+  let failureSent = false;
+  const endFailed = () => {
+    if (failureSent) return;
+    failureSent = true;
+    call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: failure!.message });
+  };
 
   const answer = (s: BatchStatus, err?: unknown) => {
     if (s.statusCode !== OtapStatusCode.OK) {
@@ -151,11 +204,25 @@ function serveStream(
   };
   const settle = () => {
     inFlight--;
+    if (failure) {
+      if (inFlight === 0) endFailed();
+      return;
+    }
     if (paused && inFlight < maxInFlight) {
       paused = false;
       call.resume();
     }
     if (ended && inFlight === 0) call.end();
+  };
+  const fail = (e: OtapDecodeError) => {
+    if (failure) return;
+    failure = e;
+    stats.streamsFailed++;
+    opts.onStreamRefused?.(signal, 'dictionary_limit', e.message);
+    // Read nothing more; batches handed on before still get their status, then the stream ends.
+    paused = true;
+    call.pause();
+    if (inFlight === 0) endFailed();
   };
 
   call.on('data', (buf: Buffer) => {
@@ -186,6 +253,7 @@ function serveStream(
       }
     } catch (e) {
       answer(errorToBatchStatus(batch.batchId, e), e);
+      if (e instanceof OtapDecodeError && e.streamFatal) fail(e);
       return;
     }
     stats.items += decoded.items;
@@ -207,7 +275,7 @@ function serveStream(
   });
   call.on('end', () => {
     ended = true;
-    if (inFlight === 0) call.end();
+    if (inFlight === 0 && !failure) call.end();
   });
   call.on('error', () => {
     ended = true;

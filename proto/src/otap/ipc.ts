@@ -19,7 +19,16 @@ import { zstdCompressPrefixed, zstdDecompressBounded } from './zstd-sync.ts';
 import { plainBytes } from './messages.ts';
 
 export class OtapDecodeError extends Error {
-  constructor(message: string, readonly resourceExhausted = false) {
+  constructor(
+    message: string,
+    readonly resourceExhausted = false,
+    /**
+     * The gRPC stream cannot go on: its retained state (dictionaries) hit a limit. Rolling the
+     * batch back is not enough there, since the sender's encoder already moved on and later
+     * deltas would index entries we never kept; the server ends the stream instead.
+     */
+    readonly streamFatal = false,
+  ) {
     super(message);
     this.name = 'OtapDecodeError';
   }
@@ -331,6 +340,20 @@ export interface ReaderLimits {
   maxDictionaryEntries: number;
 }
 
+/**
+ * The retained-dictionary byte budget a payload is checked against: `max` for the whole gRPC
+ * stream, of which `others` is held by its other IPC streams.
+ */
+export interface DictionaryByteLimit {
+  others: number;
+  max: number;
+}
+
+// Estimated heap cost of one dictionary entry beyond its value bytes: the array slot plus a V8
+// string / bigint header. Byte values are each a Uint8Array with its own ArrayBuffer, far larger.
+const DICT_ENTRY_OVERHEAD = 32;
+const DICT_BYTES_ENTRY_OVERHEAD = 160;
+
 const int32Type = new Int32();
 const FIXED_WIDTH_BYTES: Record<number, number> = {};
 
@@ -511,9 +534,28 @@ function readValueBuffers(col: Column, t: DataType, cur: BodyCursor, dicts: Map<
 }
 
 
+/**
+ * Bytes the decoded values of a dictionary batch will retain, from its offsets and widths alone:
+ * known before any value is decoded, so a batch over the limit allocates nothing.
+ */
+function dictionaryBatchBytes(col: Column): number {
+  const n = col.length;
+  switch (col.type.typeId) {
+    case Type.Utf8:
+      // UTF-8 length is at least V8's one- or two-byte string size for the same text.
+      return n * DICT_ENTRY_OVERHEAD + (n > 0 ? col.offsets![n] - col.offsets![0] : 0);
+    case Type.Binary:
+      return n * DICT_BYTES_ENTRY_OVERHEAD + (n > 0 ? col.offsets![n] - col.offsets![0] : 0);
+    case Type.FixedSizeBinary:
+      return n * (DICT_BYTES_ENTRY_OVERHEAD + col.width);
+    default:
+      return n * DICT_ENTRY_OVERHEAD;
+  }
+}
+
 function decodeDictionaryValues(col: Column, out: DictValue[], limit: number): void {
   if (out.length + col.length > limit) {
-    throw new OtapDecodeError(`dictionary exceeds ${limit} entries`, true);
+    throw new OtapDecodeError(`dictionary exceeds ${limit} entries (max_dictionary_entries)`, true, true);
   }
   for (let i = 0; i < col.length; i++) out.push(col.isValid(i) ? valueAt(col, i) : null);
 }
@@ -543,6 +585,9 @@ export function valueAt(col: Column, i: number): DictValue {
   }
 }
 
+/** Rollback record of one dictionary batch: id, previous values and their length and bytes. */
+type DictUndo = [number, DictValue[] | undefined, number, number];
+
 /**
  * The receiving end of one IPC stream (one payload type and schema_id within a gRPC stream).
  * Keeps the schema and the dictionaries that later payloads extend with deltas.
@@ -550,41 +595,68 @@ export function valueAt(col: Column, i: number): DictValue {
 export class IpcStreamReader {
   schema: Schema | null = null;
   private readonly dicts = new Map<number, DictValue[]>();
+  /** Estimated retained bytes per dictionary id, and their sum. */
+  private readonly dictBytesById = new Map<number, number>();
+  private dictBytes = 0;
 
   constructor(
     readonly schemaId: string,
     private readonly limits: ReaderLimits,
   ) {}
 
+  /** Estimated bytes this IPC stream's dictionaries retain (values plus per-entry overhead). */
+  get dictionaryBytes(): number {
+    return this.dictBytes;
+  }
+
   /**
    * Decodes one payload: schema (first only), dictionary batches, then exactly one record batch.
-   * `budget` bounds the decompressed bytes; the bytes used are returned. On failure the stream
-   * state (schema, dictionaries) is rolled back so the next payload of this stream still decodes.
+   * `budget` bounds the decompressed bytes; the bytes used are returned. `dictLimit` bounds the
+   * bytes the dictionaries retain afterwards (default: no bound beyond the entry count). On
+   * failure the stream state (schema, dictionaries) is rolled back so the next payload of this
+   * stream still decodes.
    */
-  readPayload(bytes: Uint8Array, budget = this.limits.maxPayloadBytes): { batch: DecodedBatch; used: number } {
+  readPayload(
+    bytes: Uint8Array,
+    budget = this.limits.maxPayloadBytes,
+    dictLimit?: DictionaryByteLimit,
+  ): { batch: DecodedBatch; used: number } {
     bytes = plainBytes(bytes);
     const hadSchema = this.schema !== null;
-    const undo: [number, DictValue[] | undefined, number][] = [];
+    const bytesBefore = this.dictBytes;
+    const undo: DictUndo[] = [];
     try {
-      return this.readPayloadUnsafe(bytes, Math.min(budget, this.limits.maxPayloadBytes), undo);
+      return this.readPayloadUnsafe(bytes, Math.min(budget, this.limits.maxPayloadBytes), undo, dictLimit);
     } catch (e) {
       if (!hadSchema) this.schema = null;
       for (let i = undo.length - 1; i >= 0; i--) {
-        const [id, prev, len] = undo[i];
-        if (prev === undefined) this.dicts.delete(id);
-        else {
+        const [id, prev, len, prevBytes] = undo[i];
+        if (prev === undefined) {
+          this.dicts.delete(id);
+          this.dictBytesById.delete(id);
+        } else {
           prev.length = len;
           this.dicts.set(id, prev);
+          this.dictBytesById.set(id, prevBytes);
         }
       }
+      this.dictBytes = bytesBefore;
       throw e instanceof OtapDecodeError ? e : new OtapDecodeError(`invalid Arrow IPC payload: ${(e as Error).message}`);
     }
+  }
+
+  /** Drops the dictionaries (the stream is over); the reader must not be used afterwards. */
+  release(): void {
+    this.dicts.clear();
+    this.dictBytesById.clear();
+    this.dictBytes = 0;
   }
 
   private readPayloadUnsafe(
     bytes: Uint8Array,
     budget: number,
-    undo: [number, DictValue[] | undefined, number][],
+    undo: DictUndo[],
+    dictLimit: DictionaryByteLimit | undefined,
   ): { batch: DecodedBatch; used: number } {
     const total = budget;
     let pos = 0;
@@ -622,12 +694,27 @@ export class IpcStreamReader {
           budget -= used;
           const col = readColumn(new Field('dictionary', type, true), cur, this.dicts);
           let values = this.dicts.get(id);
-          undo.push([id, values, values?.length ?? 0]);
-          if (!values || !h.isDelta) {
+          const prevBytes = this.dictBytesById.get(id) ?? 0;
+          const replace = !values || !h.isDelta;
+          // A replacement (non-delta) batch frees what the id held; a delta adds to it.
+          const idBytes = (replace ? 0 : prevBytes) + dictionaryBatchBytes(col);
+          const mine = this.dictBytes - prevBytes + idBytes;
+          if (dictLimit && dictLimit.others + mine > dictLimit.max) {
+            throw new OtapDecodeError(
+              `dictionary ${id} batch of ${col.length} entries would make this stream's dictionaries retain ` +
+                `${dictLimit.others + mine} bytes, over the ${dictLimit.max}-byte limit (max_dictionary_bytes)`,
+              true,
+              true,
+            );
+          }
+          undo.push([id, values, values?.length ?? 0, prevBytes]);
+          if (replace) {
             values = [];
             this.dicts.set(id, values);
           }
-          decodeDictionaryValues(col, values, this.limits.maxDictionaryEntries);
+          decodeDictionaryValues(col, values!, this.limits.maxDictionaryEntries);
+          this.dictBytesById.set(id, idBytes);
+          this.dictBytes = mine;
           break;
         }
         case MessageHeader.RecordBatch: {

@@ -72,7 +72,15 @@ export interface ConsumerOptions {
   maxBatchBytes?: number;
   /** Upper bound of entries per dictionary per IPC stream (default 1M). */
   maxDictionaryEntries?: number;
+  /**
+   * Upper bound of the bytes all dictionaries of the gRPC stream retain (estimated: string and
+   * binary value bytes plus a per-entry overhead), over all its IPC streams. Default 64 MiB.
+   */
+  maxDictionaryBytes?: number;
 }
+
+export const DEFAULT_MAX_DICTIONARY_ENTRIES = 1 << 20;
+export const DEFAULT_MAX_DICTIONARY_BYTES = 64 * 1024 * 1024;
 
 export type DecodedSignal =
   | { signal: 'traces'; data: TracesData; items: number }
@@ -83,6 +91,11 @@ export class OtapConsumer {
   private readonly readers = new Map<number, IpcStreamReader>();
   private readonly maxBatchBytes: number;
   private readonly maxDictionaryEntries: number;
+  private readonly maxDictionaryBytes: number;
+  /** Sum of the readers' retained dictionary bytes. */
+  private dictBytes = 0;
+  /** Set once a dictionary limit ended the stream; every later batch is refused with it. */
+  private failed: OtapDecodeError | null = null;
 
   constructor(
     /** The signal this stream carries (from the service), or undefined to take it from the root payload. */
@@ -90,16 +103,40 @@ export class OtapConsumer {
     options: ConsumerOptions = {},
   ) {
     this.maxBatchBytes = options.maxBatchBytes ?? 128 * 1024 * 1024;
-    this.maxDictionaryEntries = options.maxDictionaryEntries ?? 1 << 20;
+    this.maxDictionaryEntries = options.maxDictionaryEntries ?? DEFAULT_MAX_DICTIONARY_ENTRIES;
+    this.maxDictionaryBytes = options.maxDictionaryBytes ?? DEFAULT_MAX_DICTIONARY_BYTES;
+    for (const [k, v] of [['maxBatchBytes', this.maxBatchBytes], ['maxDictionaryEntries', this.maxDictionaryEntries], ['maxDictionaryBytes', this.maxDictionaryBytes]] as const) {
+      if (!(v > 0)) throw new RangeError(`OtapConsumer ${k} must be positive, got ${v}`);
+    }
+  }
+
+  /** Estimated bytes the stream's dictionaries retain now (never above maxDictionaryBytes). */
+  get dictionaryBytes(): number {
+    return this.dictBytes;
+  }
+
+  /** Whether a dictionary limit ended this stream. */
+  get isFailed(): boolean {
+    return this.failed !== null;
+  }
+
+  /** Drops all IPC stream state (the gRPC stream ended or failed). */
+  release(): void {
+    for (const r of this.readers.values()) r.release();
+    this.readers.clear();
+    this.dictBytes = 0;
   }
 
   /**
-   * Decodes one batch. Throws OtapDecodeError (resourceExhausted=true when a limit was hit); the
-   * stream state stays usable for later batches. With `model` false the payloads are read (the
+   * Decodes one batch. Throws OtapDecodeError (resourceExhausted=true when a limit was hit). After
+   * most errors the stream state stays usable for later batches; after one with streamFatal (a
+   * dictionary limit) the stream's state is released and every later batch is refused, since the
+   * sender's dictionaries can no longer match ours. With `model` false the payloads are read (the
    * stream's dictionaries move on) and counted, but no model objects are built: for a batch that
    * is refused anyway.
    */
   consume(batch: BatchArrowRecords, model = true): DecodedSignal {
+    if (this.failed) throw new OtapDecodeError(`stream already failed: ${this.failed.message}`, true, true);
     const payloads = batch.arrowPayloads;
     if (payloads.length === 0) {
       const s = this.expected ?? 'traces';
@@ -123,7 +160,8 @@ export class OtapConsumer {
         throw new OtapDecodeError(`payload type ${name} does not belong to ${signal}`);
       }
       if (tables.has(p.type)) throw new OtapDecodeError(`duplicate ${PAYLOAD_TYPE_NAMES[p.type]} payload in one batch`);
-      let reader = this.readers.get(p.type);
+      const live = this.readers.get(p.type);
+      let reader = live;
       if (!reader || reader.schemaId !== p.schemaId) {
         // A new schema_id starts a new IPC stream; the old one is replaced only once the new
         // one's first payload decoded, so a corrupt payload cannot break the live stream.
@@ -132,14 +170,23 @@ export class OtapConsumer {
           maxDictionaryEntries: this.maxDictionaryEntries,
         });
       }
+      // A reader being replaced does not count against the new one: it goes once this payload decoded.
+      const others = this.dictBytes - (live?.dictionaryBytes ?? 0);
       let r;
       try {
-        r = reader.readPayload(p.record, budget);
+        r = reader.readPayload(p.record, budget, { others, max: this.maxDictionaryBytes });
       } catch (e) {
         const err = e as OtapDecodeError;
-        throw new OtapDecodeError(`${PAYLOAD_TYPE_NAMES[p.type]} (schema ${p.schemaId}): ${err.message}`, err.resourceExhausted);
+        const wrapped = new OtapDecodeError(`${PAYLOAD_TYPE_NAMES[p.type]} (schema ${p.schemaId}): ${err.message}`, err.resourceExhausted, err.streamFatal);
+        if (wrapped.streamFatal) {
+          this.failed = wrapped;
+          this.release();
+        }
+        throw wrapped;
       }
+      if (live && live !== reader) live.release();
       this.readers.set(p.type, reader);
+      this.dictBytes = others + reader.dictionaryBytes;
       budget -= r.used;
       tables.set(p.type, r.batch);
     }

@@ -11,7 +11,8 @@ import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
 import { bindServer, createGrpcServer, shutdownServer } from '../../../../proto/src/grpc/common.ts';
 import { addOtapServices, type OtapServerStats } from '../../../../proto/src/grpc/otap-server.ts';
-import { PermanentError } from '../../component/errors.ts';
+import { DEFAULT_MAX_DICTIONARY_BYTES, DEFAULT_MAX_DICTIONARY_ENTRIES } from '../../../../proto/src/otap/stream.ts';
+import { ConfigError, PermanentError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, ReceiverFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { AuthError, readAuthConfig, resolveIdentity, type AuthConfig } from '../common/auth.ts';
@@ -28,9 +29,22 @@ export interface OtelArrowReceiverConfig {
   /** Decompressed Arrow bytes per batch (arrow.memory_limit_mib in contrib). */
   maxBatchBytes: number;
   maxInFlightPerStream: number;
+  /** Entries per Arrow dictionary for the life of one IPC stream (arrow.max_dictionary_entries). */
+  maxDictionaryEntries: number;
+  /** Bytes all dictionaries of one gRPC stream retain, estimated (arrow.max_dictionary_bytes). */
+  maxDictionaryBytes: number;
+  /** Open Arrow streams on this receiver, all signals together (arrow.max_concurrent_streams). */
+  maxStreams: number;
   tls?: ServerTlsConfig;
   auth: AuthConfig;
   metadataKeys: string[];
+}
+
+/** A positive whole number of bytes: a plain integer or a size string such as "64MiB". */
+function positiveBytes(r: ConfigReader, key: string, def: number): number {
+  const v = typeof r.raw[key] === 'number' ? r.num(key, def, { min: 1, integer: true }) : r.size(key, def);
+  if (v < 1) throw new ConfigError(r.field(key), `must be at least 1 byte, got ${v}`);
+  return v;
 }
 
 export function validateOtelArrowReceiverConfig(raw: unknown, path: string): OtelArrowReceiverConfig {
@@ -43,6 +57,9 @@ export function validateOtelArrowReceiverConfig(raw: unknown, path: string): Ote
     maxRecvMsgSize: g.size('max_recv_msg_size', 16 * 1024 * 1024),
     maxBatchBytes: a.num('memory_limit_mib', 128, { min: 1 }) * 1024 * 1024,
     maxInFlightPerStream: a.num('max_in_flight_per_stream', 16, { min: 1, integer: true }),
+    maxDictionaryEntries: a.num('max_dictionary_entries', DEFAULT_MAX_DICTIONARY_ENTRIES, { min: 1, integer: true }),
+    maxDictionaryBytes: positiveBytes(a, 'max_dictionary_bytes', DEFAULT_MAX_DICTIONARY_BYTES),
+    maxStreams: a.num('max_concurrent_streams', 4096, { min: 1, integer: true }),
     tls: readServerTls(g),
     auth: readAuthConfig(r.sub('auth')),
     metadataKeys: r.strList('metadata_keys', ['x-scope-orgid']).map((k) => k.toLowerCase()),
@@ -115,10 +132,24 @@ export class OtelArrowServer implements SharedServer {
   async start(): Promise<void> {
     const server = createGrpcServer({ maxReceiveMessageBytes: this.cfg.maxRecvMsgSize });
     const tls = this.cfg.tls;
+    const id = this.settings.id;
+    const requests = this.settings.telemetry?.registry.counter('kscope_receiver_requests_total', 'Requests per receiver, transport and status code.');
+    const streamsRefused = this.settings.telemetry?.registry.counter('kscope_receiver_otap_streams_refused_total', 'OTel Arrow streams the receiver ended itself, per reason (max_streams, dictionary_limit).');
     this.stats = addOtapServices(server, (signal, data, ctx) => this.handle(signal, data, ctx), {
       maxBatchBytes: this.cfg.maxBatchBytes,
       maxInFlightPerStream: this.cfg.maxInFlightPerStream,
-      onRefused: (signal, status) => this.settings.logger.debug({ signal, status: status.statusCode, message: status.statusMessage }, 'OTAP batch refused'),
+      maxDictionaryEntries: this.cfg.maxDictionaryEntries,
+      maxDictionaryBytes: this.cfg.maxDictionaryBytes,
+      maxStreams: this.cfg.maxStreams,
+      onRefused: (signal, status) => {
+        // Every non-OK BatchStatus, decode errors included (their items are unknown).
+        requests?.add({ receiver: id, transport: 'otap', code: String(status.statusCode) });
+        this.settings.logger.debug({ signal, status: status.statusCode, message: status.statusMessage }, 'OTAP batch refused');
+      },
+      onStreamRefused: (signal, reason, message) => {
+        streamsRefused?.add({ receiver: id, signal, reason });
+        this.settings.logger.debug({ signal, reason, message }, 'OTAP stream refused');
+      },
       // a refusing memory limiter answers before the batch's model objects are built
       refusal: (signal, stream) => this.refusal(signal, stream),
       onRefusedItems: (signal, items, stream) => this.countRefused(signal, items, stream),
