@@ -5,7 +5,10 @@
 // RESOURCE_EXHAUSTED → PermanentError (a BatchStatus carries no RetryInfo; a stream ending with
 // RESOURCE_EXHAUSTED + RetryInfo → ThrottledError); any other code or an unknown batch_id breaks
 // the stream (all pending sends fail with RetryableError). Streams are recycled after
-// maxStreamLifetimeMs; each has its own producer state and HPACK encoder.
+// maxStreamLifetimeMs; each has its own producer state and HPACK encoder. A send given up by its
+// caller (AbortSignal: the exporter's timeout) leaves its in-flight slot, and a batch written
+// without a status by then breaks the stream: a server that stopped answering would otherwise
+// hold every slot, and the callers queued behind them, for good.
 import * as grpc from '@grpc/grpc-js';
 import type { SignalData, SignalType } from '../model.ts';
 import { PermanentError, RetryableError, ShutdownError, type PipelineError } from '../../../collector/src/component/errors.ts';
@@ -87,7 +90,7 @@ class ArrowStream {
     if (this.closing && this.pending.size === 0) this.call.end();
   }
 
-  private breakStream(reason: string): void {
+  breakStream(reason: string): void {
     this.fail(new RetryableError(`OTel Arrow stream broken: ${reason}`));
     this.call.cancel();
   }
@@ -155,20 +158,46 @@ export class OtapClient<S extends SignalType = SignalType> {
    * Sends one batch; resolves on its OK BatchStatus. `metadata` travels HPACK-encoded in the
    * batch's headers field.
    */
-  async send(data: SignalData[S], metadata?: Record<string, string>): Promise<void> {
+  async send(data: SignalData[S], metadata?: Record<string, string>, abort?: AbortSignal): Promise<void> {
     if (this.closed) throw new ShutdownError('OTel Arrow client is closed');
     const parts = splitBatch(this.signal, data);
     if (parts.length > 1) {
       // u16 ids cap a batch at 65536 items: send the pieces as separate batches.
-      await Promise.all(parts.map((p) => this.sendOne(p, metadata)));
+      await Promise.all(parts.map((p) => this.sendOne(p, metadata, abort)));
       return;
     }
-    return this.sendOne(data, metadata);
+    return this.sendOne(data, metadata, abort);
   }
 
-  private async sendOne(data: SignalData[S], metadata?: Record<string, string>): Promise<void> {
+  /** Sends waiting for an in-flight slot (for tests and self-telemetry). */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  private waitForSlot(abort?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const gaveUp = () => {
+        const i = this.waiters.indexOf(wake);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new RetryableError('OTel Arrow send gave up waiting for an in-flight slot'));
+      };
+      const wake = () => {
+        abort?.removeEventListener('abort', gaveUp);
+        resolve();
+      };
+      if (abort?.aborted) return gaveUp();
+      this.waiters.push(wake);
+      abort?.addEventListener('abort', gaveUp, { once: true });
+    });
+  }
+
+  private async sendOne(data: SignalData[S], metadata?: Record<string, string>, abort?: AbortSignal): Promise<void> {
     const max = this.opts.maxInFlight ?? 64;
-    while (this.inFlight >= max) await new Promise<void>((r) => this.waiters.push(r));
+    while (this.inFlight >= max) await this.waitForSlot(abort);
+    if (abort?.aborted) {
+      this.waiters.shift()?.(); // the slot this send was woken for goes to the next in line
+      throw new RetryableError('OTel Arrow send given up before it was written');
+    }
     this.inFlight++;
     try {
       const stream = this.current();
@@ -188,10 +217,16 @@ export class OtapClient<S extends SignalType = SignalType> {
       }
       this.stats.batches++;
       this.stats.bytes += bytes.length;
-      await new Promise<void>((resolve, reject) => {
-        stream.pending.set(batchId, { resolve, reject });
-        stream.call.write(bytes);
-      });
+      const noStatus = () => stream.breakStream(`batch ${batchId} got no status before its sender gave up`);
+      abort?.addEventListener('abort', noStatus, { once: true });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          stream.pending.set(batchId, { resolve, reject });
+          stream.call.write(bytes);
+        });
+      } finally {
+        abort?.removeEventListener('abort', noStatus);
+      }
     } finally {
       this.inFlight--;
       this.waiters.shift()?.();

@@ -45,9 +45,9 @@ export function createOtelArrowExporter<S extends SignalType>(settings: CreateSe
     settings,
     cfg.helper,
     signal,
-    async (batch, ctx) => {
+    async (batch, ctx, abort) => {
       const md = cfg.client.tenantHeader && ctx.tenant ? { [cfg.client.tenantHeader]: ctx.tenant } : undefined;
-      await client!.send(batch, md);
+      await client!.send(batch, md, abort);
     },
     {
       codec: otlpBatchCodec,
