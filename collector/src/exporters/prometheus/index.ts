@@ -1,10 +1,13 @@
 // prometheus exporter: a scrape endpoint serving the latest value of every series in the text
 // exposition format. Delta sums/histograms are accumulated to cumulative; series not updated for
 // `metric_expiration` disappear; at most `max_series` are kept (new ones refused and counted).
+// A family (name, type, help) lives only while it has an accepted series, so names sent by
+// clients cannot grow state beyond the series limit.
 import { createServer, type Server } from 'node:http';
 import type { MetricsData, SignalData, SignalType } from '../../../../proto/src/model.ts';
 import type { Component, Consumer, CreateSettings, ExporterFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
+import { RateLimitedLog, type Logger as PinoLogger } from '../../../../lib/log.ts';
 import { parseEndpoint, type Endpoint } from '../../receivers/otlp/config.ts';
 import { TemporalityConverter } from '../../processors/histogram_to_exponential/temporality.ts';
 import { cloneSignal } from '../../pipeline/clone.ts';
@@ -31,6 +34,32 @@ export function validatePrometheusExporterConfig(raw: unknown, path: string): Pr
   return cfg;
 }
 
+/** Help text is sender-controlled and kept per family: cap it (UTF-8 bytes). */
+export const MAX_HELP_BYTES = 1024;
+/** Ingest sweeps stale series at most this often, so memory is freed even when nobody scrapes. */
+export const EXPIRE_SWEEP_INTERVAL_MS = 1000;
+/** A steady stream of refusals logs at most one warning per interval. */
+export const REFUSAL_WARN_INTERVAL_MS = 60_000;
+
+const helpEncoder = new TextEncoder();
+const helpScratch = new Uint8Array(MAX_HELP_BYTES);
+
+/** Cuts `help` to MAX_HELP_BYTES of UTF-8 without splitting a character. */
+export function truncateHelp(help: string): string {
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: short strings need no encoding.
+  if (help.length * 3 <= MAX_HELP_BYTES) return help;
+  // encodeInto writes whole characters only; `read` is the code units that fitted.
+  const { read } = helpEncoder.encodeInto(help, helpScratch);
+  return read === help.length ? help : help.slice(0, read);
+}
+
+interface Family {
+  type: PromType;
+  help: string;
+  /** Accepted series of this family; the family is dropped when it reaches 0. */
+  seriesCount: number;
+}
+
 interface Entry {
   family: string;
   labels: Array<[string, string]>;
@@ -53,12 +82,39 @@ function fmt(v: number): string {
 export class PrometheusExporter<S extends SignalType> implements Component, Consumer<S> {
   private server?: Server;
   private readonly series = new Map<string, Entry>();
-  private readonly families = new Map<string, { type: PromType; help: string }>();
+  private readonly families = new Map<string, Family>();
   private readonly temporality: TemporalityConverter;
+  private readonly now: () => number;
+  private readonly refusedCounter?: { value: number };
+  private unregisterTelemetry?: () => void;
+  private readonly refusalLog: RateLimitedLog;
+  private lastSweep = -Infinity;
   refusedSeries = 0;
 
-  constructor(private readonly settings: CreateSettings, readonly cfg: PrometheusExporterConfig) {
+  constructor(private readonly settings: CreateSettings, readonly cfg: PrometheusExporterConfig, now?: () => number) {
     this.temporality = new TemporalityConverter('cumulative', cfg.maxSeries);
+    this.now = now ?? Date.now;
+    // RateLimitedLog only calls warn(obj, msg), which the component Logger has.
+    this.refusalLog = new RateLimitedLog(settings.logger as unknown as PinoLogger, REFUSAL_WARN_INTERVAL_MS, 1, 1, this.now);
+    const reg = settings.telemetry?.registry;
+    if (reg)
+      this.refusedCounter = reg
+        .counter('kscope_prometheus_exporter_refused_series_total', 'New series the prometheus exporter refused because max_series was reached.')
+        .at({ exporter: settings.id });
+  }
+
+  /** Series currently held (for tests and self-telemetry). */
+  get seriesCount(): number {
+    return this.series.size;
+  }
+
+  /** Metric families currently held (for tests). */
+  get familyCount(): number {
+    return this.families.size;
+  }
+
+  hasFamily(name: string): boolean {
+    return this.families.has(name);
   }
 
   get port(): number {
@@ -68,6 +124,11 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
 
   async start(): Promise<void> {
     if (this.server) return;
+    const reg = this.settings.telemetry?.registry;
+    if (reg && !this.unregisterTelemetry) {
+      const held = reg.gauge('kscope_prometheus_exporter_series', 'Series held by the prometheus exporter (limit: max_series).');
+      this.unregisterTelemetry = reg.onCollect(() => held.set({ exporter: this.settings.id }, this.series.size));
+    }
     const server = createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
         res.writeHead(404).end();
@@ -88,18 +149,23 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
     // Accumulation rewrites points: work on a copy, other exporters may share this batch.
     const d = cloneSignal('metrics', batch as MetricsData);
     this.temporality.convert(d.resourceMetrics);
-    const now = Date.now();
+    const now = this.now();
+    // Free expired series before checking the limit, so they do not cause refusals.
+    if (now - this.lastSweep >= EXPIRE_SWEEP_INTERVAL_MS || now < this.lastSweep) this.expire(now);
+    let refused = 0;
     for (const f of translate(d, { targetInfo: this.cfg.targetInfo, resourceToLabels: this.cfg.resourceToLabels }).values()) {
-      if (!this.families.has(f.name)) this.families.set(f.name, { type: f.type, help: f.help });
       for (const s of f.series) {
         const key = seriesKey(s.labels);
         const smp = s.samples[s.samples.length - 1];
         let e = this.series.get(key);
         if (!e) {
           if (this.series.size >= this.cfg.maxSeries) {
-            this.refusedSeries++;
+            refused++;
             continue;
           }
+          const fam = this.families.get(f.name);
+          if (fam) fam.seriesCount++;
+          else this.families.set(f.name, { type: f.type, help: truncateHelp(f.help), seriesCount: 1 });
           e = { family: f.name, labels: s.labels, value: smp.value, timestampMs: smp.timestampMs, updated: now };
           this.series.set(key, e);
         } else if (smp.timestampMs >= e.timestampMs) {
@@ -109,17 +175,31 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
         }
       }
     }
+    if (refused > 0) this.countRefused(refused);
     return Promise.resolve();
   }
 
-  render(): string {
-    const now = Date.now();
-    const byFamily = new Map<string, Entry[]>();
+  private countRefused(n: number): void {
+    this.refusedSeries += n;
+    if (this.refusedCounter) this.refusedCounter.value += n;
+    this.refusalLog.warn('max_series', { maxSeries: this.cfg.maxSeries, refusedSeries: this.refusedSeries }, 'prometheus exporter: max_series reached, new series refused');
+  }
+
+  /** Drops series not updated for metric_expiration, and families left without series. */
+  private expire(now: number): void {
+    this.lastSweep = now;
     for (const [k, e] of this.series) {
-      if (now - e.updated > this.cfg.expirationMs) {
-        this.series.delete(k);
-        continue;
-      }
+      if (now - e.updated <= this.cfg.expirationMs) continue;
+      this.series.delete(k);
+      const fam = this.families.get(e.family)!;
+      if (--fam.seriesCount === 0) this.families.delete(e.family);
+    }
+  }
+
+  render(): string {
+    this.expire(this.now());
+    const byFamily = new Map<string, Entry[]>();
+    for (const e of this.series.values()) {
       let l = byFamily.get(e.family);
       if (!l) byFamily.set(e.family, (l = []));
       l.push(e);
@@ -145,6 +225,8 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
   async shutdown(): Promise<void> {
     const s = this.server;
     this.server = undefined;
+    this.unregisterTelemetry?.();
+    this.unregisterTelemetry = undefined;
     if (s) await new Promise<void>((r) => s.close(() => r()));
   }
 }
