@@ -44,7 +44,11 @@ export interface TailSamplingConfig {
   maxTraceSizeBytes: number;
   /** What a trace over maxSpansPerTrace / maxTraceSizeBytes does. */
   onOversize: 'decide_early' | 'drop_excess';
-  /** Bound on accounted heap bytes of all buffered spans; the oldest traces are evicted beyond it. */
+  /**
+   * Bound on accounted heap bytes of all buffered spans plus kept spans not yet accepted by the
+   * next consumer. Beyond it the oldest undecided traces are evicted; while forwards are in flight,
+   * requests that do not fit are refused (retryable) instead.
+   */
   maxBufferedBytes: number;
   dropPendingTracesOnShutdown: boolean;
   sampleOnFirstMatch: boolean;

@@ -3,7 +3,7 @@
 // so late spans follow it.
 import type { Span, ResourceSpans, ScopeSpans, TracesData } from '../../../../proto/src/model.ts';
 import type { Component, ComponentCounters, Consumer, Host, Logger, RequestContext } from '../../component/index.ts';
-import { ShutdownError } from '../../component/errors.ts';
+import { RetryableError, ShutdownError } from '../../component/errors.ts';
 import type { SelfTelemetry } from '../../telemetry/metrics.ts';
 import { DEFAULT_POLICY_SET, type TailSamplingConfig } from './config.ts';
 import { LruSet } from './lru.ts';
@@ -34,12 +34,23 @@ const SLAB_BYTES = 256 * 1024;
 const ENCODED_TRACE_OVERHEAD = 900;
 const ENCODED_SPAN_OVERHEAD = 50;
 
+/** Kept spans of one tenant/tier on their way downstream, and the bytes charged for them. */
+interface Out { b: TracesBuilder; ctx: RequestContext; bytes: number }
 
 export interface TailSamplingMetrics {
   liveTraces: number;
   bufferedSpans: number;
   bufferedWireBytes: number;
   bufferedHeapBytes: number;
+  /**
+   * Kept spans handed to the next consumer whose consume() has not settled yet. Their heap bytes
+   * count against max_buffered_bytes together with bufferedHeapBytes.
+   */
+  inflight: { forwards: number; spans: number; heapBytes: number };
+  /** Requests / spans refused (retryable) while in-flight forwards held max_buffered_bytes full. */
+  refused: { requests: number; spans: number };
+  /** span_storage: encoded — ticks that left due traces undecided until in-flight bytes free up. */
+  deferredDecisions: number;
   spansReceived: number;
   spansForwarded: number;
   tracesSampled: number;
@@ -85,11 +96,19 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   private readonly telemetry: SelfTelemetry | undefined;
   private readonly id: string;
   private stopping: Promise<void> | undefined;
+  /** Settles (never rejects) when a forward settles; bounded through inflightHeap. */
   private readonly inflight = new Set<Promise<void>>();
   private due: TraceEntry[];
   private bufferedSpans = 0;
   private bufferedWire = 0;
   private bufferedHeap = 0;
+  private inflightSpans = 0;
+  private inflightHeap = 0;
+  /** Whether the last admission check refused (logs only the transitions). */
+  private refusing = false;
+  /** span_storage: encoded — decoded vs buffered bytes of kept traces, to predict decode growth. */
+  private keptDecodedBytes = 0;
+  private keptEncodedBytes = 0;
   private readonly m = {
     spansReceived: 0, spansForwarded: 0,
     droppedTooEarlyTraces: 0, droppedTooEarlySpans: 0,
@@ -97,6 +116,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     oversizeDropped: 0, earlyDecisions: 0,
     shutdownTracesDropped: 0, shutdownSpansDropped: 0, shutdownFlushed: 0,
     invalidSpans: 0, forwardErrors: 0, decodeErrors: 0,
+    refusedRequests: 0, refusedSpans: 0, deferredDecisions: 0,
   };
   private readonly encoded: boolean;
   private slab = new Uint8Array(0);
@@ -146,16 +166,53 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     return this.sets.get(name)!;
   }
 
+  /**
+   * Back-pressure: while forwards the next consumer has not settled hold part of
+   * max_buffered_bytes, a request that would not fit in what is left is refused with a retryable
+   * error. Accepting it would evict the oldest undecided traces, i.e. lose data already accepted.
+   * Receivers call this before decoding, when the size is unknown (at least one span); consume()
+   * passes the request's span count.
+   */
+  refusal(spans = 1): Error | undefined {
+    let full = false;
+    if (this.inflightHeap > 0) {
+      const held = this.bufferedHeap + this.inflightHeap;
+      // The request's cost is not known before it is buffered: estimate it at the mean accounted
+      // bytes per span held now. A larger request still fits the bound through eviction.
+      const perSpan = held / (this.bufferedSpans + this.inflightSpans);
+      full = held + spans * perSpan > this.cfg.maxBufferedBytes || held >= this.cfg.maxBufferedBytes;
+    }
+    if (full !== this.refusing) {
+      this.refusing = full;
+      const f = { bufferedBytes: this.bufferedHeap, inflightBytes: this.inflightHeap, maxBufferedBytes: this.cfg.maxBufferedBytes };
+      if (full) this.logger?.warn(f, 'tail_sampling: max_buffered_bytes full with undelivered forwards; refusing data');
+      else this.logger?.info(f, 'tail_sampling: accepting data again');
+    }
+    if (!full) return undefined;
+    this.m.refusedRequests++;
+    return new RetryableError(
+      `tail_sampling: max_buffered_bytes (${this.cfg.maxBufferedBytes}) is full: ${this.inflightHeap} bytes wait for the next consumer`,
+    );
+  }
+
   async consume(batch: TracesData, ctx: RequestContext): Promise<void> {
     if (this.stopping) {
       this.counters.refused++;
       throw new ShutdownError('tail_sampling is shutting down');
     }
+    let spans = 0;
+    if (this.inflightHeap > 0) for (const rs of batch.resourceSpans) for (const ss of rs.scopeSpans) spans += ss.spans.length;
+    const refused = this.refusal(spans);
+    if (refused) {
+      this.m.refusedSpans += spans;
+      this.counters.refused += spans;
+      throw refused;
+    }
     const now = this.now();
     const cfg = this.cfg;
     let set: PolicySet | undefined;
-    let late: TracesBuilder | undefined;
-    let outs: Map<string, { b: TracesBuilder; ctx: RequestContext }> | undefined;
+    let late: Out | undefined;
+    let outs: Map<string, Out> | undefined;
     let n = 0;
     if (this.encoded) {
       // One encode per request; spans are then copied out of it by their byte ranges.
@@ -181,7 +238,9 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
           if (e === undefined) {
             if (this.sampledCache.touch(key)) {
               this.m.lateSampled++;
-              (late ??= new TracesBuilder()).add(rs, ss, span);
+              late ??= { b: new TracesBuilder(), ctx, bytes: 0 };
+              late.b.add(rs, ss, span);
+              this.charge(late, 1, spanHeapBytes(span));
               continue;
             }
             if (this.notSampledCache.touch(key)) { this.m.lateNotSampled++; continue; }
@@ -230,15 +289,47 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     this.m.spansReceived += n;
     this.counters.accepted += n;
     if (this.encoded) this.encBatch = new Uint8Array(0);
-    while (this.bufferedHeap > cfg.maxBufferedBytes && this.pending.size > 0) this.evictOldest();
+    this.enforceBudget();
 
     const sends: Promise<void>[] = [];
-    if (late && !late.empty) {
-      this.m.spansForwarded += late.spanCount;
-      sends.push(this.next.consume(late.take(), ctx));
-    }
-    if (outs) for (const o of outs.values()) { this.m.spansForwarded += o.b.spanCount; sends.push(this.next.consume(o.b.take(), o.ctx)); }
+    if (late && !late.b.empty) sends.push(this.send(late));
+    if (outs) for (const o of outs.values()) sends.push(this.send(o));
     if (sends.length) await Promise.all(sends);
+  }
+
+  /** Evicts the oldest undecided traces while buffered plus in-flight bytes exceed the budget. */
+  private enforceBudget(): void {
+    while (this.bufferedHeap + this.inflightHeap > this.cfg.maxBufferedBytes && this.pending.size > 0) this.evictOldest();
+  }
+
+  /** Charges kept spans to the in-flight budget; send() releases them when the forward settles. */
+  private charge(o: Out, spans: number, bytes: number): void {
+    o.bytes += bytes;
+    this.inflightSpans += spans;
+    this.inflightHeap += bytes;
+  }
+
+  /**
+   * Hands a batch to the next consumer. Its bytes stay charged until consume() settles, so a slow
+   * downstream fills max_buffered_bytes and turns into refusals instead of unbounded memory.
+   * With onError the returned promise never rejects; without, it is the next consumer's promise.
+   */
+  private send(o: Out, onError?: (err: unknown) => void): Promise<void> {
+    const n = o.b.spanCount, bytes = o.bytes;
+    this.m.spansForwarded += n;
+    let p: Promise<void>;
+    // A consumer that throws instead of rejecting must not leave its bytes charged forever.
+    try { p = this.next.consume(o.b.take(), o.ctx); } catch (err) { p = Promise.reject(err); }
+    let settled: Promise<void> | undefined;
+    const release = () => {
+      this.inflightSpans -= n;
+      this.inflightHeap -= bytes;
+      this.inflight.delete(settled!);
+    };
+    // Registered before the caller's handlers: bytes are released by the time the caller resumes.
+    settled = p.then(release, (err: unknown) => { release(); onError?.(err); });
+    this.inflight.add(settled);
+    return onError ? settled : p;
   }
 
   private appendSpan(e: TraceEntry, rs: ResourceSpans, ss: ScopeSpans, span: Span, wire: number): void {
@@ -324,13 +415,13 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   }
 
   /** Decides the given (already unlinked) traces; returns the kept spans grouped per tenant. */
-  private decide(traces: TraceEntry[], now: number): Map<string, { b: TracesBuilder; ctx: RequestContext }> {
-    const outs = new Map<string, { b: TracesBuilder; ctx: RequestContext }>();
+  private decide(traces: TraceEntry[], now: number): Map<string, Out> {
+    const outs = new Map<string, Out>();
     for (const e of traces) this.decideOne(e, now, outs);
     return outs;
   }
 
-  private decideOne(e: TraceEntry, now: number, outs: Map<string, { b: TracesBuilder; ctx: RequestContext }>): void {
+  private decideOne(e: TraceEntry, now: number, outs: Map<string, Out>): void {
     this.release(e);
     if (e.encSlabs && !this.materialise(e)) {
       this.notSampledCache.add(e.key);
@@ -345,27 +436,33 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
         const ctx: RequestContext = {};
         if (e.tenant !== undefined) ctx.tenant = e.tenant;
         if (e.tier !== undefined) ctx.tier = e.tier;
-        o = { b: new TracesBuilder(), ctx };
+        o = { b: new TracesBuilder(), ctx, bytes: 0 };
         outs.set(gk, o);
       }
       for (let i = 0; i < e.spans.length; i++) o.b.add(e.resources[i], e.scopes[i], e.spans[i]);
+      // Encoded traces were just decoded into objects: charge what they now hold, not their bytes.
+      let heap = e.heapBytes;
+      if (this.encoded) {
+        heap = 0;
+        for (const s of e.spans) heap += spanHeapBytes(s);
+        this.keptDecodedBytes += heap;
+        this.keptEncodedBytes += e.heapBytes;
+      }
+      this.charge(o, e.spanCount, heap);
     } else {
       this.notSampledCache.add(e.key);
       this.counters.dropped += e.spanCount;
     }
   }
 
-  private forward(outs: Map<string, { b: TracesBuilder; ctx: RequestContext }>): void {
+  private forward(outs: Map<string, Out>): void {
     for (const o of outs.values()) {
       const n = o.b.spanCount;
-      this.m.spansForwarded += n;
-      const p = this.next.consume(o.b.take(), o.ctx).catch((err: unknown) => {
+      void this.send(o, (err: unknown) => {
         this.m.forwardErrors++;
         this.counters.dropped += n;
         this.logger?.warn({ err, spans: n }, 'tail_sampling: next consumer refused sampled traces');
       });
-      this.inflight.add(p);
-      void p.finally(() => this.inflight.delete(p));
     }
   }
 
@@ -376,14 +473,25 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
   tick(now: number = this.now()): number {
     const due = this.due;
     due.length = 0;
+    // span_storage: encoded — a kept trace grows when decoded. While the downstream holds the
+    // budget, decisions whose growth would not fit wait for a later tick: evicting the oldest
+    // undecided traces to make room would lose data that was accepted.
+    let room = this.encoded && this.inflightHeap > 0 ? this.cfg.maxBufferedBytes - this.bufferedHeap - this.inflightHeap : Infinity;
+    const growth = this.keptEncodedBytes > 0 ? Math.max(0, this.keptDecodedBytes / this.keptEncodedBytes - 1) : 1;
     // Insertion order of the Map is arrival order, so deadlines are non-decreasing along it.
     for (const e of this.pending.values()) {
       if (e.deadline > now) break;
+      if (room !== Infinity) {
+        room -= e.heapBytes * growth;
+        if (room < 0) { this.m.deferredDecisions++; break; }
+      }
       due.push(e);
     }
     if (due.length === 0) return 0;
     for (const e of due) this.pending.delete(e.key);
     this.forward(this.decide(due, now));
+    // The growth is an estimate: the bound itself is kept by eviction.
+    if (this.encoded) this.enforceBudget();
     const n = due.length;
     due.length = 0;
     return n;
@@ -447,6 +555,10 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
     const bytes = reg.gauge('kscope_tailsampling_buffered_bytes', 'Accounted bytes of buffered spans (heap estimate, OTLP wire estimate).');
     bytes.set({ ...p, kind: 'heap' }, m.bufferedHeapBytes);
     bytes.set({ ...p, kind: 'wire' }, m.bufferedWireBytes);
+    reg.gauge('kscope_tailsampling_inflight_spans', 'Kept spans handed downstream and not yet accepted by the next consumer.').set(p, m.inflight.spans);
+    reg.gauge('kscope_tailsampling_inflight_bytes', 'Accounted heap bytes of in-flight kept spans (count against max_buffered_bytes).').set(p, m.inflight.heapBytes);
+    reg.counter('kscope_tailsampling_refused_spans_total', 'Spans refused (retryable) while in-flight forwards held max_buffered_bytes full.').set(p, m.refused.spans);
+    reg.counter('kscope_tailsampling_deferred_decisions_total', 'Ticks that left due traces undecided until in-flight bytes free up (encoded storage).').set(p, m.deferredDecisions);
   }
 
   metrics(): TailSamplingMetrics {
@@ -464,6 +576,9 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
       bufferedSpans: this.bufferedSpans,
       bufferedWireBytes: this.bufferedWire,
       bufferedHeapBytes: this.bufferedHeap,
+      inflight: { forwards: this.inflight.size, spans: this.inflightSpans, heapBytes: this.inflightHeap },
+      refused: { requests: this.m.refusedRequests, spans: this.m.refusedSpans },
+      deferredDecisions: this.m.deferredDecisions,
       spansReceived: this.m.spansReceived,
       spansForwarded: this.m.spansForwarded,
       tracesSampled: sampled,
