@@ -9,7 +9,7 @@ import {
   type EndpointSender, type EndpointSenderFactory, type EndpointSliceLike, type Resolver, type SliceHandlers,
 } from '../../collector/src/exporters/loadbalancing/index.ts';
 import { collectSpans, hex, span, tid, traces, attrs } from '../../collector/src/processors/tail_sampling/testdata/fixtures.ts';
-import { testLogger } from '../../collector/src/testing/fixtures.ts';
+import { makeGaugeMetrics, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { LogsData, MetricsData, SignalData, SignalType, TracesData } from '../../proto/src/model.ts';
 import { ConfigError, RetryableError } from '../../collector/src/component/errors.ts';
 import type { RequestContext } from '../../collector/src/component/index.ts';
@@ -113,9 +113,10 @@ test('metrics route by service.name (default), logs by trace id (routing_key: tr
   const be = new Backends();
   const lbm = new LoadBalancingExporter(settings, lbConfig(), 'metrics', be.factory);
   await lbm.start(host);
+  // one gauge point per resource: batches without data points are not sent at all
   const rm = (svc: string) => ({
+    ...makeGaugeMetrics(1).resourceMetrics[0]!,
     resource: { attributes: attrs({ 'service.name': svc, 'host.name': `h-${Math.random()}` }), droppedAttributesCount: 0 },
-    scopeMetrics: [], schemaUrl: '',
   });
   const services = Array.from({ length: 30 }, (_, i) => `svc-${i}`);
   for (let round = 0; round < 3; round++) await lbm.consume({ resourceMetrics: services.map(rm) } as MetricsData, {});

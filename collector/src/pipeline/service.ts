@@ -4,7 +4,10 @@
 // pipeline that lists it (fan-in); one processor instance per pipeline; one receiver instance per
 // (receiver id, signal) feeding every pipeline that lists it (fan-out). A pipeline with several
 // exporters fans out to all of them. Start order is exporters → processors → receivers so nothing
-// receives before its consumers exist; shutdown is the reverse, and each component flushes.
+// receives before its consumers exist. Shutdown follows the data: receivers first, then every
+// component only after everything that can still forward into it has flushed (see shutdownGraph):
+// a routing pipeline before the pipelines it routes into, an exporter after every pipeline that
+// lists it; each component flushes.
 import type { SignalType } from '../../../proto/src/model.ts';
 import { ConfigError } from '../component/errors.ts';
 import type { Component, Consumer, CreateSettings, Host, Logger } from '../component/index.ts';
@@ -68,6 +71,11 @@ export class Service implements Host {
   private readonly logger: Logger;
   private state: 'built' | 'starting' | 'running' | 'stopping' | 'stopped' = 'built';
   private stopping?: Promise<void>;
+  /**
+   * What each component looked up through its host (pipelines by id, other components): it may
+   * forward into them (routing into pipelines), so it must flush before they stop.
+   */
+  private readonly lookups = new Map<BuiltComponent, { pipelines: Set<string>; components: Set<Component> }>();
 
   constructor(
     readonly config: CollectorConfig,
@@ -165,6 +173,104 @@ export class Service implements Host {
     return this.components.find((c) => c.id === id)?.component;
   }
 
+  /** The host a component sees: the service, recording what the component looks up. */
+  private hostFor(c: BuiltComponent): Host {
+    let rec = this.lookups.get(c);
+    if (!rec) this.lookups.set(c, (rec = { pipelines: new Set(), components: new Set() }));
+    const seen = rec;
+    return {
+      reportFatal: (err) => this.reportFatal(err),
+      getComponent: (id) => {
+        const x = this.getComponent(id);
+        if (x) seen.components.add(x);
+        return x;
+      },
+      getPipeline: (id) => {
+        const p = this.getPipeline(id);
+        if (p) seen.pipelines.add(id);
+        return p;
+      },
+    };
+  }
+
+  /**
+   * For each processor and exporter, the components that must have shut down (flushed) before it:
+   *  - the processor before it in its pipeline;
+   *  - for an exporter, the last processor of every pipeline that lists it (a shared exporter
+   *    waits for all of them);
+   *  - every component that looked up its pipeline (routing into it) or the component itself
+   *    through the host, since that one may forward into it while flushing.
+   * Receivers are not in the graph: they all stop before anything else. Pipelines that do not
+   * feed each other share no edge and stop in parallel.
+   */
+  private shutdownGraph(): Map<BuiltComponent, Set<BuiltComponent>> {
+    const before = new Map<BuiltComponent, Set<BuiltComponent>>();
+    const add = (c: BuiltComponent, pred: BuiltComponent) => {
+      if (c === pred) return;
+      let s = before.get(c);
+      if (!s) before.set(c, (s = new Set()));
+      s.add(pred);
+    };
+    const processorsOf = (p: PipelineConfig) =>
+      p.processors.map((id) => this.components.find((x) => x.kind === 'processor' && x.pipeline === p.id && x.id === id)!);
+    const exportersOf = (p: PipelineConfig) =>
+      p.exporters.map((id) => this.components.find((x) => x.kind === 'exporter' && x.signal === p.signal && x.id === id)!);
+    for (const p of this.config.pipelines) {
+      const procs = processorsOf(p);
+      for (let i = 1; i < procs.length; i++) add(procs[i], procs[i - 1]);
+      if (procs.length) for (const e of exportersOf(p)) add(e, procs[procs.length - 1]);
+    }
+    for (const [src, rec] of this.lookups) {
+      for (const pid of rec.pipelines) {
+        const p = this.config.pipelines.find((x) => x.id === pid);
+        if (!p) continue;
+        for (const t of [...processorsOf(p), ...exportersOf(p)]) add(t, src);
+      }
+      for (const comp of rec.components) {
+        const t = this.components.find((x) => x.component === comp);
+        if (t && t.kind !== 'receiver') add(t, src);
+      }
+    }
+    return before;
+  }
+
+  /**
+   * Shuts the given components down in dependency order: receivers first (all of them), then each
+   * other component once everything in shutdownGraph() before it has finished; independent
+   * chains run in parallel. Failures are logged and do not hold the others back.
+   */
+  private async stopInOrder(which: ReadonlySet<BuiltComponent>): Promise<void> {
+    const stop = (c: BuiltComponent): Promise<void> =>
+      which.has(c)
+        ? c.component.shutdown().catch((err) => this.logger.error({ err, id: c.id, kind: c.kind }, 'shutdown failed'))
+        : Promise.resolve();
+    await Promise.all(this.components.filter((c) => c.kind === 'receiver').map(stop));
+    const before = this.shutdownGraph();
+    const done = new Map<BuiltComponent, Promise<void>>();
+    const visiting = new Set<BuiltComponent>();
+    const run = (c: BuiltComponent): Promise<void> => {
+      const known = done.get(c);
+      if (known) return known;
+      visiting.add(c);
+      const waits: Promise<void>[] = [];
+      for (const pred of before.get(c) ?? []) {
+        if (pred.kind === 'receiver') continue;
+        if (visiting.has(pred)) {
+          // Only reachable through components that forward into each other both ways; the
+          // routing processor refuses such loops at start. Break it rather than deadlock.
+          this.logger.warn({ id: c.id, pipeline: c.pipeline, after: pred.id }, 'shutdown: dependency cycle; stopping without waiting');
+          continue;
+        }
+        waits.push(run(pred));
+      }
+      visiting.delete(c);
+      const p = Promise.all(waits).then(() => stop(c));
+      done.set(c, p);
+      return p;
+    };
+    await Promise.all(this.components.filter((c) => c.kind !== 'receiver').map(run));
+  }
+
   async start(): Promise<void> {
     if (this.state !== 'built') throw new Error(`service cannot start from state ${this.state}`);
     this.state = 'starting';
@@ -174,14 +280,18 @@ export class Service implements Host {
       for (const kind of order) {
         for (const c of this.components) {
           if (c.kind !== kind) continue;
-          await c.component.start(this);
+          await c.component.start(this.hostFor(c));
           started.push(c);
         }
       }
     } catch (err) {
       this.logger.error({ err }, 'start failed; shutting down what started');
-      for (const c of started.reverse()) await c.component.shutdown().catch(() => {});
-      this.state = 'stopped';
+      this.state = 'stopping';
+      // Later shutdown() calls return this same promise (idempotent).
+      this.stopping ??= this.stopInOrder(new Set(started)).then(() => {
+        this.state = 'stopped';
+      });
+      await this.stopping;
       throw err;
     }
     this.state = 'running';
@@ -190,24 +300,15 @@ export class Service implements Host {
     this.logger.info({ components: this.components.length, pipelines: this.config.pipelines.map((p) => p.id) }, 'collector started');
   }
 
-  /** Receivers first (stop intake), then processors (flush), then exporters (drain queues). */
+  /**
+   * Receivers first (stop intake), then processors (flush) and exporters (drain queues), each only
+   * after everything that can forward into it: the earlier processors of its pipeline, the
+   * pipelines listing it (exporters), and components routing into its pipeline. Idempotent.
+   */
   shutdown(): Promise<void> {
     this.stopping ??= (async () => {
       this.state = 'stopping';
-      const stop = (c: BuiltComponent) =>
-        c.component.shutdown().catch((err) => this.logger.error({ err, id: c.id, kind: c.kind }, 'shutdown failed'));
-      await Promise.all(this.components.filter((c) => c.kind === 'receiver').map(stop));
-      // Processors in pipeline order, one pipeline at a time per chain, so what an earlier processor
-      // flushes still finds the later ones (and the exporters) running.
-      await Promise.all(
-        this.config.pipelines.map(async (p) => {
-          for (const id of p.processors) {
-            const c = this.components.find((x) => x.kind === 'processor' && x.pipeline === p.id && x.id === id);
-            if (c) await stop(c);
-          }
-        }),
-      );
-      await Promise.all(this.components.filter((c) => c.kind === 'exporter').map(stop));
+      await this.stopInOrder(new Set(this.components));
       this.state = 'stopped';
       this.logger.info('collector stopped');
     })();

@@ -34,8 +34,13 @@ export interface LoadBalancingMetrics {
   ringChanges: number;
   /** Items re-routed because their backend left the ring. */
   reroutedItems: number;
-  /** Items delivered per backend (including to backends since removed). */
+  /**
+   * Items delivered per backend in the ring or still retiring; a backend's entry goes once its
+   * retirement completes (a backend that comes back starts again from 0).
+   */
   sentItems: Record<string, number>;
+  /** Items delivered to any backend since start, including backends since removed. */
+  sentTotal: number;
   /** Items refused because no backend was known. */
   noBackendItems: number;
 }
@@ -56,7 +61,7 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
   private membership: Promise<void> = Promise.resolve();
   private state: 'new' | 'running' | 'stopping' = 'new';
   private stopped: Promise<void> | undefined;
-  private readonly m = { ringChanges: 0, rerouted: 0, noBackend: 0, sent: new Map<string, number>() };
+  private readonly m = { ringChanges: 0, rerouted: 0, noBackend: 0, sent: new Map<string, number>(), sentTotal: 0 };
   private readonly logger: Logger;
   private unregisterTelemetry: (() => void) | undefined;
 
@@ -130,11 +135,19 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
     this.logger.info({ backends: this.ring.members, added: added.map((b) => b.endpoint), removed: removed.map((b) => b.endpoint) }, 'loadbalancing: ring updated');
     for (const b of removed) {
       b.removal.abort(new ShutdownError(`backend ${b.endpoint} left the ring`));
-      const p = b.exporter.shutdown().then(() => b.sender.close()).catch((err: unknown) => {
-        this.logger.warn({ err, endpoint: b.endpoint }, 'loadbalancing: closing a removed backend failed');
-      });
+      const p = b.exporter
+        .shutdown()
+        .then(() => b.sender.close())
+        .catch((err: unknown) => {
+          this.logger.warn({ err, endpoint: b.endpoint }, 'loadbalancing: closing a removed backend failed');
+        })
+        .finally(() => {
+          this.retiring.delete(p);
+          // Per-backend stats are bounded by the current backends: drop the entry of one that is
+          // gone for good (unless it came back in the meantime and is counting again).
+          if (!this.backends.has(b.endpoint)) this.m.sent.delete(b.endpoint);
+        });
       this.retiring.add(p);
-      void p.finally(() => this.retiring.delete(p));
     }
   }
 
@@ -153,6 +166,7 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
       }
       const n = countItems(this.signal, batch);
       this.m.sent.set(endpoint, (this.m.sent.get(endpoint) ?? 0) + n);
+      this.m.sentTotal += n;
     };
     b.exporter = createQueuedExporter({ ...this.settings, id: `${this.settings.id}/${endpoint}`, logger }, this.cfg.helper, this.signal, push);
     return b;
@@ -212,6 +226,7 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
       ringChanges: this.m.ringChanges,
       reroutedItems: this.m.rerouted,
       sentItems: Object.fromEntries(this.m.sent),
+      sentTotal: this.m.sentTotal,
       noBackendItems: this.m.noBackend,
     };
   }
@@ -224,8 +239,13 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
     reg.counter('kscope_loadbalancer_ring_changes_total', 'Membership changes applied to the ring.').set(l, m.ringChanges);
     reg.counter('kscope_loadbalancer_rerouted_items_total', 'Items re-routed because their backend left the ring.').set(l, m.reroutedItems);
     reg.counter('kscope_loadbalancer_no_backend_items_total', 'Items refused because no backend was resolved.').set(l, m.noBackendItems);
+    reg.counter('kscope_loadbalancer_sent_items_total', 'Items delivered to any backend, removed ones included.').set(l, m.sentTotal);
     const sent = reg.counter('kscope_loadbalancer_backend_sent_items_total', 'Items delivered per backend.');
     for (const [endpoint, n] of Object.entries(m.sentItems)) sent.set({ ...l, endpoint }, n);
+    // The series of backends that left go too, so the family stays bounded by the current backends.
+    const live = new Set(Object.keys(m.sentItems));
+    for (const [key, s] of sent.series)
+      if (s.labels.exporter === l.exporter && s.labels.signal === l.signal && !live.has(s.labels.endpoint)) sent.series.delete(key);
   }
 
   shutdown(): Promise<void> {
@@ -234,7 +254,11 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
       await this.resolver.shutdown();
       await this.membership;
       this.state = 'stopping';
-      // Drain every backend's queue, then close its connection.
+      // Retiring backends first: what they still hold is re-routed into the live backends, which
+      // must still accept it (a stopped one refuses with ShutdownError until the drain times out).
+      // No new retirement starts now: membership changes stop applying once we are stopping.
+      while (this.retiring.size) await Promise.all([...this.retiring]);
+      // Then drain every live backend's queue and close its connection.
       await Promise.all([...this.backends.values()].map(async (b) => {
         await b.exporter.shutdown();
         await b.sender.close();
