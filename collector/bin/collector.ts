@@ -43,6 +43,23 @@ async function main(): Promise<number> {
     return 0;
   }
   const logger = createLogger({ name: 'collector', level: cfg.telemetry.logLevel as never }) as unknown as Logger;
+  // Handlers go in before start(): as PID 1 in its container the collector ignores any signal it
+  // has no handler for, so a SIGTERM during a long start (disk queue replay, Kubernetes lists)
+  // would be lost. One that arrives then is acted on once start() returns.
+  let signals = 0;
+  let onStop: ((sig: string) => void) | undefined;
+  const handle = (sig: string) => {
+    if (++signals > 1) {
+      logger.warn({ signal: sig }, 'second signal: exiting now');
+      setTimeout(() => process.exit(130), 50); // let pino's async destination flush
+    }
+    if (onStop) onStop(sig);
+  };
+  process.on('SIGTERM', () => handle('SIGTERM'));
+  // `agent up` runs us in its terminal's process group: Ctrl-C is for the agent, which flushes
+  // into us and then sends SIGTERM.
+  if (process.env.KSCOPE_COLLECTOR_IGNORE_SIGINT === '1') process.on('SIGINT', () => {});
+  else process.on('SIGINT', () => handle('SIGINT'));
   let collector: Collector;
   try {
     collector = new Collector(cfg, { registry, logger });
@@ -52,21 +69,14 @@ async function main(): Promise<number> {
     return err instanceof ConfigError ? 2 : 1;
   }
   return await new Promise<number>((resolve) => {
-    let signals = 0;
-    const stop = (sig: string) => {
-      if (++signals > 1) {
-        logger.warn({ signal: sig }, 'second signal: exiting now');
-        resolve(130);
-        return;
-      }
+    onStop = (sig: string) => {
       logger.info({ signal: sig }, 'shutting down');
-      collector.shutdown().then(() => resolve(0), (err) => {
+      collector.shutdown().then(() => resolve(collector.shutdownTimedOut ? 1 : 0), (err) => {
         logger.error({ err }, 'shutdown failed');
         resolve(1);
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    if (signals > 0) onStop('signal during start');
   });
 }
 

@@ -41,6 +41,9 @@ export class Collector {
     }
   }
 
+  /** Set when shutdown() gave up at service.shutdown_timeout (the process then exits non-zero). */
+  shutdownTimedOut = false;
+
   /** Stops intake, flushes and drains (bounded by service.shutdown_timeout). Idempotent. */
   shutdown(): Promise<void> {
     this.stopping ??= (async () => {
@@ -48,7 +51,10 @@ export class Collector {
       const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.config.shutdownTimeoutMs)));
       const r = await Promise.race([this.service.shutdown().then(() => 'done' as const), timeout]);
       clearTimeout(timer);
-      if (r === 'timeout') this.opts.logger.warn({ timeoutMs: this.config.shutdownTimeoutMs }, 'shutdown timed out; exiting with data possibly in flight');
+      if (r === 'timeout') {
+        this.shutdownTimedOut = true;
+        this.opts.logger.error({ timeoutMs: this.config.shutdownTimeoutMs }, 'shutdown timed out; exiting with data possibly in flight');
+      }
       await this.telemetryServer?.shutdown();
     })();
     return this.stopping;

@@ -27,6 +27,14 @@ function settings(tel = new SelfTelemetry(new MetricsRegistry())) {
   return { id: 'test', logger: testLogger(), telemetry: tel };
 }
 
+/** Opens the persistent queue in `storage` afresh: nothing may be left to replay. */
+async function assertNothingPending(storage: ConstructorParameters<typeof PersistentQueue>[0]): Promise<void> {
+  const pq = new PersistentQueue(storage, testLogger());
+  pq.open();
+  assert.equal(pq.pendingCount, 0);
+  await pq.close();
+}
+
 const until = async (cond: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -152,10 +160,7 @@ test('persistent queue: survives restart without loss, replays unacknowledged re
     assert.deepEqual([...got.entries()].sort(), [['t0', 50], ['t1', 50]]);
     await ex2.shutdown();
     // Everything acknowledged: segments deleted, nothing replays on the next open.
-    const pq = new PersistentQueue(storage, testLogger());
-    pq.open();
-    assert.equal(pq.pendingCount, 0);
-    await pq.close();
+    await assertNothingPending(storage);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -187,6 +192,27 @@ test('persistent queue: a torn tail record is truncated; the byte bound refuses 
     const r = await q3.take();
     assert.notEqual(r!.payload[0], 1, 'acknowledged record is not replayed');
     await q3.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('empty batches are not queued nor sent (persistent and in-memory queues)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-pq-'));
+  try {
+    const storage = { directory: dir, maxBytes: 1 << 20, segmentBytes: 4096, fsync: false };
+    let pushes = 0;
+    const push = async () => { pushes++; };
+    for (const disk of [true, false]) {
+      const ex = new QueuedExporter(settings(), fastCfg((c) => { if (disk) c.queue.storage = storage; }), 'traces', push, { codec: jsonTestCodec });
+      await ex.start(host);
+      for (let i = 0; i < 50; i++) await ex.consume({ resourceSpans: [] }, { tenant: 't' });
+      await ex.consume(makeTraces(0), { tenant: 't' }); // a resource and scope without spans
+      await ex.consume(makeTraces(2), { tenant: 't' });
+      await ex.shutdown();
+    }
+    assert.equal(pushes, 2, 'only the batch with spans was sent, once per queue kind');
+    await assertNothingPending(storage);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

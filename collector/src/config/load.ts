@@ -133,7 +133,8 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env):
   logs.done();
   metrics.done();
   tel.done();
-  const shutdownTimeoutMs = service.duration('shutdown_timeout', 15_000);
+  // below Kubernetes' default 30 s termination grace, above a receiver's 5 s grace + a 10 s queue drain
+  const shutdownTimeoutMs = service.duration('shutdown_timeout', 25_000);
   service.done();
   return { receivers, processors, exporters, pipelines, telemetry, shutdownTimeoutMs };
 }

@@ -205,6 +205,9 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
   async consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
     if (this.state !== 'running') throw new ShutdownError(`exporter ${this.settings.id} is not running`);
     const items = countItems(this.signal, batch);
+    // Nothing to send: a record of an empty batch would cost an index entry and a write, and a
+    // stream of them could fill the queue's count with nothing.
+    if (items === 0) return;
     if (this.diskQueue) {
       const payload = this.encodeRecord(batch, ctx);
       try {

@@ -99,12 +99,22 @@ export class OtlpHttpServer {
     this.o.logger.info({ endpoint: `${this.o.cfg.endpoint.host}:${this.port}`, tls: !!tls }, 'OTLP/HTTP receiver listening');
   }
 
-  async shutdown(): Promise<void> {
+  /**
+   * Stops listening and closes idle connections; requests being handled finish (node closes
+   * their kept-alive connections after the reply). Connections still open after `graceMs` are
+   * closed: a client that never finishes its body would otherwise hold the server, and the
+   * collector's flush behind it, until the 60 s request timeout.
+   */
+  async shutdown(graceMs = 5000): Promise<void> {
     const s = this.server;
     if (!s) return;
     this.server = undefined;
     await new Promise<void>((resolve) => {
-      s.close(() => resolve());
+      const force = setTimeout(() => s.closeAllConnections(), graceMs);
+      s.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
       s.closeIdleConnections();
     });
   }
