@@ -200,9 +200,10 @@ export class AgentPipeline {
       this.flush();
       this.exportMetrics();
       await this.settle();
-      await this.exporters.traces.shutdown();
-      await this.exporters.metrics.shutdown();
-      await this.exporters.logs.shutdown();
+      // in parallel: each drains its queue for up to its drain timeout, and one after another
+      // that would add up past the pod's termination grace period
+      const { traces, metrics, logs } = this.exporters;
+      await Promise.all([traces.shutdown(), metrics.shutdown(), logs.shutdown()]);
     })();
     return this.stopped;
   }

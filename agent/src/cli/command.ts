@@ -16,6 +16,15 @@ export interface Command {
   run(argv: string[], io: CliIO, signal: AbortSignal): Promise<number>;
 }
 
+/**
+ * Resolves when the command is asked to stop. A signal that arrived while the command was still
+ * starting (BPF load, informer sync) has already fired its abort event: it resolves at once.
+ */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
 /** Bad command-line usage: printed with the command's usage, exit code 2. */
 export class UsageError extends Error {
   readonly code = 'USAGE' as const;

@@ -30,8 +30,10 @@ export interface ReplaySummary {
 
 /** Replays a file and counts records per probe, type and length. */
 export async function summarise(file: string, speed: ReplaySpeed, dump = 0, onDump?: (line: string) => void,
-  onEvent?: (line: string) => void): Promise<ReplaySummary> {
+  onEvent?: (line: string) => void, stop?: AbortSignal): Promise<ReplaySummary> {
   const src = new ReplaySource(file, { speed });
+  // Ctrl-C ends a (paced) replay early; the summary covers what was delivered
+  stop?.addEventListener('abort', () => void src.stop(), { once: true });
   const json = (o: object): string => JSON.stringify(o, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
   const visitor: EventVisitor | undefined = onEvent && {
     tcp: (e) => onEvent(json(e.toObject())),
@@ -84,7 +86,7 @@ export const replayCommand: Command = {
   name: 'replay',
   summary: 'replay a recorded fixture and print what it holds',
   usage,
-  async run(argv, io) {
+  async run(argv, io, signal) {
     const { values, positionals } = parseArgs({
       args: argv,
       options: {
@@ -105,7 +107,7 @@ export const replayCommand: Command = {
     if (values.speed !== 'max' && values.speed !== 'recorded') throw new UsageError('--speed must be max or recorded');
     const dump = Number(values.dump);
     if (!Number.isInteger(dump) || dump < 0) throw new UsageError('--dump must be a non-negative integer');
-    const s = await summarise(positionals[0]!, values.speed, dump, io.out, values.summary || values.json ? undefined : io.out);
+    const s = await summarise(positionals[0]!, values.speed, dump, io.out, values.summary || values.json ? undefined : io.out, signal);
     if (values.json) {
       io.out(JSON.stringify(s, null, 2));
       return 0;

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { loadAgentConfig } from '../config.ts';
 import { Agent } from '../agent.ts';
 import { agentExporterRegistry } from '../exporters.ts';
-import type { Command } from './command.ts';
+import { untilAborted, type Command } from './command.ts';
 
 const usage = `Usage: agent run [--config FILE] [--replay FIXTURE [--speed max|recorded] [--exit-when-done]]
 
@@ -48,7 +48,7 @@ export const runCommand: Command = {
     });
     await agent.start();
     if (agent.mode === 'replay') io.err('agent: *** replaying a recorded fixture, not live kernel events ***');
-    const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    const stopped = untilAborted(signal);
     if (values.replay && values['exit-when-done']) await Promise.race([agent.sourceFinished(), stopped]);
     else await stopped;
     await agent.stop();

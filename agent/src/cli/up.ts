@@ -15,9 +15,12 @@ import { repoRoot } from '../sources/probes.ts';
 import { ConnectionSummary, JsonLinesFollower } from './summary.ts';
 import { startDemoWorkload, type DemoWorkload } from './demo-workload.ts';
 import { COLLECTOR_NODE_FLAGS } from '../../../collector/src/runtime.ts';
-import type { Command } from './command.ts';
+import { untilAborted, type Command } from './command.ts';
 
 export const BUNDLED_FIXTURE = join(repoRoot, 'tests/fixtures/tcp-proc-loopback.kscope');
+/** How long `agent up` waits for its collector to drain and exit after SIGTERM (its own shutdown
+ * deadline is 15 s). */
+const COLLECTOR_STOP_DEADLINE_MS = 30_000;
 
 const usage = `Usage: agent up [--out DIR] [--duration SECONDS] [--no-workload] [--replay]
 
@@ -112,9 +115,12 @@ export const upCommand: Command = {
     // from the bundle (dist/), the collector runs bundled too: no tsx loader in either process
     const distDir = (globalThis as { KSCOPE_DIST_DIR?: string }).KSCOPE_DIST_DIR;
     const collectorArgs = distDir ? [join(distDir, 'collector.mjs')] : ['--import', 'tsx', join(repoRoot, 'collector/bin/collector.ts')];
+    // The collector shares our terminal's process group: it ignores Ctrl-C (SIGINT) so that it is
+    // still receiving while the agent flushes, and stops on the SIGTERM sent after that.
     const collector = spawn(process.execPath, [...COLLECTOR_NODE_FLAGS, ...collectorArgs, '--config', cfgFile], {
       stdio: ['ignore', 'inherit', 'inherit'],
       cwd: repoRoot,
+      env: { ...process.env, KSCOPE_COLLECTOR_IGNORE_SIGINT: '1' },
     });
     let workload: DemoWorkload | undefined;
     let agent: Agent | undefined;
@@ -150,7 +156,7 @@ export const upCommand: Command = {
       };
       refresh = setInterval(draw, 2000);
       const durationMs = values.duration ? Number(values.duration) * 1000 : Infinity;
-      const stopped = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+      const stopped = untilAborted(signal);
       await Promise.race([stopped, ...(Number.isFinite(durationMs) ? [sleep(durationMs)] : [])]);
       clearInterval(refresh);
       refresh = undefined;
@@ -167,7 +173,16 @@ export const upCommand: Command = {
       await workload?.stop();
       await agent?.stop();
       collector.kill('SIGTERM');
-      await new Promise<void>((r) => (collector.exitCode !== null ? r() : collector.once('exit', () => r())));
+      // its shutdown drains the file exporter; past the deadline it is killed rather than waited on
+      const exited = new Promise<void>((r) => (collector.exitCode !== null || collector.signalCode !== null ? r() : collector.once('exit', () => r())));
+      let deadline: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise<void>((r) => (deadline = setTimeout(r, COLLECTOR_STOP_DEADLINE_MS)))]);
+      clearTimeout(deadline);
+      if (collector.exitCode === null && collector.signalCode === null) {
+        io.err(`agent up: the collector did not stop within ${COLLECTOR_STOP_DEADLINE_MS / 1000} s; killing it`);
+        collector.kill('SIGKILL');
+        await exited;
+      }
     }
   },
 };

@@ -18,6 +18,8 @@ export class ReplaySource implements BatchSource {
   readonly stats: ReplayStats = { batches: 0, records: 0, handlerErrors: 0 };
   #reader: FixtureReader;
   #stop = false;
+  /** Cuts a pacing sleep short when stop() is called. */
+  readonly #wake = new AbortController();
   #done: Promise<void> | undefined;
 
   constructor(path: string, readonly opts: { speed?: ReplaySpeed; onError?: (err: unknown) => void } = {}) {
@@ -48,7 +50,8 @@ export class ReplaySource implements BatchSource {
       if (paced) {
         first ??= f.monoNs;
         const dueNs = f.monoNs - first - (process.hrtime.bigint() - t0);
-        if (dueNs > 1_000_000n) await sleep(Number(dueNs / 1_000_000n));
+        if (dueNs > 1_000_000n) await sleep(Number(dueNs / 1_000_000n), undefined, { signal: this.#wake.signal }).catch(() => undefined);
+        if (this.#stop) return;
       } else if (++sinceYield >= 64) {
         // let timers and I/O run during a long replay
         sinceYield = 0;
@@ -67,6 +70,7 @@ export class ReplaySource implements BatchSource {
 
   async stop(): Promise<void> {
     this.#stop = true;
+    this.#wake.abort();
     await this.#done?.catch(() => undefined);
   }
 }
