@@ -12,7 +12,8 @@
 // with --no-go); then encode/decode spans per CPU-second next to the OTLP protobuf codec (the
 // anchor), each operation in a process of its own (so none pays for another's garbage) with the
 // collector's node flags, plus (as detail) OTAP without IPC body compression and, at batch 10000,
-// the decoders with node's default flags.
+// the decoders with node's default flags; and the reference Go encoder and decoder on the same
+// batches (tests/bench/go/otapbench, built by tests/peers/build.sh; skipped with --no-go).
 //   npx tsx tests/bench/otap-codec.bench.ts [--quick] [--no-go] [--speed-only]
 import { OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
 import { decodeBatchArrowRecords, encodeBatchArrowRecords } from '../../proto/src/otap/messages.ts';
@@ -26,9 +27,12 @@ import { SignalBuilder, defaultSignalsConfig } from '../../agent/src/signals/bui
 import { cookieIds } from '../../agent/src/signals/spans.ts';
 import type { Resource } from '../../proto/src/model.ts';
 import { goOtapBytes, telemetrygenTraces } from './lib/trace-datasets.ts';
-import { peerBuilt } from '../peers/index.ts';
+import { peerBuilt, tryEnsurePeer } from '../peers/index.ts';
 import { COLLECTOR_NODE_FLAGS } from '../../collector/src/runtime.ts';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const quick = process.argv.includes('--quick');
 const WARMUP_MS = Number(process.env.WARMUP_MS ?? 3000);
@@ -247,6 +251,46 @@ const DEFAULT_FLAG_LANES: SpeedLane[] = [
   { op: 'otlp-decode', compression: 'none', nodeDefaults: true },
 ];
 const GOAL_SPEED = 1_000_000;
+
+/**
+ * The reference encoder and decoder on the same batches: otapbench (tests/bench/go/otapbench, the
+ * otel-arrow Go library the reference collector's otelarrow components use) with GOMAXPROCS=1,
+ * one stream each way after the same warm-up, IPC zstd; spans per CPU-second, median of
+ * `repeats` processes. Undefined when the Go anchor cannot be built (--no-go skips it).
+ */
+async function goSpeed(data: TracesData[], repeats: number): Promise<{ encode: number; decode: number } | undefined> {
+  if (!withGo) return undefined;
+  const bin = await tryEnsurePeer('otapbench');
+  if (!bin.ok) {
+    console.log(`  (Go reference encoder not available: ${bin.error.split('\n')[0]})`);
+    return undefined;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-otapbench-'));
+  try {
+    const file = join(dir, 'batches.bin');
+    const parts: Buffer[] = [];
+    for (const d of data) {
+      const b = encodeTraces(d);
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(b.length);
+      parts.push(len, b);
+    }
+    writeFileSync(file, Buffer.concat(parts));
+    const enc: number[] = [], dec: number[] = [];
+    for (let r = 0; r < repeats; r++) {
+      const res = spawnSync(bin.path, [file, 'zstd', String(WARMUP_MS)], { encoding: 'utf8', env: { ...process.env, GOMAXPROCS: '1' } });
+      if (res.status !== 0) throw new Error(`otapbench failed (${res.status}): ${res.stderr}`);
+      const out = JSON.parse(res.stdout) as { encode: number; decode: number };
+      enc.push(out.encode);
+      dec.push(out.decode);
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    return { encode: median(enc), decode: median(dec) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 for (const recorded of [false, true]) {
   console.log(`# spans per CPU-second, ${recorded ? 'recorded' : 'synthetic'} agent traces (process CPU time incl. GC, steady state after a ${WARMUP_MS / 1000} s warm-up; total per process, median of processes; one process per operation; node flags ${COLLECTOR_NODE_FLAGS.join(' ')}, the collector's)`);
   console.log('batch | OTAP encode (IPC zstd) | OTAP decode (IPC zstd) | OTAP encode (no IPC compression) | OTAP decode (no IPC compression) | anchor: OTLP encode | anchor: OTLP decode | OTAP/OTLP encode | OTAP/OTLP decode');
@@ -257,6 +301,8 @@ for (const recorded of [false, true]) {
     console.log(`${batch} | ${r.slice(0, LANES.length).map((x) => fmt(x)).join(' | ')} | ${(r[0]! / r[4]!).toFixed(2)}× | ${(r[1]! / r[5]!).toFixed(2)}×`);
     const met = (x: number) => (x >= GOAL_SPEED ? 'met' : 'NOT met');
     console.log(`  goal ≥ 1,000,000 spans/s per core each way at batch ${batch} (IPC zstd / no IPC compression): encode ${met(r[0]!)} / ${met(r[2]!)}, decode ${met(r[1]!)} / ${met(r[3]!)}`);
+    const go = await goSpeed(await dataSet(recorded ? 'recorded' : 'synthetic', batch, count), repeats);
+    if (go) console.log(`  reference Go encoder / decoder (otel-arrow, GOMAXPROCS=1, same batches, IPC zstd): ${fmt(go.encode)} / ${fmt(go.decode)} spans/s per core; ours ${(r[0]! / go.encode).toFixed(1)}× / ${(r[1]! / go.decode).toFixed(1)}× of it`);
     if (withDefaults) {
       const d = r.slice(LANES.length);
       console.log(`  with node's default flags: OTAP decode (IPC zstd) ${fmt(d[0]!)} (collector flags ${(r[1]! / d[0]!).toFixed(2)}×), OTAP decode (no IPC compression) ${fmt(d[1]!)} (${(r[3]! / d[1]!).toFixed(2)}×), OTLP decode ${fmt(d[2]!)} (${(r[5]! / d[2]!).toFixed(2)}×)`);

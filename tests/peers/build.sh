@@ -4,6 +4,7 @@
 #
 #   bash tests/peers/build.sh NAME...     # otelcol kube-apiserver kubectl telemetrygen jaeger kustomize
 #                                         # etcd prometheus (the last two only check the Debian binary)
+#                                         # otapbench (the OTAP bench's Go anchor, not in `all`)
 #   bash tests/peers/build.sh all
 #   bash tests/peers/build.sh --path NAME # print the binary path (no build)
 #
@@ -25,6 +26,10 @@ KUSTOMIZE_VERSION=v5.8.2      # v5.8.3 needs go >= 1.27; this machine has 1.26
 # Jaeger: module tag v1.76.0 is the same commit as Jaeger v2.13.0; its cmd/jaeger is the v2 binary.
 # The proxy here does not serve go-peers.md's v2.20.0 commit pseudo-version (403).
 JAEGER_VERSION=v1.76.0
+# The reference OTel Arrow Go library the otelarrow components of OTEL_VERSION use; otapbench
+# (tests/bench/go/otapbench) is keyed by it and by its own source, so an edit rebuilds it.
+OTEL_ARROW_VERSION=v0.46.0
+OTAPBENCH_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../bench/go/otapbench" && pwd)"
 
 unit_of() {
   case "$1" in
@@ -33,8 +38,9 @@ unit_of() {
     kube-apiserver|kubectl) echo "kubernetes-$K8S_VERSION" ;;
     jaeger) echo "jaeger-$JAEGER_VERSION" ;;
     kustomize) echo "kustomize-$KUSTOMIZE_VERSION" ;;
+    otapbench) echo "otapbench-$OTEL_ARROW_VERSION-$(cat "$OTAPBENCH_SRC"/go.mod "$OTAPBENCH_SRC"/go.sum "$OTAPBENCH_SRC"/main.go | sha256sum | cut -c1-12)" ;;
     etcd|prometheus) echo "debian" ;;
-    *) echo "build.sh: unknown peer '$1' (known: otelcol kube-apiserver kubectl telemetrygen jaeger kustomize etcd prometheus)" >&2; return 2 ;;
+    *) echo "build.sh: unknown peer '$1' (known: otelcol kube-apiserver kubectl telemetrygen jaeger kustomize etcd prometheus otapbench)" >&2; return 2 ;;
   esac
 }
 
@@ -133,6 +139,15 @@ EOF
 build_telemetrygen() {
   local out="$1"
   GOBIN="$out" go install -ldflags "-s -w" "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$OTEL_VERSION"
+}
+
+build_otapbench() { # our own Go program over the reference library, pinned by its go.sum
+  local out="$1" work="$PEERS_DIR/.work/otapbench"
+  rm -rf "$work"; mkdir -p "$work"
+  cp "$OTAPBENCH_SRC"/go.mod "$OTAPBENCH_SRC"/go.sum "$OTAPBENCH_SRC"/main.go "$work/"
+  grep -q "github.com/open-telemetry/otel-arrow/go $OTEL_ARROW_VERSION" "$work/go.mod" || { echo "build.sh: otapbench go.mod does not pin otel-arrow $OTEL_ARROW_VERSION" >&2; return 1; }
+  (cd "$work" && GOTOOLCHAIN=local go build -ldflags "-s -w" -o "$out/otapbench" .)
+  rm -rf "$work"
 }
 
 build_kustomize() {

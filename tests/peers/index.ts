@@ -11,8 +11,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
-export type PeerName = 'otelcol' | 'kube-apiserver' | 'kubectl' | 'telemetrygen' | 'jaeger' | 'kustomize' | 'etcd' | 'prometheus';
-export const PEER_NAMES: readonly PeerName[] = ['otelcol', 'kube-apiserver', 'kubectl', 'telemetrygen', 'jaeger', 'kustomize', 'etcd', 'prometheus'];
+export type PeerName = 'otelcol' | 'kube-apiserver' | 'kubectl' | 'telemetrygen' | 'jaeger' | 'kustomize' | 'etcd' | 'prometheus' | 'otapbench';
+export const PEER_NAMES: readonly PeerName[] = ['otelcol', 'kube-apiserver', 'kubectl', 'telemetrygen', 'jaeger', 'kustomize', 'etcd', 'prometheus', 'otapbench'];
 
 const here = dirname(fileURLToPath(import.meta.url));
 const buildScript = join(here, 'build.sh');
