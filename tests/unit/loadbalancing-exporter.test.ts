@@ -6,80 +6,14 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import {
   createLoadBalancingExporterFactory, DnsResolver, K8sResolver, LoadBalancingExporter, validateConfig,
-  type EndpointSender, type EndpointSenderFactory, type EndpointSliceLike, type Resolver, type SliceHandlers,
+  type EndpointSliceLike, type SliceHandlers,
 } from '../../collector/src/exporters/loadbalancing/index.ts';
-import { collectSpans, hex, span, tid, traces, attrs } from '../../collector/src/processors/tail_sampling/testdata/fixtures.ts';
-import { makeGaugeMetrics, testLogger } from '../../collector/src/testing/fixtures.ts';
-import type { LogsData, MetricsData, SignalData, SignalType, TracesData } from '../../proto/src/model.ts';
+import { hex, span, tid, traces, attrs } from '../../collector/src/processors/tail_sampling/testdata/fixtures.ts';
+import { makeGaugeMetrics } from '../../collector/src/testing/fixtures.ts';
+import { Backends, EPS, ManualResolver, host, lbConfig, settings, until } from './loadbalancing-helpers.ts';
+import type { LogsData, MetricsData, TracesData } from '../../proto/src/model.ts';
 import { ConfigError, RetryableError } from '../../collector/src/component/errors.ts';
-import type { RequestContext } from '../../collector/src/component/index.ts';
 import { MetricsRegistry, SelfTelemetry } from '../../collector/src/telemetry/metrics.ts';
-
-/** In-process backends: what each endpoint received; a backend can be made to hang. */
-class Backends {
-  got = new Map<string, SignalData[SignalType][]>();
-  hang = new Set<string>();
-  abortedSends = 0;
-  factory: EndpointSenderFactory = <S extends SignalType>(endpoint: string) => {
-    const self = this;
-    const sender: EndpointSender<S> = {
-      async send(batch: SignalData[S], _ctx: RequestContext, abort: AbortSignal) {
-        if (self.hang.has(endpoint)) {
-          await new Promise<void>((_, rej) => {
-            abort.addEventListener('abort', () => { self.abortedSends++; rej(abort.reason); }, { once: true });
-          });
-        }
-        let l = self.got.get(endpoint);
-        if (!l) self.got.set(endpoint, (l = []));
-        l.push(batch);
-      },
-      async close() {},
-    };
-    return sender;
-  };
-  spansOf(ep: string) { return collectSpans((this.got.get(ep) ?? []) as TracesData[]); }
-  /** trace id → set of endpoints that got any of its spans. */
-  traceHomes(): Map<string, Set<string>> {
-    const m = new Map<string, Set<string>>();
-    for (const ep of this.got.keys()) for (const s of this.spansOf(ep)) {
-      const k = hex(s.traceId);
-      let set = m.get(k);
-      if (!set) m.set(k, (set = new Set()));
-      set.add(ep);
-    }
-    return m;
-  }
-}
-
-/** A resolver the test drives. */
-class ManualResolver implements Resolver {
-  private cb?: (eps: string[]) => void;
-  constructor(private eps: string[]) {}
-  async start(cb: (eps: string[]) => void) { this.cb = cb; cb(this.eps); }
-  set(eps: string[]) { this.eps = eps; this.cb?.(eps); }
-  async shutdown() {}
-}
-
-const settings = { id: 'loadbalancing', logger: testLogger() };
-const host = { reportFatal: (e: Error) => { throw e; } };
-const EPS = ['10.0.0.1:4317', '10.0.0.2:4317', '10.0.0.3:4317'];
-
-function lbConfig(extra: Record<string, unknown> = {}) {
-  return validateConfig({
-    resolver: { static: { hostnames: EPS } },
-    sending_queue: { num_consumers: 2, drain_timeout: '2s' },
-    retry_on_failure: { initial_interval: '10ms', max_interval: '50ms' },
-    ...extra,
-  }, 'exporters.loadbalancing');
-}
-
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 test('every span of a trace goes to the same backend; batches are split per endpoint', async () => {
   const be = new Backends();
