@@ -1,13 +1,14 @@
 // Per-stream bounds on the Arrow dictionaries an OTAP receiver keeps: a sender whose delta
 // dictionaries keep growing (every batch brings new long strings, each message small) hits
 // max_dictionary_bytes / max_dictionary_entries, gets RESOURCE_EXHAUSTED for the batch and its
-// stream, and the stream's dictionaries are released; other streams go on. Plus the receiver's
-// max_concurrent_streams and the config fields.
+// stream, and the stream's dictionaries are released; other streams go on. The same over all the
+// streams of a receiver (max_total_dictionary_bytes). Plus the receiver's max_concurrent_streams
+// and the config fields.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
-import { OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
+import { DictionaryBudget, OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
 import { OtapDecodeError } from '../../proto/src/otap/ipc.ts';
 import { decodeBatchStatus, encodeBatchArrowRecords, type BatchArrowRecords, type BatchStatus } from '../../proto/src/otap/messages.ts';
 import { OTAP_METHODS, addOtapServices, errorToBatchStatus } from '../../proto/src/grpc/otap-server.ts';
@@ -95,6 +96,32 @@ test('OtapConsumer: growing delta dictionaries fail the stream at the batch that
   const fresh = new OtapConsumer('logs', { maxDictionaryBytes: limit });
   const again = growingLogs(99);
   assert.deepStrictEqual(canon(fresh.consume(new OtapProducer().produce('logs', again)).data), canon(again));
+});
+
+test('DictionaryBudget: streams share max_total_dictionary_bytes; the stream that would pass it fails, the others go on, a release gives the bytes back', () => {
+  const budget = new DictionaryBudget(3 * GROWTH + 8192);
+  const opts = { maxDictionaryBytes: 64 << 20, dictionaryBudget: budget };
+  const a = new OtapConsumer('logs', opts), b = new OtapConsumer('logs', opts);
+  const pa = new OtapProducer(), pb = new OtapProducer();
+  a.consume(pa.produce('logs', growingLogs(0)));
+  b.consume(pb.produce('logs', growingLogs(100)));
+  a.consume(pa.produce('logs', growingLogs(1)));
+  assert.equal(budget.used, a.dictionaryBytes + b.dictionaryBytes, 'the budget is the sum of the streams');
+  assert.ok(budget.used > 3 * GROWTH - 1 && budget.used <= budget.max);
+  // b's next growth does not fit what a and b hold together: b fails, a is untouched
+  const bad = pb.produce('logs', growingLogs(101));
+  assert.throws(() => b.consume(bad), isStreamLimit(/over the \d+-byte limit \(max_total_dictionary_bytes, shared by all streams\)/, bad.batchId));
+  assert.equal(b.dictionaryBytes, 0);
+  assert.equal(budget.used, a.dictionaryBytes, "b's bytes went back to the budget");
+  const small = makeLogs(3);
+  assert.deepStrictEqual(canon(a.consume(pa.produce('logs', small)).data), canon(small), 'a goes on');
+  // a stream that ends gives its bytes back: a new stream can grow again
+  a.release();
+  assert.equal(budget.used, 0);
+  const c = new OtapConsumer('logs', opts);
+  const pc = new OtapProducer();
+  for (let i = 0; i < 3; i++) c.consume(pc.produce('logs', growingLogs(200 + i)));
+  assert.equal(budget.used, c.dictionaryBytes);
 });
 
 test('OtapConsumer: refused batches (model not built, memory limiter refusing) count against the same limit', () => {
@@ -307,6 +334,8 @@ test('otelarrow receiver config: dictionary and stream limits, defaults and erro
   assert.equal(def.maxDictionaryBytes, 64 * 1024 * 1024);
   assert.equal(def.maxDictionaryEntries, 1 << 20);
   assert.equal(def.maxStreams, 4096);
+  assert.equal(def.maxTotalDictionaryBytes, 256 * 1024 * 1024);
+  assert.equal(validateOtelArrowReceiverConfig({ protocols: { arrow: { max_total_dictionary_bytes: '1GiB' } } }, path).maxTotalDictionaryBytes, 1 << 30);
   const arrow = (a: Record<string, unknown>) => validateOtelArrowReceiverConfig({ protocols: { arrow: a } }, path);
   const set = arrow({ max_dictionary_bytes: '8MiB', max_dictionary_entries: 1000, max_concurrent_streams: 10 });
   assert.deepEqual([set.maxDictionaryBytes, set.maxDictionaryEntries, set.maxStreams], [8 << 20, 1000, 10]);
@@ -317,6 +346,7 @@ test('otelarrow receiver config: dictionary and stream limits, defaults and erro
   bad({ max_dictionary_bytes: '0MiB' }, 'max_dictionary_bytes', /at least 1 byte/);
   bad({ max_dictionary_bytes: 1.5 }, 'max_dictionary_bytes', /integer/);
   bad({ max_dictionary_bytes: 'lots' }, 'max_dictionary_bytes', /size/);
+  bad({ max_total_dictionary_bytes: '0MiB' }, 'max_total_dictionary_bytes', /at least 1 byte/);
   bad({ max_dictionary_entries: 0 }, 'max_dictionary_entries', />= 1/);
   bad({ max_dictionary_entries: 2.5 }, 'max_dictionary_entries', /integer/);
   bad({ max_concurrent_streams: -1 }, 'max_concurrent_streams', />= 1/);

@@ -347,6 +347,8 @@ export interface ReaderLimits {
 export interface DictionaryByteLimit {
   others: number;
   max: number;
+  /** The setting that sets `max`, named in the error. */
+  setting?: string;
 }
 
 // Estimated heap cost of one dictionary entry beyond its value bytes: the array slot plus a V8
@@ -702,7 +704,7 @@ export class IpcStreamReader {
           if (dictLimit && dictLimit.others + mine > dictLimit.max) {
             throw new OtapDecodeError(
               `dictionary ${id} batch of ${col.length} entries would make this stream's dictionaries retain ` +
-                `${dictLimit.others + mine} bytes, over the ${dictLimit.max}-byte limit (max_dictionary_bytes)`,
+                `${dictLimit.others + mine} bytes, over the ${dictLimit.max}-byte limit (${dictLimit.setting ?? 'max_dictionary_bytes'})`,
               true,
               true,
             );

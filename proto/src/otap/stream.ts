@@ -4,7 +4,7 @@
 // BatchArrowRecords back into telemetry. One instance per gRPC stream and direction.
 import type { LogsData, MetricsData, SignalData, SignalType, TracesData } from '../model.ts';
 import { ArrowPayloadType as P, PAYLOAD_TYPE_NAMES, type ArrowPayload, type BatchArrowRecords } from './messages.ts';
-import { IpcStreamReader, OtapDecodeError, type DecodedBatch, type IpcCompression } from './ipc.ts';
+import { IpcStreamReader, OtapDecodeError, type DecodedBatch, type DictionaryByteLimit, type IpcCompression } from './ipc.ts';
 import { SchemaIdSource, type EncodeOptions } from './table.ts';
 import { TracesEncoder, decodeTraces } from './traces.ts';
 import { LogsEncoder, decodeLogs } from './logs.ts';
@@ -77,10 +77,25 @@ export interface ConsumerOptions {
    * binary value bytes plus a per-entry overhead), over all its IPC streams. Default 64 MiB.
    */
   maxDictionaryBytes?: number;
+  /**
+   * Shared by every stream of a receiver: the bytes all their dictionaries retain together. A
+   * stream whose dictionaries would take it past its max fails like one past maxDictionaryBytes.
+   */
+  dictionaryBudget?: DictionaryBudget;
+}
+
+/** Dictionary bytes retained by all the streams of one receiver, against a receiver-wide max. */
+export class DictionaryBudget {
+  used = 0;
+  constructor(readonly max: number) {
+    if (!(max > 0)) throw new RangeError(`DictionaryBudget max must be positive, got ${max}`);
+  }
 }
 
 export const DEFAULT_MAX_DICTIONARY_ENTRIES = 1 << 20;
 export const DEFAULT_MAX_DICTIONARY_BYTES = 64 * 1024 * 1024;
+/** A receiver's default for all its streams' dictionaries together: four streams at their max. */
+export const DEFAULT_MAX_TOTAL_DICTIONARY_BYTES = 256 * 1024 * 1024;
 
 export type DecodedSignal =
   | { signal: 'traces'; data: TracesData; items: number }
@@ -96,6 +111,7 @@ export class OtapConsumer {
   private dictBytes = 0;
   /** Set once a dictionary limit ended the stream; every later batch is refused with it. */
   private failed: OtapDecodeError | null = null;
+  private readonly budget: DictionaryBudget | undefined;
 
   constructor(
     /** The signal this stream carries (from the service), or undefined to take it from the root payload. */
@@ -105,6 +121,7 @@ export class OtapConsumer {
     this.maxBatchBytes = options.maxBatchBytes ?? 128 * 1024 * 1024;
     this.maxDictionaryEntries = options.maxDictionaryEntries ?? DEFAULT_MAX_DICTIONARY_ENTRIES;
     this.maxDictionaryBytes = options.maxDictionaryBytes ?? DEFAULT_MAX_DICTIONARY_BYTES;
+    this.budget = options.dictionaryBudget;
     for (const [k, v] of [['maxBatchBytes', this.maxBatchBytes], ['maxDictionaryEntries', this.maxDictionaryEntries], ['maxDictionaryBytes', this.maxDictionaryBytes]] as const) {
       if (!(v > 0)) throw new RangeError(`OtapConsumer ${k} must be positive, got ${v}`);
     }
@@ -124,7 +141,23 @@ export class OtapConsumer {
   release(): void {
     for (const r of this.readers.values()) r.release();
     this.readers.clear();
-    this.dictBytes = 0;
+    this.setDictBytes(0);
+  }
+
+  /** Moves the stream's dictionary bytes, and the receiver-wide budget with them. */
+  private setDictBytes(n: number): void {
+    if (this.budget) this.budget.used += n - this.dictBytes;
+    this.dictBytes = n;
+  }
+
+  /** The byte limit a payload of this stream is checked against: its own, or what the receiver has left. */
+  private dictionaryLimit(others: number): DictionaryByteLimit {
+    const b = this.budget;
+    if (b) {
+      const left = b.max - (b.used - this.dictBytes); // what this stream may hold in all
+      if (left < this.maxDictionaryBytes) return { others, max: Math.max(0, left), setting: 'max_total_dictionary_bytes, shared by all streams' };
+    }
+    return { others, max: this.maxDictionaryBytes };
   }
 
   /**
@@ -174,7 +207,7 @@ export class OtapConsumer {
       const others = this.dictBytes - (live?.dictionaryBytes ?? 0);
       let r;
       try {
-        r = reader.readPayload(p.record, budget, { others, max: this.maxDictionaryBytes });
+        r = reader.readPayload(p.record, budget, this.dictionaryLimit(others));
       } catch (e) {
         const err = e as OtapDecodeError;
         const wrapped = new OtapDecodeError(`${PAYLOAD_TYPE_NAMES[p.type]} (schema ${p.schemaId}): ${err.message}`, err.resourceExhausted, err.streamFatal);
@@ -186,7 +219,7 @@ export class OtapConsumer {
       }
       if (live && live !== reader) live.release();
       this.readers.set(p.type, reader);
-      this.dictBytes = others + reader.dictionaryBytes;
+      this.setDictBytes(others + reader.dictionaryBytes);
       budget -= r.used;
       tables.set(p.type, r.batch);
     }

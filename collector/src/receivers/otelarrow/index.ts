@@ -11,7 +11,7 @@ import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
 import { bindServer, createGrpcServer, shutdownServer } from '../../../../proto/src/grpc/common.ts';
 import { addOtapServices, type OtapServerStats } from '../../../../proto/src/grpc/otap-server.ts';
-import { DEFAULT_MAX_DICTIONARY_BYTES, DEFAULT_MAX_DICTIONARY_ENTRIES } from '../../../../proto/src/otap/stream.ts';
+import { DEFAULT_MAX_DICTIONARY_BYTES, DEFAULT_MAX_DICTIONARY_ENTRIES, DEFAULT_MAX_TOTAL_DICTIONARY_BYTES, DictionaryBudget } from '../../../../proto/src/otap/stream.ts';
 import { ConfigError, PermanentError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, ReceiverFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
@@ -33,6 +33,8 @@ export interface OtelArrowReceiverConfig {
   maxDictionaryEntries: number;
   /** Bytes all dictionaries of one gRPC stream retain, estimated (arrow.max_dictionary_bytes). */
   maxDictionaryBytes: number;
+  /** Bytes the dictionaries of all streams retain together (arrow.max_total_dictionary_bytes). */
+  maxTotalDictionaryBytes: number;
   /** Open Arrow streams on this receiver, all signals together (arrow.max_concurrent_streams). */
   maxStreams: number;
   tls?: ServerTlsConfig;
@@ -59,6 +61,7 @@ export function validateOtelArrowReceiverConfig(raw: unknown, path: string): Ote
     maxInFlightPerStream: a.num('max_in_flight_per_stream', 16, { min: 1, integer: true }),
     maxDictionaryEntries: a.num('max_dictionary_entries', DEFAULT_MAX_DICTIONARY_ENTRIES, { min: 1, integer: true }),
     maxDictionaryBytes: positiveBytes(a, 'max_dictionary_bytes', DEFAULT_MAX_DICTIONARY_BYTES),
+    maxTotalDictionaryBytes: positiveBytes(a, 'max_total_dictionary_bytes', DEFAULT_MAX_TOTAL_DICTIONARY_BYTES),
     maxStreams: a.num('max_concurrent_streams', 4096, { min: 1, integer: true }),
     tls: readServerTls(g),
     auth: readAuthConfig(r.sub('auth')),
@@ -140,6 +143,8 @@ export class OtelArrowServer implements SharedServer {
       maxInFlightPerStream: this.cfg.maxInFlightPerStream,
       maxDictionaryEntries: this.cfg.maxDictionaryEntries,
       maxDictionaryBytes: this.cfg.maxDictionaryBytes,
+      // one budget for every stream of this receiver: streams × max_dictionary_bytes is no bound
+      dictionaryBudget: new DictionaryBudget(this.cfg.maxTotalDictionaryBytes),
       maxStreams: this.cfg.maxStreams,
       onRefused: (signal, status) => {
         // Every non-OK BatchStatus, decode errors included (their items are unknown).
