@@ -217,3 +217,30 @@ test('empty batches are not queued nor sent (persistent and in-memory queues)', 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('persistent queue: a failing acknowledgement write is counted and retried, not a crash', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kscope-pq-'));
+  try {
+    const storage = { directory: dir, maxBytes: 1 << 20, segmentBytes: 4096, fsync: false };
+    const tel = new SelfTelemetry(new MetricsRegistry());
+    let pushes = 0;
+    const ex = new QueuedExporter(settings(tel), fastCfg((c) => { c.queue.storage = storage; }), 'traces', async () => { pushes++; }, { codec: jsonTestCodec });
+    await ex.start(host);
+    // the disk refuses the first three acknowledgement writes (as on ENOSPC or EIO)
+    const q = (ex as unknown as { diskQueue: PersistentQueue }).diskQueue;
+    const ack = q.ack.bind(q);
+    let refusals = 3;
+    q.ack = async (seq: number) => {
+      if (refusals-- > 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return ack(seq);
+    };
+    await ex.consume(makeTraces(3), { tenant: 't' });
+    await until(() => refusals < 0);
+    await ex.shutdown();
+    assert.equal(pushes, 1, 'sent once');
+    assert.equal(tel.registry.get('kscope_exporter_queue_ack_failures_total')!.sum({}), 3);
+    await assertNothingPending(storage); // the fourth write went through: nothing replays
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -142,6 +142,7 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
   private readonly retries: { value: number };
   private readonly failed: MetricFamily;
   private readonly enqueueFailed: { value: number };
+  private readonly ackFailures: { value: number };
   private memQueue?: MemoryQueue<QueueItem<S>>;
   private diskQueue?: PersistentQueue;
   private readonly workers: Promise<void>[] = [];
@@ -168,6 +169,7 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
     this.retries = reg.counter('kscope_exporter_retries_total', 'Send attempts that failed and were retried.').at(this.labels);
     this.failed = reg.counter('kscope_exporter_send_failed_items_total', 'Items an exporter gave up on, by reason.');
     this.enqueueFailed = reg.counter('kscope_exporter_enqueue_failed_items_total', 'Items refused because the sending queue was full.').at(this.labels);
+    this.ackFailures = reg.counter('kscope_exporter_queue_ack_failures_total', 'Failed writes of a persistent queue acknowledgement (retried; the record is sent again after a restart if none succeeds).').at(this.labels);
     if (cfg.queue.enabled && cfg.queue.storage && !hooks.codec) throw new Error(`exporter ${settings.id}: a persistent queue needs a batch codec`);
   }
 
@@ -295,10 +297,28 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
         }
         const r = decoded ? await this.send(decoded.batch, decoded.ctx, countItems(this.signal, decoded.batch)) : 'dropped';
         // Aborted sends stay unacknowledged: the next start replays them.
-        if (r !== 'aborted') await q.ack(rec.seq);
+        if (r !== 'aborted') await this.acknowledge(q, rec.seq);
       } finally {
         this.inFlight--;
         this.checkIdle();
+      }
+    }
+  }
+
+  /**
+   * Records that `seq` left the queue. A failed write (disk full, I/O error) is counted and
+   * retried with backoff until it succeeds or the exporter stops; the record then stays
+   * unacknowledged on disk and is sent again after a restart (a duplicate, not a loss).
+   */
+  private async acknowledge(q: PersistentQueue, seq: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await q.ack(seq);
+        return;
+      } catch (err) {
+        this.ackFailures.value++;
+        this.settings.logger.error({ err, seq }, 'persistent queue: writing an acknowledgement failed; retrying');
+        if (!(await sleep(Math.min(100 * 2 ** attempt, 30_000), this.abort.signal))) return;
       }
     }
   }
