@@ -32,7 +32,7 @@ export function sampleMetrics(): MetricsData {
 
 test('names and labels per the OTel Prometheus compatibility spec', () => {
   assert.equal(promName('http.server.request.duration', 's', 'other'), 'http_server_request_duration_seconds');
-  assert.equal(promName('tcp.bytes.sent', 'By', 'counter'), 'tcp_bytes_sent_bytes_total');
+  assert.equal(promName('tcp.bytes.sent', 'By', 'counter'), 'tcp_bytes_sent_total');
   assert.equal(promName('cpu.utilization', '1', 'gauge'), 'cpu_utilization_ratio');
   assert.equal(promName('queue.depth', '{item}', 'gauge'), 'queue_depth');
   assert.equal(promName('net.io', 'By/s', 'gauge'), 'net_io_bytes_per_second');
@@ -58,8 +58,8 @@ test('translation: histogram buckets, counters, target_info with job/instance, s
   const ti = Object.fromEntries(fams.get('target_info')!.series[0].labels);
   assert.equal(ti.k8s_pod_name, 'cart-0');
   assert.equal(ti.job, 'shop/cart');
-  assert.equal(fams.get('tcp_bytes_sent_bytes_total')!.type, 'counter');
-  assert.equal(fams.get('tcp_bytes_sent_bytes_total')!.series[0].samples[0].value, 4096);
+  assert.equal(fams.get('tcp_bytes_sent_total')!.type, 'counter');
+  assert.equal(fams.get('tcp_bytes_sent_total')!.series[0].samples[0].value, 4096);
   assert.equal(fams.get('queue_depth'), undefined, 'delta sum is not representable without accumulation');
   const e = fams.get('rpc_latency_milliseconds')!;
   const eb = e.series.filter((s) => Object.fromEntries(s.labels).__name__ === 'rpc_latency_milliseconds_bucket').map((s) => [Object.fromEntries(s.labels).le, s.samples[0].value]);
@@ -139,7 +139,7 @@ test('prometheus scrape exporter: text exposition with TYPE lines; delta sums ac
   await ex.shutdown();
   assert.match(text, /# TYPE http_server_request_duration_seconds histogram/);
   assert.match(text, /http_server_request_duration_seconds_bucket\{[^}]*le="\+Inf"[^}]*\} 6/);
-  assert.match(text, /# TYPE tcp_bytes_sent_bytes_total counter/);
+  assert.match(text, /# TYPE tcp_bytes_sent_total counter/);
   assert.match(text, /queue_depth\{[^}]*\} 6\n/, 'delta 3 + 3 accumulated');
   assert.match(text, /target_info\{[^}]*k8s_pod_name="cart-0"/);
 });

@@ -1,6 +1,8 @@
 // prometheus exporter: a scrape endpoint serving the latest value of every series in the text
 // exposition format. Delta sums/histograms are accumulated to cumulative; series not updated for
 // `metric_expiration` disappear; at most `max_series` are kept (new ones refused and counted).
+// A histogram or summary point replaces the whole set of its point's series (an exponential
+// histogram's buckets change with its scale); a point without a recorded value removes its series.
 // A family (name, type, help) lives only while it has an accepted series, so names sent by
 // clients cannot grow state beyond the series limit.
 import { createServer, type Server } from 'node:http';
@@ -11,7 +13,7 @@ import { RateLimitedLog, type Logger as PinoLogger } from '../../../../lib/log.t
 import { parseEndpoint, type Endpoint } from '../../receivers/otlp/config.ts';
 import { TemporalityConverter } from '../../processors/histogram_to_exponential/temporality.ts';
 import { cloneSignal } from '../../pipeline/clone.ts';
-import { translate, seriesKey, type PromType } from '../prometheus_common/translate.ts';
+import { translate, seriesKey, type PromFamily, type PromSeries, type PromType } from '../prometheus_common/translate.ts';
 
 export interface PrometheusExporterConfig {
   endpoint: Endpoint;
@@ -62,6 +64,8 @@ interface Family {
 
 interface Entry {
   family: string;
+  /** The point a histogram / summary series belongs to (PromSeries.group). */
+  group?: string;
   labels: Array<[string, string]>;
   value: number;
   timestampMs: number;
@@ -83,6 +87,8 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
   private server?: Server;
   private readonly series = new Map<string, Entry>();
   private readonly families = new Map<string, Family>();
+  /** Series keys per histogram / summary point. */
+  private readonly groups = new Map<string, Set<string>>();
   private readonly temporality: TemporalityConverter;
   private readonly now: () => number;
   private readonly refusedCounter?: { value: number };
@@ -146,37 +152,87 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
   }
 
   consume(batch: SignalData[S], _ctx: RequestContext): Promise<void> {
-    // Accumulation rewrites points: work on a copy, other exporters may share this batch.
-    const d = cloneSignal('metrics', batch as MetricsData);
-    this.temporality.convert(d.resourceMetrics);
+    let d = batch as MetricsData;
+    if (this.temporality.wouldConvert(d.resourceMetrics)) {
+      // Accumulation rewrites points: work on a copy, other exporters may share this batch.
+      d = cloneSignal('metrics', d);
+      this.temporality.convert(d.resourceMetrics);
+    }
     const now = this.now();
     // Free expired series before checking the limit, so they do not cause refusals.
     if (now - this.lastSweep >= EXPIRE_SWEEP_INTERVAL_MS || now < this.lastSweep) this.expire(now);
-    let refused = 0;
+    const items: Array<{ f: PromFamily; s: PromSeries; key: string }> = [];
+    // Per histogram / summary point: the latest timestamp in this batch and that point's series.
+    const latest = new Map<string, { ts: number; keys: Set<string>; older: boolean }>();
     for (const f of translate(d, { targetInfo: this.cfg.targetInfo, resourceToLabels: this.cfg.resourceToLabels }).values()) {
       for (const s of f.series) {
         const key = seriesKey(s.labels);
-        const smp = s.samples[s.samples.length - 1];
-        let e = this.series.get(key);
-        if (!e) {
-          if (this.series.size >= this.cfg.maxSeries) {
-            refused++;
-            continue;
-          }
-          const fam = this.families.get(f.name);
-          if (fam) fam.seriesCount++;
-          else this.families.set(f.name, { type: f.type, help: truncateHelp(f.help), seriesCount: 1 });
-          e = { family: f.name, labels: s.labels, value: smp.value, timestampMs: smp.timestampMs, updated: now };
-          this.series.set(key, e);
-        } else if (smp.timestampMs >= e.timestampMs) {
-          e.value = smp.value;
-          e.timestampMs = smp.timestampMs;
-          e.updated = now;
+        items.push({ f, s, key });
+        if (s.group === undefined) continue;
+        const ts = s.samples[s.samples.length - 1].timestampMs;
+        let g = latest.get(s.group);
+        if (!g || ts > g.ts) latest.set(s.group, (g = { ts, keys: new Set(), older: false }));
+        if (ts === g.ts) g.keys.add(key);
+      }
+    }
+    for (const [group, g] of latest) {
+      const held = this.groups.get(group);
+      if (!held) continue;
+      for (const k of held) if (this.series.get(k)!.timestampMs > g.ts) g.older = true;
+      // A newer point replaces the old one's series: buckets it no longer has must go.
+      if (!g.older) for (const k of [...held]) if (!g.keys.has(k)) this.remove(k);
+    }
+    let refused = 0;
+    for (const { f, s, key } of items) {
+      const smp = s.samples[s.samples.length - 1];
+      if (s.group !== undefined) {
+        const g = latest.get(s.group)!;
+        if (g.older || !g.keys.has(key)) continue; // older than what is held, or an earlier point of this batch
+      }
+      if (smp.stale) {
+        // No recorded value: the series ended (contrib's accumulator deletes it too).
+        this.remove(key);
+        continue;
+      }
+      let e = this.series.get(key);
+      if (!e) {
+        if (this.series.size >= this.cfg.maxSeries) {
+          refused++;
+          continue;
         }
+        const fam = this.families.get(f.name);
+        if (fam) fam.seriesCount++;
+        else this.families.set(f.name, { type: f.type, help: truncateHelp(f.help), seriesCount: 1 });
+        e = { family: f.name, labels: s.labels, value: smp.value, timestampMs: smp.timestampMs, updated: now };
+        if (s.group !== undefined) {
+          e.group = s.group;
+          let set = this.groups.get(s.group);
+          if (!set) this.groups.set(s.group, (set = new Set()));
+          set.add(key);
+        }
+        this.series.set(key, e);
+      } else if (smp.timestampMs >= e.timestampMs) {
+        e.value = smp.value;
+        e.timestampMs = smp.timestampMs;
+        e.updated = now;
       }
     }
     if (refused > 0) this.countRefused(refused);
     return Promise.resolve();
+  }
+
+  /** Drops one series, its family when it was the last, and its place in its point's set. */
+  private remove(key: string): void {
+    const e = this.series.get(key);
+    if (!e) return;
+    this.series.delete(key);
+    const fam = this.families.get(e.family)!;
+    if (--fam.seriesCount === 0) this.families.delete(e.family);
+    if (e.group !== undefined) {
+      const set = this.groups.get(e.group);
+      set?.delete(key);
+      if (set?.size === 0) this.groups.delete(e.group);
+    }
   }
 
   private countRefused(n: number): void {
@@ -188,12 +244,7 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
   /** Drops series not updated for metric_expiration, and families left without series. */
   private expire(now: number): void {
     this.lastSweep = now;
-    for (const [k, e] of this.series) {
-      if (now - e.updated <= this.cfg.expirationMs) continue;
-      this.series.delete(k);
-      const fam = this.families.get(e.family)!;
-      if (--fam.seriesCount === 0) this.families.delete(e.family);
-    }
+    for (const [k, e] of this.series) if (now - e.updated > this.cfg.expirationMs) this.remove(k);
   }
 
   render(): string {

@@ -3,20 +3,23 @@
 // (WriteRequest{timeseries=1}, TimeSeries{labels=1, samples=2}, Label{name=1, value=2},
 // Sample{value=1 double, timestamp=2 int64 ms}), compressed with snappy *block* format and POSTed
 // with Content-Encoding: snappy and X-Prometheus-Remote-Write-Version: 0.1.0. 5xx and 429 are
-// retried (Retry-After honoured), other 4xx are permanent. Delta sums/histograms are accumulated
-// to cumulative first (bounded state).
+// retried (Retry-After honoured), other 4xx are permanent.
+// Delta sums and (exponential) histograms are accumulated to cumulative (bounded state) in
+// consume(), once per batch, before it is queued: push() runs again on every retry.
+// Points without a recorded value are sent as stale markers, and so are the le / quantile series
+// a histogram or summary point no longer has (another exponential scale, other bounds).
 import snappy from 'snappyjs';
 import type { MetricsData, SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { PermanentError, RetryableError, ThrottledError } from '../../component/errors.ts';
 import type { CreateSettings, ExporterFactory, RequestContext } from '../../component/index.ts';
 import { ConfigError } from '../../component/errors.ts';
 import { ConfigReader } from '../../config/reader.ts';
-import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/index.ts';
+import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig, type ExporterHooks, type PushFn } from '../../exporterhelper/index.ts';
 import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
 import { PbWriter } from '../../util/pb.ts';
-import { TemporalityConverter } from '../../processors/histogram_to_exponential/temporality.ts';
+import { TemporalityConverter, TemporalityJournal } from '../../processors/histogram_to_exponential/temporality.ts';
 import { cloneSignal } from '../../pipeline/clone.ts';
-import { translate, seriesKey, type PromSeries } from '../prometheus_common/translate.ts';
+import { translate, seriesKey, STALE_NAN_BITS, type PromSeries } from '../prometheus_common/translate.ts';
 
 export interface RemoteWriteConfig {
   endpoint: string;
@@ -57,6 +60,8 @@ export function encodeWriteRequest(series: PromSeries[]): Buffer {
       for (const [n, v] of s.labels) ts.message(1, (l) => l.string(1, n).string(2, v));
       for (const smp of s.samples) ts.message(2, (x) => {
         x.double(1, smp.value);
+        // A JS NaN need not keep its payload: write the stale marker's bits themselves.
+        if (smp.stale) x.buf.writeBigUInt64LE(STALE_NAN_BITS, x.pos - 8);
         if (smp.timestampMs) x.uint(2, BigInt(Math.trunc(smp.timestampMs)));
       });
     });
@@ -72,7 +77,7 @@ export function toSeries(d: MetricsData, cfg: { targetInfo: boolean; resourceToL
       const k = seriesKey(s.labels);
       const prev = byKey.get(k);
       if (prev) prev.samples.push(...s.samples);
-      else byKey.set(k, { labels: s.labels, samples: s.samples.slice() });
+      else byKey.set(k, s.group === undefined ? { labels: s.labels, samples: s.samples.slice() } : { labels: s.labels, samples: s.samples.slice(), group: s.group });
     }
   }
   const out = [...byKey.values()];
@@ -80,8 +85,113 @@ export function toSeries(d: MetricsData, cfg: { targetInfo: boolean; resourceToL
   return out;
 }
 
-export function createRemoteWriteExporter<S extends SignalType>(settings: CreateSettings, cfg: RemoteWriteConfig, signal: S) {
+/** The series of a histogram / summary point that differ by one label (le / quantile). */
+interface SentGroup {
+  ts: number;
+  /** The labels of one of those series; the others differ only in `label`. */
+  template: Array<[string, string]>;
+  label: string;
+  values: Set<string>;
+}
+
+/**
+ * Per histogram / summary point: the le (quantile) series last acknowledged, so that those a newer
+ * point no longer has get a stale marker instead of lingering until Prometheus' lookback ends.
+ * markStale() only reads this state; commit() records a batch once the server accepted it, so a
+ * retried batch gets the same markers. At most `max` points are remembered (least recently sent
+ * forgotten: their next change just sends no markers).
+ */
+export class SentBuckets {
+  private readonly groups = new Map<string, SentGroup>();
+  constructor(private readonly max: number) {}
+
+  get size(): number {
+    return this.groups.size;
+  }
+
+  /** Adds stale markers to `series` (in place); returns the state to commit() after a 2xx. */
+  markStale(series: PromSeries[]): Map<string, SentGroup | undefined> {
+    const byKey = new Map<string, PromSeries>();
+    const varying: Array<[PromSeries, string, string]> = []; // [series, label, value] of le / quantile series
+    const latest = new Map<string, SentGroup & { seen: Set<string> }>();
+    for (const s of series) {
+      if (s.group === undefined) continue;
+      byKey.set(seriesKey(s.labels), s);
+      const lbl = s.labels.find(([n]) => n === 'le' || n === 'quantile');
+      if (!lbl) continue; // _sum / _count: every point has them
+      varying.push([s, lbl[0], lbl[1]]);
+      const ts = s.samples[s.samples.length - 1].timestampMs;
+      const g = latest.get(s.group);
+      if (!g || ts > g.ts) latest.set(s.group, { ts, template: s.labels, label: lbl[0], values: new Set(), seen: new Set() });
+    }
+    // The latest point's values; the others (earlier points in this batch) may have gone since.
+    for (const [s, , v] of varying) {
+      const g = latest.get(s.group!)!;
+      if (s.samples.some((x) => x.timestampMs === g.ts && !x.stale)) g.values.add(v);
+      else g.seen.add(v);
+    }
+    const next = new Map<string, SentGroup | undefined>();
+    for (const [group, g] of latest) {
+      const prev = this.groups.get(group);
+      if (prev && prev.ts > g.ts) continue; // an older point: leave what was sent alone
+      const gone = new Set(g.seen);
+      if (prev && prev.label === g.label) for (const v of prev.values) gone.add(v);
+      for (const v of gone) {
+        if (g.values.has(v)) continue;
+        const labels = g.template.map(([n, x]): [string, string] => (n === g.label ? [n, v] : [n, x]));
+        const key = seriesKey(labels);
+        const marker = { value: NaN, timestampMs: g.ts, stale: true };
+        const held = byKey.get(key);
+        if (held) {
+          if (!held.samples.some((x) => x.timestampMs === g.ts)) held.samples.push(marker);
+        } else {
+          const s: PromSeries = { labels, samples: [marker], group };
+          series.push(s);
+          byKey.set(key, s);
+        }
+      }
+      next.set(group, g.values.size ? { ts: g.ts, template: g.template, label: g.label, values: g.values } : undefined);
+    }
+    return next;
+  }
+
+  commit(next: Map<string, SentGroup | undefined>): void {
+    for (const [group, g] of next) {
+      const prev = this.groups.get(group);
+      if (prev && g && prev.ts > g.ts) continue; // a later batch was acknowledged first
+      this.groups.delete(group);
+      if (g) this.groups.set(group, g);
+    }
+    while (this.groups.size > this.max) this.groups.delete(this.groups.keys().next().value as string);
+  }
+}
+
+/** QueuedExporter that makes delta metrics cumulative once per batch, before queueing it. */
+class RemoteWriteExporter<S extends SignalType> extends QueuedExporter<S> {
+  constructor(settings: CreateSettings, cfg: ExporterHelperConfig, signal: S, push: PushFn<S>, hooks: ExporterHooks, private readonly temporality: TemporalityConverter) {
+    super(settings, cfg, signal, push, hooks);
+  }
+
+  override async consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
+    const d = batch as MetricsData;
+    if (!this.temporality.wouldConvert(d.resourceMetrics)) return super.consume(batch, ctx);
+    // Accumulating rewrites points: convert a copy, other exporters may share this batch.
+    const copy = cloneSignal('metrics', d);
+    const journal = new TemporalityJournal();
+    this.temporality.convert(copy.resourceMetrics, journal);
+    try {
+      await super.consume(copy as SignalData[S], ctx);
+    } catch (err) {
+      // Refused (queue full, shutting down): the sender may send it again, so undo its deltas.
+      if (!(err instanceof PermanentError)) this.temporality.rollback(journal);
+      throw err;
+    }
+  }
+}
+
+export function createRemoteWriteExporter<S extends SignalType>(settings: CreateSettings, cfg: RemoteWriteConfig, signal: S): QueuedExporter<S> {
   const temporality = new TemporalityConverter('cumulative', cfg.maxStreams);
+  const sent = new SentBuckets(cfg.maxStreams);
   const headers = {
     'Content-Type': 'application/x-protobuf',
     'Content-Encoding': 'snappy',
@@ -90,11 +200,9 @@ export function createRemoteWriteExporter<S extends SignalType>(settings: Create
     ...cfg.headers,
   };
   const push = async (batch: SignalData[S], _ctx: RequestContext, abort: AbortSignal) => {
-    let d = batch as MetricsData;
-    // Accumulating rewrites points in place; work on a copy so a retry sees the original.
-    d = cloneSignal('metrics', d);
-    temporality.convert(d.resourceMetrics);
-    const series = toSeries(d, cfg);
+    // Already cumulative (consume converted it); translating does not modify the batch.
+    const series = toSeries(batch as MetricsData, cfg);
+    const next = sent.markStale(series);
     if (series.length === 0) return;
     const body = snappy.compress(encodeWriteRequest(series));
     let res: Response;
@@ -105,6 +213,7 @@ export function createRemoteWriteExporter<S extends SignalType>(settings: Create
     }
     if (res.ok) {
       await res.arrayBuffer().catch(() => undefined);
+      sent.commit(next);
       return;
     }
     const text = (await res.text().catch(() => '')).slice(0, 300);
@@ -114,7 +223,7 @@ export function createRemoteWriteExporter<S extends SignalType>(settings: Create
     if (res.status >= 500) throw new RetryableError(`remote write: HTTP ${res.status}: ${text}`, retryMs);
     throw new PermanentError(`remote write rejected: HTTP ${res.status}: ${text}`);
   };
-  return new QueuedExporter(settings, cfg.helper, signal, push, { codec: otlpBatchCodec });
+  return new RemoteWriteExporter(settings, cfg.helper, signal, push, { codec: otlpBatchCodec }, temporality);
 }
 
 export const remoteWriteExporterFactory: ExporterFactory<RemoteWriteConfig> = {

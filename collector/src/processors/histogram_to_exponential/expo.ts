@@ -3,7 +3,8 @@
 //
 // Placement rule: every explicit bucket's whole count is put at one representative value:
 //   - the bucket's edges are first clamped to the point's [min, max] when known; the open-ended
-//     first/last buckets use min/max as their outer edge, or collapse onto their finite bound;
+//     first/last buckets use min/max as their outer edge, or else collapse onto their finite
+//     bound: b_0 for (-inf, b_0], the next double above b_N for (b_N, +inf);
 //   - a bucket with both edges > 0 is represented by its geometric midpoint √(l·u) (< 0: mirrored);
 //   - a bucket touching or straddling 0 uses its arithmetic midpoint; exactly 0 goes to zero_count.
 // Scale: the largest scale ≤ max_scale at which both the positive and negative index ranges fit in
@@ -16,7 +17,7 @@
 //       |ln x̂ − ln v|  ≤  ½·ln(u/l) + ln(base)
 // i.e. half the explicit bucket's own log-width (information the input never had) plus one
 // exponential bucket. The property tests check exactly this.
-import type { ExponentialHistogramDataPoint, HistogramDataPoint } from '../../../../proto/src/model.ts';
+import type { ExponentialHistogramBuckets, ExponentialHistogramDataPoint, HistogramDataPoint } from '../../../../proto/src/model.ts';
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -40,6 +41,17 @@ export function mapToIndex(v: number, scale: number): number {
   }
   if (powerOfTwo) return exp * Math.pow(2, scale) - 1;
   return Math.ceil(Math.log2(v) * Math.pow(2, scale)) - 1;
+}
+
+const nf = new Float64Array(1);
+const nb = new BigInt64Array(nf.buffer);
+
+/** The next double above x (finite, non-zero x); x itself if that would overflow. */
+export function nextUp(x: number): number {
+  nf[0] = x;
+  // As a signed integer, a positive double's bits grow with it; a negative one's shrink toward 0.
+  nb[0] += x > 0 ? 1n : -1n;
+  return Number.isFinite(nf[0]) ? nf[0] : x;
 }
 
 /** Lower boundary of bucket `index` at `scale`: base^index. */
@@ -72,6 +84,10 @@ export function representative(dp: HistogramDataPoint, i: number): number {
   if (i === 0 && dp.min === undefined) lo = hi;
   if (i === n && dp.max === undefined) hi = lo;
   if (lo > hi) lo = hi; // inconsistent min/max vs bounds: trust the bound
+  // Overflow bucket (b_N, +inf) without max: its values are all > b_N, so use the smallest double
+  // above b_N. b_N itself would land in the bucket whose upper edge is b_N when b_N is a bucket
+  // boundary, below every value counted here; nextUp gives b_N's index + 1 in that case.
+  if (i === n && dp.max === undefined && lo === b[n - 1] && lo !== 0) return nextUp(lo);
   if (lo === hi) return lo;
   if (lo > 0) return Math.sqrt(lo * hi);
   if (hi < 0) return -Math.sqrt(lo * hi);
@@ -169,4 +185,105 @@ export function expQuantile(e: ExponentialHistogramDataPoint, q: number): number
     }
   }
   return e.max ?? NaN;
+}
+
+/** Default bucket limit per range when merging exponential histograms (contrib's deltatocumulative uses 160). */
+export const MERGE_MAX_SIZE = 160;
+
+/** First and last non-zero bucket index, or undefined when every bucket is empty. */
+function nonZeroRange(b: ExponentialHistogramBuckets): [number, number] | undefined {
+  const c = b.bucketCounts;
+  let i = 0;
+  while (i < c.length && c[i] === 0n) i++;
+  if (i === c.length) return undefined;
+  let j = c.length - 1;
+  while (c[j] === 0n) j--;
+  return [b.offset + i, b.offset + j];
+}
+
+/** Buckets `by` scales coarser: index i becomes floor(i / 2^by) (perfect subsetting, nothing lost). */
+export function downscaleBuckets(b: ExponentialHistogramBuckets, by: number): ExponentialHistogramBuckets {
+  const r = nonZeroRange(b);
+  if (!r) return { offset: 0, bucketCounts: [] };
+  const div = Math.pow(2, by);
+  const lo = Math.floor(r[0] / div);
+  const out = new Array<bigint>(Math.floor(r[1] / div) - lo + 1).fill(0n);
+  for (let i = r[0] - b.offset; i <= r[1] - b.offset; i++) out[Math.floor((b.offset + i) / div) - lo] += b.bucketCounts[i];
+  return { offset: lo, bucketCounts: out };
+}
+
+/** Bucket-wise sum of two bucket ranges at the same scale. */
+function addBuckets(a: ExponentialHistogramBuckets, b: ExponentialHistogramBuckets): ExponentialHistogramBuckets {
+  const ra = nonZeroRange(a);
+  const rb = nonZeroRange(b);
+  if (!ra) return rb ? downscaleBuckets(b, 0) : { offset: 0, bucketCounts: [] };
+  if (!rb) return downscaleBuckets(a, 0);
+  const lo = Math.min(ra[0], rb[0]);
+  const out = new Array<bigint>(Math.max(ra[1], rb[1]) - lo + 1).fill(0n);
+  for (const x of [a, b]) for (let i = 0; i < x.bucketCounts.length; i++) if (x.bucketCounts[i] !== 0n) out[x.offset + i - lo] += x.bucketCounts[i];
+  return { offset: lo, bucketCounts: out };
+}
+
+/** Moves buckets lying wholly inside [-t, t] into the zero bucket (their upper edge ≤ t). */
+function widenZero(p: ExponentialHistogramDataPoint, t: number): void {
+  if (p.zeroThreshold >= t) return;
+  p.zeroThreshold = t;
+  if (!(t > 0)) return;
+  let idx = mapToIndex(t, p.scale); // the bucket holding t: (base^idx, base^(idx+1)]
+  if (lowerBoundary(idx + 1, p.scale) <= t) idx++;
+  for (const side of ['positive', 'negative'] as const) {
+    const b = p[side];
+    const keep: bigint[] = [];
+    let offset = b.offset;
+    for (let i = 0; i < b.bucketCounts.length; i++) {
+      if (b.offset + i < idx) p.zeroCount += b.bucketCounts[i];
+      else {
+        if (keep.length === 0) offset = b.offset + i;
+        keep.push(b.bucketCounts[i]);
+      }
+    }
+    p[side] = { offset: keep.length ? offset : 0, bucketCounts: keep };
+  }
+}
+
+/**
+ * Adds exponential histogram `d` into `acc` (both describing disjoint intervals), as contrib's
+ * deltatocumulative does: both go to the coarser scale, further down until each merged range fits
+ * `maxSize`, the zero buckets to the wider threshold, then buckets, counts and sums add up and
+ * min/max combine. `d` is not modified.
+ */
+export function mergeExponential(acc: ExponentialHistogramDataPoint, d: ExponentialHistogramDataPoint, maxSize = MERGE_MAX_SIZE): void {
+  let scale = Math.min(acc.scale, d.scale);
+  for (const side of ['positive', 'negative'] as const) {
+    const ra = nonZeroRange(acc[side]);
+    const rb = nonZeroRange(d[side]);
+    if (!ra && !rb) continue;
+    const at = (r: [number, number] | undefined, from: number, k: 0 | 1) => (r ? Math.floor(r[k] / Math.pow(2, from - scale)) : undefined);
+    const los = [at(ra, acc.scale, 0), at(rb, d.scale, 0)].filter((x) => x !== undefined) as number[];
+    const his = [at(ra, acc.scale, 1), at(rb, d.scale, 1)].filter((x) => x !== undefined) as number[];
+    let lo = Math.min(...los);
+    let hi = Math.max(...his);
+    while (hi - lo + 1 > maxSize) {
+      lo = Math.floor(lo / 2);
+      hi = Math.floor(hi / 2);
+      scale--;
+    }
+  }
+  const dd: ExponentialHistogramDataPoint = { ...d, positive: downscaleBuckets(d.positive, d.scale - scale), negative: downscaleBuckets(d.negative, d.scale - scale), scale };
+  acc.positive = downscaleBuckets(acc.positive, acc.scale - scale);
+  acc.negative = downscaleBuckets(acc.negative, acc.scale - scale);
+  acc.scale = scale;
+  const zt = Math.max(acc.zeroThreshold, d.zeroThreshold);
+  widenZero(acc, zt);
+  widenZero(dd, zt);
+  acc.positive = addBuckets(acc.positive, dd.positive);
+  acc.negative = addBuckets(acc.negative, dd.negative);
+  acc.zeroCount += dd.zeroCount;
+  acc.count += d.count;
+  if (acc.sum !== undefined && d.sum !== undefined) acc.sum += d.sum;
+  else delete acc.sum;
+  if (acc.min !== undefined && d.min !== undefined) acc.min = Math.min(acc.min, d.min);
+  else delete acc.min;
+  if (acc.max !== undefined && d.max !== undefined) acc.max = Math.max(acc.max, d.max);
+  else delete acc.max;
 }

@@ -2,14 +2,14 @@
 // expo.ts for the placement rule and its error bound) and, optionally, sums and histograms to one
 // aggregation temporality (see temporality.ts), before the bucket conversion.
 import type { MetricsData, SignalData, SignalType, HistogramDataPoint } from '../../../../proto/src/model.ts';
-import { ConfigError } from '../../component/errors.ts';
+import { ConfigError, PermanentError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, ProcessorFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { toExponential, type ConvertOptions } from './expo.ts';
-import { TemporalityConverter } from './temporality.ts';
+import { TemporalityConverter, TemporalityJournal } from './temporality.ts';
 
 export { toExponential, mapToIndex, lowerBoundary, expQuantile, representative } from './expo.ts';
-export { TemporalityConverter } from './temporality.ts';
+export { TemporalityConverter, TemporalityJournal } from './temporality.ts';
 
 export interface HistogramToExponentialConfig {
   convert: ConvertOptions;
@@ -50,7 +50,8 @@ export class HistogramToExponential<S extends SignalType> implements Component, 
 
   consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
     const d = batch as MetricsData;
-    if (this.temporality) this.droppedPoints += this.temporality.convert(d.resourceMetrics);
+    const journal = this.temporality ? new TemporalityJournal() : undefined;
+    if (this.temporality) this.droppedPoints += this.temporality.convert(d.resourceMetrics, journal);
     for (const rm of d.resourceMetrics)
       for (const sm of rm.scopeMetrics)
         for (const m of sm.metrics) {
@@ -63,7 +64,18 @@ export class HistogramToExponential<S extends SignalType> implements Component, 
           };
           this.converted += h.dataPoints.length;
         }
-    return this.next.consume(batch, ctx);
+    if (!journal) return this.next.consume(batch, ctx);
+    let out: Promise<void>;
+    try {
+      out = this.next.consume(batch, ctx);
+    } catch (err) {
+      out = Promise.reject(err);
+    }
+    // A refused batch may be sent again: undo its conversion so it is not counted twice.
+    return out.catch((err: unknown) => {
+      if (!(err instanceof PermanentError)) this.temporality!.rollback(journal);
+      throw err;
+    });
   }
 }
 
