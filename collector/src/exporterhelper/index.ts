@@ -194,11 +194,13 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
     const size = reg.gauge('kscope_exporter_queue_size', 'Requests waiting in the sending queue.');
     const bytes = reg.gauge('kscope_exporter_queue_bytes', 'Bytes held by the persistent sending queue on disk.');
     const droppedOldest = reg.counter('kscope_exporter_queue_dropped_oldest_batches_total', 'Batches dropped from a full persistent queue to make room for newer data (drop_oldest).');
+    const corrupt = reg.counter('kscope_exporter_queue_corrupt_records_total', 'Records of the persistent queue found damaged on open and skipped (the damaged file is kept as .corrupt).');
     this.unregisterCollect = reg.onCollect(() => {
       size.set(this.labels, this.queueSize);
       if (this.diskQueue) {
         bytes.set(this.labels, this.diskQueue.bytes);
         droppedOldest.set(this.labels, this.diskQueue.droppedOldest);
+        corrupt.set(this.labels, this.diskQueue.corruptRecords);
       }
     });
     for (let i = 0; i < q.numConsumers; i++) this.workers.push(this.diskQueue ? this.diskWorker() : this.memWorker());
