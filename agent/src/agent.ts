@@ -7,6 +7,8 @@ import { createServer, type Server } from 'node:http';
 import type { Host } from '../../collector/src/component/index.ts';
 import type { FactoryRegistry } from '../../collector/src/pipeline/registry.ts';
 import { parseEndpoint } from '../../collector/src/receivers/otlp/config.ts';
+import { parseSize } from '../../collector/src/config/reader.ts';
+import { MetricsRegistry, SelfTelemetry as ComponentTelemetry } from '../../collector/src/telemetry/metrics.ts';
 import type { Resource, SignalType } from '../../proto/src/model.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import type { AgentConfig } from './config.ts';
@@ -39,16 +41,34 @@ export function monotonicToUnixOffset(): bigint {
  * default 3 for ~2% more bytes (measured on agent traces), and the agent's CPU is the budget. */
 export const AGENT_ZSTD_LEVEL = 1;
 
+/** Shares of the spool's `max_bytes` per signal: the three spools together stay within it. */
+const SPOOL_SHARE: Record<SignalType, number> = { traces: 0.5, metrics: 0.25, logs: 0.25 };
+const DEFAULT_SPOOL_BYTES = 256 * 1024 * 1024;
+const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
+
 /**
  * The exporter config the agent validates for one signal: the user's `exporter.config` plus the
- * agent's defaults — its own spool directory per signal, a spool that drops its oldest data when
- * full (counted), and the agent's zstd level for OTel Arrow payloads.
+ * agent's defaults. With a spool (`sending_queue.storage`): a directory per signal, its share of
+ * `max_bytes` (the setting is the whole spool's), the oldest data dropped when full (counted),
+ * retries without a time limit (a batch leaves the spool only when the collector acknowledged
+ * it) and one sender per signal (batches are delivered and replayed in order). And the agent's
+ * zstd level for OTel Arrow payloads.
  */
 export function agentExporterConfig(type: AgentConfig['exporter']['type'], config: unknown, signal: SignalType): Record<string, any> {
   const raw = structuredClone((config ?? {}) as Record<string, any>);
   const storage = raw?.sending_queue?.storage;
-  if (storage?.directory) storage.directory = `${storage.directory}/${signal}`;
-  if (storage && storage.drop_oldest === undefined) storage.drop_oldest = true;
+  if (storage && typeof storage === 'object') {
+    if (storage.directory) storage.directory = `${storage.directory}/${signal}`;
+    if (storage.drop_oldest === undefined) storage.drop_oldest = true;
+    const field = 'exporter.config.sending_queue.storage';
+    const share = Math.floor(parseSize(storage.max_bytes ?? DEFAULT_SPOOL_BYTES, `${field}.max_bytes`) * SPOOL_SHARE[signal]);
+    storage.max_bytes = share;
+    // a small spool gets smaller segments, so dropping the oldest frees a fraction, not all of it
+    if (storage.segment_bytes === undefined && share < 4 * DEFAULT_SEGMENT_BYTES) storage.segment_bytes = Math.max(4096, Math.floor(share / 4));
+    const retry = raw.retry_on_failure && typeof raw.retry_on_failure === 'object' ? raw.retry_on_failure : (raw.retry_on_failure = {});
+    if (retry.max_elapsed_time === undefined) retry.max_elapsed_time = 0;
+    if (raw.sending_queue.num_consumers === undefined) raw.sending_queue.num_consumers = 1;
+  }
   if (type === 'otelarrow') {
     const arrow = raw.arrow && typeof raw.arrow === 'object' ? raw.arrow : (raw.arrow = {});
     if (arrow.zstd_level === undefined) arrow.zstd_level = AGENT_ZSTD_LEVEL;
@@ -71,6 +91,8 @@ export class Agent {
   private sourceDone: Promise<void> | undefined;
   /** The agent's own spans (lifecycle, probes, export calls); no-ops unless self_telemetry is on. */
   readonly selfTelemetry: SelfTelemetry;
+  /** What /metrics serves: the pipeline's counters and the exporters' (queue, spool, retries, drops). */
+  readonly metrics = new MetricsRegistry();
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.logger ?? createLogger({ name: 'agent', level: opts.config.log.level as 'info' });
@@ -83,12 +105,14 @@ export class Agent {
     const make = <S extends SignalType>(signal: S): SignalExporter<S> => {
       const factory = this.opts.registry.require('exporter', type === 'none' ? 'nop' : type, 'exporter.type');
       const cfg = factory.validate(agentExporterConfig(type, config, signal), 'exporter.config');
-      return factory.create({ id: `${type}/${signal}`, logger: this.log.child({ exporter: type, signal }) }, cfg, signal) as SignalExporter<S>;
+      const settings = { id: `${type}/${signal}`, logger: this.log.child({ exporter: type, signal }), telemetry: new ComponentTelemetry(this.metrics) };
+      return factory.create(settings, cfg, signal) as SignalExporter<S>;
     };
     return { traces: make('traces'), metrics: make('metrics'), logs: make('logs') };
   }
 
-  private openSource(): { source: BatchSource; toUnixNano: (m: bigint) => bigint } {
+  /** The source and its clocks: event timestamps → Unix ns, and Unix ns now (metric collection, logs not tied to an event). */
+  private openSource(): { source: BatchSource; toUnixNano: (m: bigint) => bigint; now: () => bigint } {
     const cfg = this.opts.config;
     if (this.opts.replay) return this.openReplay(this.opts.replay.path, this.opts.replay.speed);
     // Tracepoint attach needs tracefs: mount it when absent (as root), like `agent probe` does.
@@ -110,7 +134,8 @@ export class Agent {
         onError: (err, probe) => this.log.error({ err: String(err), probe: probe.name }, 'ring buffer batch handler failed'),
       });
       const offset = monotonicToUnixOffset();
-      return { source, toUnixNano: (m) => m + offset };
+      // bpf_ktime_get_ns is this host's CLOCK_MONOTONIC: one offset serves both clocks.
+      return { source, toUnixNano: (m) => m + offset, now: () => process.hrtime.bigint() + offset };
     } catch (err) {
       const e = err as Error & { verifierLog?: string; program?: string };
       this.log.error({ err: e.message, program: e.program, verifierLog: e.verifierLog }, 'BPF load failed');
@@ -121,13 +146,15 @@ export class Agent {
     }
   }
 
-  private openReplay(path: string, speed: 'max' | 'recorded'): { source: BatchSource; toUnixNano: (m: bigint) => bigint } {
+  private openReplay(path: string, speed: 'max' | 'recorded'): { source: BatchSource; toUnixNano: (m: bigint) => bigint; now: () => bigint } {
     this.mode = 'replay';
     const source = new ReplaySource(path, { speed, onError: (err) => this.log.error({ err: String(err) }, 'replay batch failed') });
     // Replayed events are shifted to now, keeping their spacing.
     const startMono = BigInt(source.header.startMonotonicNs);
     const offset = BigInt(Date.now()) * 1_000_000n - startMono;
-    return { source, toUnixNano: (m) => m + offset };
+    // Events are on the recording host's monotonic clock; collection times are this host's.
+    const wall = monotonicToUnixOffset();
+    return { source, toUnixNano: (m) => m + offset, now: () => process.hrtime.bigint() + wall };
   }
 
   async start(): Promise<void> {
@@ -141,7 +168,7 @@ export class Agent {
     const st = this.selfTelemetry;
     const exporters = st.wrapExporters(this.createExporters(), cfg.exporter.type);
     const loadStart = Date.now();
-    const { source, toUnixNano } = await st.trace(SELF_SPANS.sourceOpen, {}, span, (s) => {
+    const { source, toUnixNano, now } = await st.trace(SELF_SPANS.sourceOpen, {}, span, (s) => {
       const opened = this.openSource();
       s.setAttribute('kscope.mode', this.mode);
       if (this.mode === 'replay') s.setAttribute('kscope.fallback', !this.opts.replay);
@@ -166,7 +193,9 @@ export class Agent {
       enricher: this.enrichment.enricher,
       exporters,
       toUnixNano,
+      now,
       logger: this.log,
+      metrics: this.metrics,
     });
     st.registerMetrics(this.pipeline.telemetry);
     this.registerRingMetrics();

@@ -40,6 +40,9 @@ for (const transport of TRANSPORTS) test(`live agent → collector (${transport}
       if (decoded('tcp') >= 21 && decoded('proc') >= 6) break;
     }
     assert.ok(decoded('tcp') >= 21 && decoded('proc') >= 6, `self-metrics count decoded events:\n${self.slice(0, 600)}`);
+    // the exporters' own counters (queue, retries, drops) are served there too
+    for (const signal of ['traces', 'metrics', 'logs'])
+      assert.match(self, new RegExp(`^kscope_exporter_sent_items_total\\{[^}]*exporter="[a-z]+/${signal}"`, 'm'), `exporter counters for ${signal} on /metrics`);
     // no grace period: stop() itself must drain the rings and flush what the pipeline holds
     await agent.stop();
     stopped = true;
