@@ -14,6 +14,9 @@ import type { Logger } from '../../lib/log.ts';
 /** Rough OTLP size of one agent span (measured on agent traces); bounds batches by bytes. */
 const APPROX_SPAN_BYTES = 260;
 
+/** Forks whose start waits for the child's resource (see deferStart); the oldest is settled beyond. */
+const MAX_PENDING_FORKS = 4096;
+
 export interface BatchConfig {
   sendBatchSize: number;
   timeoutMs: number;
@@ -35,8 +38,10 @@ export interface AgentPipelineOptions {
   batch: BatchConfig;
   enricher: Enricher<KernelEvent>;
   exporters: AgentExporters;
-  /** Monotonic (bpf_ktime_get_ns) → Unix ns. */
+  /** Event timestamps: the source's monotonic clock (bpf_ktime_get_ns, or a replay's) → Unix ns. */
   toUnixNano: (mono: bigint) => bigint;
+  /** Wall clock in Unix ns for metric collection and logs not tied to an event (default: this host's). */
+  now?: () => bigint;
   logger: Logger;
   metrics?: MetricsRegistry;
 }
@@ -51,6 +56,8 @@ export class AgentPipeline {
   private flushTimer: NodeJS.Timeout | undefined;
   private metricsTimer: NodeJS.Timeout | undefined;
   private pending = new Set<Promise<void>>();
+  /** Child pid → its fork (a copy) and cgroup, until the child's start is counted. */
+  private readonly pendingForks = new Map<number, { ev: KernelEvent; cg: number }>();
   private started = false;
   private stopped: Promise<void> | undefined;
 
@@ -58,7 +65,7 @@ export class AgentPipeline {
     this.enricher = opts.enricher;
     this.exporters = opts.exporters;
     this.spanFlushAt = Math.max(1, Math.min(opts.batch.sendBatchSize, Math.floor(opts.batch.maxBytes / APPROX_SPAN_BYTES)));
-    this.builder = new SignalBuilder(opts.signals, opts.toUnixNano);
+    this.builder = new SignalBuilder(opts.signals, opts.toUnixNano, undefined, opts.now);
     this.telemetry = opts.metrics ?? new MetricsRegistry();
     this.enricher.setReleaseHandler((item, resource) => this.onEnriched(item, resource));
     this.decoder = new EventDecoder({
@@ -107,6 +114,8 @@ export class AgentPipeline {
   }
 
   private onProc(v: ProcEventView): void {
+    if (v.typeCode === EventType.ProcFork) return this.deferStart(v);
+    this.settleStart(v.tgid); // its exit, before the exit itself
     const r = this.enricher.enrich(v.cgroupIdNumber, v.tgid, v.tsNs, LAZY);
     if (r === undefined) return this.holdLast(v);
     this.builder.onProc(v, r);
@@ -116,10 +125,36 @@ export class AgentPipeline {
 
   private onExec(v: ExecEventView): void {
     this.enricher.onExec(v.tgid, { comm: v.comm, filename: v.filename, ppid: v.ppid });
+    this.settleStart(v.tgid); // with what the exec just told the enricher
     const r = this.enricher.enrich(v.cgroupIdNumber, v.tgid, v.tsNs, LAZY);
     if (r === undefined) return this.holdLast(v);
     this.builder.onProc(v as unknown as ProcEventFields, r);
     this.afterEvent();
+  }
+
+  /**
+   * A fork is the child's start, counted on the child's resource (it shares the parent's cgroup).
+   * At fork time nothing is known of the child: it is settled at its first exec (the resource its
+   * exec and exit logs carry), else at its exit, else before the next metrics collection, so it
+   * still falls in the interval of the fork. Forks are rare next to TCP events: a copy is fine.
+   */
+  private deferStart(v: ProcEventView): void {
+    const m = this.pendingForks;
+    if (m.size >= MAX_PENDING_FORKS) this.settleStart(m.keys().next().value!);
+    m.set(v.childPid, { ev: v.toObject(), cg: v.cgroupIdNumber });
+  }
+
+  private settleStart(pid: number): void {
+    const f = this.pendingForks.get(pid);
+    if (f === undefined) return;
+    this.pendingForks.delete(pid);
+    const r = this.enricher.enrich(f.cg, pid, f.ev.tsNs, f.ev);
+    if (r === undefined) return; // held: released to onEnriched with the child's resource
+    this.builder.onProc(f.ev as unknown as ProcEventFields, r);
+  }
+
+  private settleStarts(): void {
+    for (const pid of [...this.pendingForks.keys()]) this.settleStart(pid);
   }
 
   /**
@@ -182,6 +217,7 @@ export class AgentPipeline {
   }
 
   exportMetrics(): void {
+    this.settleStarts();
     const md = this.builder.collectMetrics();
     this.send('metrics', md, countDataPoints(md));
   }
@@ -196,6 +232,7 @@ export class AgentPipeline {
     this.stopped ??= (async () => {
       clearInterval(this.flushTimer);
       clearInterval(this.metricsTimer);
+      this.settleStarts(); // before the enricher releases what it holds
       await this.enricher.shutdown();
       this.flush();
       this.exportMetrics();
@@ -217,7 +254,8 @@ export class AgentPipeline {
     const failures = t.counter('kscope_agent_export_failures_total', 'Export calls that failed.');
     const held = t.gauge('kscope_agent_enrich_held_events', 'Events waiting for their cgroup/pod metadata.');
     const unresolved = t.counter('kscope_agent_enrich_unresolved_total', 'Events emitted without the metadata they waited for.');
-    const folded = t.counter('kscope_agent_metric_series_folded_total', 'Metric series folded into "_other" by the cardinality cap.');
+    const folded = t.counter('kscope_agent_metric_series_folded_total', 'Metric series folded into "_other" by the per-workload peer cap (each series once).');
+    const foldedResources = t.counter('kscope_agent_metric_resources_folded_total', 'Resources whose metrics went to another resource because metrics max_resources was reached.');
     t.onCollect(() => {
       const s = this.decoder.stats;
       events.set({ kind: 'tcp' }, s.tcp);
@@ -234,6 +272,7 @@ export class AgentPipeline {
       held.set({}, this.enricher.heldCount);
       unresolved.set({}, this.enricher.counters.releasedUnresolved);
       folded.set({}, this.builder.metrics.foldedPeers);
+      foldedResources.set({}, this.builder.metrics.foldedResources);
     });
   }
 }

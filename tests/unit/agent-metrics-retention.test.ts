@@ -16,8 +16,8 @@ test('delta: short-lived processes beyond max_resources keep their own resource'
   for (let pid = 100; pid < 130; pid++) {
     // one process per interval: it starts, connects once, exits
     const r = proc(pid); // the enricher hands out one interned Resource per process
-    agg.add(r, METRICS.processStarts, '', () => [], 1, now);
-    agg.addPeer(r, METRICS.connectDuration, '10.0.0.1', 80, 0.001, now);
+    agg.add(r, METRICS.processStarts, '', () => [], 1);
+    agg.addPeer(r, METRICS.connectDuration, '10.0.0.1', 80, 0.001);
     const md = agg.collect(++now, scope);
     assert.deepEqual(pidsOf(md), [pid], `interval of pid ${pid}: its metrics under its own resource`);
   }
@@ -29,12 +29,12 @@ test('delta: short-lived processes beyond max_resources keep their own resource'
 test('delta: an idle resource is dropped and comes back with fresh series', () => {
   const agg = new MetricsAggregator(defaultMetricsConfig(), 0n);
   const r = proc(7);
-  agg.add(r, METRICS.connectionsOpened, 'outbound', () => [{ key: 'kscope.tcp.direction', value: 'outbound' }], 3, 1n);
+  agg.add(r, METRICS.connectionsOpened, 'outbound', () => [{ key: 'kscope.tcp.direction', value: 'outbound' }], 3);
   assert.equal(agg.collect(10n, scope).resourceMetrics.length, 1);
   assert.equal(agg.resourceCount, 1, 'kept right after reporting');
   assert.equal(agg.collect(20n, scope).resourceMetrics.length, 0, 'nothing to report while idle');
   assert.equal(agg.resourceCount, 0);
-  agg.add(r, METRICS.connectionsOpened, 'outbound', () => [{ key: 'kscope.tcp.direction', value: 'outbound' }], 2, 25n);
+  agg.add(r, METRICS.connectionsOpened, 'outbound', () => [{ key: 'kscope.tcp.direction', value: 'outbound' }], 2);
   const md = agg.collect(30n, scope);
   const m = md.resourceMetrics[0]!.scopeMetrics[0]!.metrics[0]!;
   assert.equal(m.data.type, 'sum');
@@ -45,7 +45,7 @@ test('delta: an idle resource is dropped and comes back with fresh series', () =
 
 test('cumulative: series keep being reported while idle, then the resource is dropped', () => {
   const agg = new MetricsAggregator({ ...defaultMetricsConfig(), temporality: 'cumulative' }, 0n);
-  agg.add(proc(9), METRICS.processExits, 'ok', () => [], 1, 1n);
+  agg.add(proc(9), METRICS.processExits, 'ok', () => [], 1);
   const reported: number[] = [];
   for (let i = 1; i <= 12; i++) reported.push(agg.collect(BigInt(i * 10), scope).resourceMetrics.length);
   // the active interval + 9 idle ones are still reported with the running total, then dropped

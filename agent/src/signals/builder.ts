@@ -3,12 +3,11 @@
 import type {
   KeyValue, LogRecord, LogsData, MetricsData, Resource, Span, TracesData,
 } from '../../../proto/src/model.ts';
-import { EventType } from '../decode/layouts.ts';
-import { errnoName } from '../decode/format.ts';
+import { EventFlag, EventType } from '../decode/layouts.ts';
 import type { ProcEventFields, TcpEventFields } from './events.ts';
 import { ATTR_DIRECTION, METRICS, MetricsAggregator, type MetricsConfig, defaultMetricsConfig } from './metrics.ts';
 import { EndpointTable, OTHER_ENDPOINT } from './endpoints.ts';
-import { buildTcpSpan, cookieIds, type SpanIdSource } from './spans.ts';
+import { buildTcpSpan, connectFailure, cookieIds, type SpanIdSource } from './spans.ts';
 
 export const SCOPE = { name: 'kernelscope.agent', version: '0.1.0' };
 
@@ -36,6 +35,15 @@ const SEV_INFO = 9;
 const SEV_WARN = 13;
 const SEV_ERROR = 17;
 
+/**
+ * This host's wall clock in Unix ns: CLOCK_MONOTONIC plus the offset to Unix time taken once, so
+ * it never steps back (collection times must not: a delta point starts at the previous one).
+ */
+export function wallClock(): () => bigint {
+  const offset = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  return () => process.hrtime.bigint() + offset;
+}
+
 export class SignalBuilder {
   readonly metrics: MetricsAggregator;
   private spans = new Map<Resource, Span[]>();
@@ -50,14 +58,23 @@ export class SignalBuilder {
   private lastSpanResource: Resource | undefined;
   private lastSpanList: Span[] | undefined;
 
+  /** Unix ns now, for stamps not tied to an event: metric collection, BPF failure logs. */
+  private readonly now: () => bigint;
+
   constructor(
     readonly cfg: SignalsConfig,
-    /** Monotonic → Unix nanoseconds. */
+    /** Event timestamp (the event source's monotonic clock) → Unix nanoseconds. */
     private readonly toUnixNano: (mono: bigint) => bigint,
     ids?: SpanIdSource,
+    /**
+     * Wall clock in Unix ns. Not toUnixNano(hrtime): a replay's events are on the recording
+     * host's monotonic clock, and this host's monotonic time mapped with that offset is not now.
+     */
+    now?: () => bigint,
   ) {
     this.ids = ids ?? cookieIds();
-    this.metrics = new MetricsAggregator(cfg.metrics, toUnixNano(process.hrtime.bigint()));
+    this.now = now ?? wallClock();
+    this.metrics = new MetricsAggregator(cfg.metrics, this.now());
   }
 
   get spanCount(): number {
@@ -72,7 +89,6 @@ export class SignalBuilder {
   onTcp(ev: TcpEventFields, resource: Resource): void {
     const type = ev.typeCode;
     if (type < EventType.TcpConnect || type > EventType.TcpResetReceived) return;
-    const now = this.toUnixNano(ev.tsNs);
     const m = this.metrics;
     const ep = this.endpoints;
     // Interned once per event, shared by the metrics and the span (resets need neither).
@@ -80,39 +96,41 @@ export class SignalBuilder {
     let inbound = false;
     switch (type) {
       case EventType.TcpConnect:
-        m.addEndpoint(resource, METRICS.connectDuration, dst, ev.durationNs / 1e9, now);
-        m.add(resource, METRICS.connectionsOpened, 'outbound', DIR_OUTBOUND, 1, now);
+        // Start not seen (socket older than the probe): there is no latency to record.
+        if ((ev.flags & EventFlag.DurationUnknown) === 0) m.addEndpoint(resource, METRICS.connectDuration, dst, ev.durationNs / 1e9);
+        m.add(resource, METRICS.connectionsOpened, 'outbound', DIR_OUTBOUND, 1);
         break;
       case EventType.TcpConnectFail:
-        m.addPeerExtra(resource, METRICS.connectionsFailed, dst, 1, now, {
-          key: 'error.type', value: errnoName(ev.error) ?? String(ev.error),
-        });
+        m.addPeerExtra(resource, METRICS.connectionsFailed, dst, 1, connectFailure(ev.error).errorType);
         break;
       case EventType.TcpAccept:
         this.rememberInbound(ev);
-        m.add(resource, METRICS.connectionsOpened, 'inbound', DIR_INBOUND, 1, now);
+        m.add(resource, METRICS.connectionsOpened, 'inbound', DIR_INBOUND, 1);
         break;
       case EventType.TcpClose: {
         inbound = this.inbound.delete(cookieKey(ev));
-        if (inbound) m.add(resource, METRICS.connectionsClosed, 'inbound', DIR_INBOUND, 1, now);
-        else m.add(resource, METRICS.connectionsClosed, 'outbound', DIR_OUTBOUND, 1, now);
+        if (inbound) m.add(resource, METRICS.connectionsClosed, 'inbound', DIR_INBOUND, 1);
+        else m.add(resource, METRICS.connectionsClosed, 'outbound', DIR_OUTBOUND, 1);
         // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
         const peer = inbound ? ep.src(ev) : dst;
-        m.addEndpoint(resource, METRICS.bytesSent, peer, ev.bytesAcked, now);
-        m.addEndpoint(resource, METRICS.bytesReceived, peer, ev.bytesReceived, now);
+        m.addEndpoint(resource, METRICS.bytesSent, peer, ev.bytesAcked);
+        m.addEndpoint(resource, METRICS.bytesReceived, peer, ev.bytesReceived);
         const srtt = ev.srttUs;
-        if (srtt > 0) m.addEndpoint(resource, METRICS.rtt, peer, srtt / 1e6, now);
+        if (srtt > 0) m.addEndpoint(resource, METRICS.rtt, peer, srtt / 1e6);
         break;
       }
       case EventType.TcpRetransmit:
-        m.addEndpoint(resource, METRICS.retransmits, dst, 1, now);
+        // Same peer dimension as closes: an accepted socket's clients (ephemeral ports) would
+        // each make a series; its local service endpoint is the server. A socket not accepted
+        // yet is not known as inbound and keeps its remote endpoint.
+        m.addEndpoint(resource, METRICS.retransmits, this.inbound.has(cookieKey(ev)) ? ep.src(ev) : dst, 1);
         return;
       case EventType.TcpResetSent:
       case EventType.TcpResetReceived: {
         const dir = type === EventType.TcpResetSent ? 'sent' : 'received';
-        m.add(resource, METRICS.resets, dir, resetAttrs[dir], 1, now);
+        m.add(resource, METRICS.resets, dir, resetAttrs[dir], 1);
         if (this.cfg.logs.tcpResets)
-          this.pushLog(resource, now, SEV_WARN, `tcp reset ${dir}`, 'kscope.tcp.reset', [
+          this.pushLog(resource, this.toUnixNano(ev.tsNs), SEV_WARN, `tcp reset ${dir}`, 'kscope.tcp.reset', [
             { key: 'network.peer.address', value: ev.daddr },
             { key: 'network.peer.port', value: BigInt(ev.dport) },
             { key: 'kscope.tcp.direction', value: dir },
@@ -123,7 +141,7 @@ export class SignalBuilder {
         return;
     }
     if (!this.cfg.spans) return;
-    const span = buildTcpSpan(ev, this.ids, now, inbound, dst, ep.src(ev));
+    const span = buildTcpSpan(ev, this.ids, this.toUnixNano(ev.tsNs), inbound, dst, ep.src(ev));
     if (!span) return;
     let list: Span[] | undefined;
     if (resource === this.lastSpanResource) list = this.lastSpanList!;
@@ -137,11 +155,19 @@ export class SignalBuilder {
     this.pendingSpans++;
   }
 
+  /**
+   * `resource` is the owner's resource; for ProcFork the new process's (the pipeline resolves it
+   * by childPid), so starts and exits land on the same process.
+   */
   onProc(ev: ProcEventFields, resource: Resource): void {
     const now = this.toUnixNano(ev.tsNs);
     switch (ev.typeCode) {
+      case EventType.ProcFork:
+        // A process starts at fork: a fork-only worker exits without ever exec'ing, and an exec
+        // chain (sh → exec → exec) is still one process.
+        this.metrics.add(resource, METRICS.processStarts, '', NO_ATTRS, 1);
+        break;
       case EventType.ProcExec:
-        this.metrics.add(resource, METRICS.processStarts, '', NO_ATTRS, 1, now);
         if (this.cfg.logs.processExecExit)
           this.pushLog(resource, now, SEV_INFO, `exec ${ev.filename ?? ev.comm}`, 'kscope.process.exec', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
@@ -150,22 +176,27 @@ export class SignalBuilder {
           ]);
         break;
       case EventType.ProcExit: {
-        const exitCode = ev.exitCode ?? 0;
-        const status = exitCode === 0 ? 'ok' : 'error';
-        this.metrics.add(resource, METRICS.processExits, status, exitAttrs[status], 1, now);
-        if (this.cfg.logs.processExecExit)
-          // exitCode is the raw wait(2) status: say the exit code or the signal, not 768 for `exit 3`
-          this.pushLog(resource, now, exitCode === 0 ? SEV_INFO : SEV_WARN,
-            exitCode & 0x7f ? `exit ${ev.comm} signal ${exitCode & 0x7f}` : `exit ${ev.comm} status ${(exitCode >> 8) & 0xff}`, 'kscope.process.exit', [
+        const wstatus = ev.exitCode ?? 0;
+        const status = wstatus === 0 ? 'ok' : 'error';
+        this.metrics.add(resource, METRICS.processExits, status, exitAttrs[status], 1);
+        if (this.cfg.logs.processExecExit) {
+          // exitCode is the raw wait(2) status: say the exit code or the signal, not 768 for `exit 3`.
+          // process.exit.code of a killed process is 128 + signal, as shells and Kubernetes report
+          // it (137 = SIGKILL; semconv has no signal attribute), so a kill never reads as success.
+          const signal = wstatus & 0x7f;
+          const code = signal !== 0 ? 128 + signal : (wstatus >> 8) & 0xff;
+          this.pushLog(resource, now, wstatus === 0 ? SEV_INFO : SEV_WARN,
+            signal !== 0 ? `exit ${ev.comm} signal ${signal}` : `exit ${ev.comm} status ${code}`, 'kscope.process.exit', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
-            { key: 'process.exit.code', value: BigInt((exitCode >> 8) & 0xff) },
-            { key: 'kscope.process.term_signal', value: BigInt(exitCode & 0x7f) },
+            { key: 'process.exit.code', value: BigInt(code) },
+            { key: 'kscope.process.term_signal', value: BigInt(signal) },
             { key: 'kscope.process.lifetime_ns', value: BigInt(ev.durationNs ?? 0) },
           ]);
+        }
         break;
       }
       case EventType.ProcOomVictim:
-        this.metrics.add(resource, METRICS.oomKills, '', NO_ATTRS, 1, now);
+        this.metrics.add(resource, METRICS.oomKills, '', NO_ATTRS, 1);
         if (this.cfg.logs.oomKills)
           this.pushLog(resource, now, SEV_ERROR, `OOM kill of ${ev.comm} (pid ${ev.tgid})`, 'kscope.process.oom_kill', [
             { key: 'process.pid', value: BigInt(ev.tgid) },
@@ -180,7 +211,7 @@ export class SignalBuilder {
 
   /** A BPF load or verifier failure as a log record, with the verifier log tail. */
   onBpfFailure(resource: Resource, program: string, message: string, verifierLogTail: string): void {
-    const now = this.toUnixNano(process.hrtime.bigint());
+    const now = this.now();
     this.pushLog(resource, now, SEV_ERROR, `BPF program ${program} failed: ${message}`, 'kscope.bpf.load_failure', [
       { key: 'kscope.bpf.program', value: program },
       { key: 'kscope.bpf.verifier_log', value: verifierLogTail },
@@ -237,7 +268,7 @@ export class SignalBuilder {
   }
 
   collectMetrics(): MetricsData {
-    return this.metrics.collect(this.toUnixNano(process.hrtime.bigint()), SCOPE);
+    return this.metrics.collect(this.now(), SCOPE);
   }
 }
 

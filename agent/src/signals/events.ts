@@ -38,6 +38,8 @@ export interface TcpEventFields extends EventHeaderFields {
 export interface ProcEventFields extends EventHeaderFields {
   readonly durationNs?: number;
   readonly ppid: number;
+  /** The new process (fork events; the header's tgid is the parent). */
+  readonly childPid?: number;
   /** Raw wait(2) status (exit events). */
   readonly exitCode?: number;
   readonly filename?: string; // exec only

@@ -1,11 +1,11 @@
 // TCP events → spans. One trace per connection (ids derived from the socket cookie and a per-boot
 // salt, so the connect/accept span and the connection span of one socket share a trace without
 // any state kept between events).
-import { ATTR_ERROR_TYPE, ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE } from '@opentelemetry/semantic-conventions';
+import { ATTR_ERROR_TYPE, ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE, ERROR_TYPE_VALUE_OTHER } from '@opentelemetry/semantic-conventions';
 import { randomBytes } from 'node:crypto';
-import { EMPTY_BYTES, NO_EVENTS, NO_LINKS, STATUS_UNSET, type KeyValue, type Span, SpanKind, StatusCode } from '../../../proto/src/model.ts';
+import { EMPTY_BYTES, NO_EVENTS, NO_LINKS, STATUS_UNSET, type KeyValue, type Span, SpanKind, type Status, StatusCode } from '../../../proto/src/model.ts';
 import { slab, slabSlot, slabView } from '../../../proto/src/id-slab.ts';
-import { AF_INET6, EventType } from '../decode/layouts.ts';
+import { AF_INET6, EventFlag, EventType } from '../decode/layouts.ts';
 import { errnoName } from '../decode/format.ts';
 import { type Endpoint, EndpointTable } from './endpoints.ts';
 import type { TcpEventFields } from './events.ts';
@@ -15,6 +15,38 @@ export const ATTR_TCP_BYTES_RECEIVED = 'kscope.tcp.bytes_received';
 export const ATTR_TCP_SRTT_US = 'kscope.tcp.srtt_us';
 export const ATTR_TCP_RETRANSMITS = 'kscope.tcp.retransmits';
 export const ATTR_TCP_OWNER_UNKNOWN = 'kscope.owner_unknown';
+/** The start of the span's interval was not seen (socket older than the probe): its duration is not measured. */
+export const ATTR_DURATION_UNKNOWN = 'kscope.duration_unknown';
+
+/**
+ * error.type of a connect that closed with no socket error (sk_err 0): the application closed
+ * or abandoned the socket before the handshake completed (its own connect timeout, happy
+ * eyeballs dropping the losing attempt). Real errors keep their errno name (ECONNREFUSED,
+ * ETIMEDOUT, ...); a code with no known name is "_OTHER".
+ */
+export const ERROR_TYPE_ABORTED = 'aborted';
+
+export interface ConnectFailure {
+  /** error.type, for the span and the connections.failed series (low cardinality). */
+  readonly errorType: KeyValue;
+  readonly status: Status;
+}
+
+// Shared per code (bounded: errno values are small; others are not cached), never mutated.
+const failures = new Map<number, ConnectFailure>();
+
+/** error.type and span status of a failed connect's socket error. */
+export function connectFailure(err: number): ConnectFailure {
+  let f = failures.get(err);
+  if (f !== undefined) return f;
+  const name = errnoName(err);
+  const type = err === 0 ? ERROR_TYPE_ABORTED : name ?? ERROR_TYPE_VALUE_OTHER;
+  // The status message may say more than error.type: the code itself when it has no name.
+  const message = err === 0 ? 'connect aborted before the handshake completed' : name ?? `errno ${err}`;
+  f = { errorType: { key: ATTR_ERROR_TYPE, value: type }, status: { code: StatusCode.Error, message } };
+  if (err >= 0 && err < 4096) failures.set(err, f);
+  return f;
+}
 
 /** murmur3's 32-bit finaliser: every input bit reaches every output bit. */
 function fmix32(h: number): number {
@@ -115,6 +147,7 @@ const KV_TRANSPORT_TCP: KeyValue = { key: ATTR_NETWORK_TRANSPORT, value: 'tcp' }
 const KV_TYPE_IPV4: KeyValue = { key: ATTR_NETWORK_TYPE, value: 'ipv4' };
 const KV_TYPE_IPV6: KeyValue = { key: ATTR_NETWORK_TYPE, value: 'ipv6' };
 const KV_OWNER_UNKNOWN: KeyValue = { key: ATTR_TCP_OWNER_UNKNOWN, value: true };
+const KV_DURATION_UNKNOWN: KeyValue = { key: ATTR_DURATION_UNKNOWN, value: true };
 
 const defaultEndpoints = new EndpointTable(4096);
 
@@ -148,9 +181,9 @@ export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint,
     case EventType.TcpConnectFail: {
       name = 'tcp connect';
       kind = SpanKind.Client;
-      const errName = errnoName(ev.error) ?? `errno ${ev.error}`;
-      status = { code: StatusCode.Error, message: errName };
-      errorType = { key: ATTR_ERROR_TYPE, value: errName };
+      const f = connectFailure(ev.error);
+      status = f.status;
+      errorType = f.errorType;
       break;
     }
     case EventType.TcpAccept:
@@ -165,8 +198,11 @@ export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint,
     default:
       return null;
   }
+  // Start not seen: only the end is known. OTLP needs a start, so the span is the instant of the
+  // event, marked kscope.duration_unknown, rather than a measured 0 ns.
+  const durationUnknown = (ev.flags & EventFlag.DurationUnknown) !== 0;
   const durationNs = ev.durationNs;
-  const start = durationNs > 0 ? end - BigInt(durationNs) : end;
+  const start = durationNs > 0 && !durationUnknown ? end - BigInt(durationNs) : end;
   const netType = ev.family === AF_INET6 ? KV_TYPE_IPV6 : KV_TYPE_IPV4;
   let traceId: Uint8Array, spanId: Uint8Array, parent: Uint8Array = EMPTY_BYTES;
   if (ids.traceIdOf !== undefined && ids.spanIdOf !== undefined) {
@@ -203,7 +239,8 @@ export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint,
   else if (errorType !== undefined)
     attrs = [KV_TRANSPORT_TCP, netType, dst.peerAddress, dst.peerPort, errorType, server.serverAddress, server.serverPort, client.clientAddress, client.clientPort];
   else attrs = [KV_TRANSPORT_TCP, netType, dst.peerAddress, dst.peerPort, server.serverAddress, server.serverPort, client.clientAddress, client.clientPort];
-  if (ev.flags & 1) attrs.push(KV_OWNER_UNKNOWN);
+  if (ev.flags & EventFlag.OwnerUnknown) attrs.push(KV_OWNER_UNKNOWN);
+  if (durationUnknown) attrs.push(KV_DURATION_UNKNOWN);
   return {
     traceId,
     spanId,
