@@ -361,6 +361,18 @@ test('E: a connect whose start was not seen records no latency, and its span say
   assert.deepEqual(points(md, 'kscope.tcp.connections.opened', W.clientPid).map((p) => p.value), [2n], 'both are counted as opened');
 });
 
+test('closes of sockets the probe never saw open (cookie 0) get a trace and span id each', () => {
+  const close = fixture().recs.find((x) => x.ev.type === 'TcpClose' && x.ev.kind === 'tcp')!;
+  const b = builder();
+  feed(b, [0, 1, 2].map(() => patchTcp(close.rec, { cookie: 0n, flags: close.ev.flags | EventFlag.OwnerUnknown })), procRes);
+  const spans = spansOf(b);
+  assert.equal(spans.length, 3);
+  const hex = (u: Uint8Array) => Buffer.from(u).toString('hex');
+  assert.equal(new Set(spans.map((s) => hex(s.traceId))).size, 3, 'one trace per connection');
+  assert.equal(new Set(spans.map((s) => hex(s.spanId))).size, 3);
+  for (const s of spans) assert.equal(s.parentSpanId.length, 0, 'no parent: the open span was never seen');
+});
+
 // ------------------------------------------------------------------ F
 
 test('F: each folded series is counted once', () => {

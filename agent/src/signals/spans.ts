@@ -150,6 +150,8 @@ const KV_OWNER_UNKNOWN: KeyValue = { key: ATTR_TCP_OWNER_UNKNOWN, value: true };
 const KV_DURATION_UNKNOWN: KeyValue = { key: ATTR_DURATION_UNKNOWN, value: true };
 
 const defaultEndpoints = new EndpointTable(4096);
+/** Last substitute cookie handed to a cookieless socket (see buildTcpSpan). */
+let nextCookieless = 0;
 
 /**
  * Builds the span for a TCP event, or returns null for events that carry no span (retransmits,
@@ -205,21 +207,29 @@ export function buildTcpSpan(ev: TcpEventFields, ids: SpanIdSource, end: bigint,
   const start = durationNs > 0 && !durationUnknown ? end - BigInt(durationNs) : end;
   const netType = ev.family === AF_INET6 ? KV_TYPE_IPV6 : KV_TYPE_IPV4;
   let traceId: Uint8Array, spanId: Uint8Array, parent: Uint8Array = EMPTY_BYTES;
+  let lo = ev.sockCookieLo, hi = ev.sockCookieHi;
+  if (lo === undefined || hi === undefined) {
+    const c = ev.sockCookie;
+    lo = cookieLo(c);
+    hi = cookieHi(c);
+  }
+  // Cookie 0: a socket the probe never saw open, whose cookie the kernel never assigned. Every such
+  // span would share one trace and span id; each gets a cookie of its own from a range the kernel's
+  // counter does not reach (high half all ones). Its parent, the open span, was never seen.
+  const cookieless = lo === 0 && hi === 0;
+  if (cookieless) {
+    lo = nextCookieless = (nextCookieless + 1) >>> 0;
+    hi = 0xffffffff;
+  }
   if (ids.traceIdOf !== undefined && ids.spanIdOf !== undefined) {
-    let lo = ev.sockCookieLo, hi = ev.sockCookieHi;
-    if (lo === undefined || hi === undefined) {
-      const c = ev.sockCookie;
-      lo = cookieLo(c);
-      hi = cookieHi(c);
-    }
     traceId = ids.traceIdOf(lo, hi);
     spanId = ids.spanIdOf(lo, hi, role);
-    if (role === ROLE_CONNECTION) parent = ids.spanIdOf(lo, hi, ROLE_OPEN);
+    if (role === ROLE_CONNECTION && !cookieless) parent = ids.spanIdOf(lo, hi, ROLE_OPEN);
   } else {
-    const c = ev.sockCookie;
+    const c = (BigInt(hi) << 32n) | BigInt(lo);
     traceId = ids.traceId(c);
     spanId = ids.spanId(c, role);
-    if (role === ROLE_CONNECTION) parent = ids.spanId(c, ROLE_OPEN);
+    if (role === ROLE_CONNECTION && !cookieless) parent = ids.spanId(c, ROLE_OPEN);
   }
   // The local address is the client's for connected sockets and the server's for accepted ones.
   const outbound = type === EventType.TcpConnect || type === EventType.TcpConnectFail || (type === EventType.TcpClose && !inbound);
