@@ -26,7 +26,16 @@ import { PersistentQueue, QueueFullError } from './persistent-queue.ts';
 export * from './config.ts';
 export { PersistentQueue, QueueFullError } from './persistent-queue.ts';
 
-export type PushFn<S extends SignalType> = (batch: SignalData[S], ctx: RequestContext, abort: AbortSignal) => Promise<void>;
+/**
+ * What the backend accepted only in part (OTLP partial success): the rest was delivered. The
+ * rejected items are not retried (the backend refused them for good); they are counted and logged.
+ */
+export interface PartialRejection {
+  rejectedItems: number;
+  message: string;
+}
+
+export type PushFn<S extends SignalType> = (batch: SignalData[S], ctx: RequestContext, abort: AbortSignal) => Promise<void | PartialRejection>;
 
 /** Serialises batches for the persistent queue (OTLP protobuf in practice). */
 export interface BatchCodec {
@@ -347,8 +356,13 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
             reject(new RetryableError(`exporter ${this.settings.id}: request timed out after ${this.cfg.timeoutMs} ms`));
           }, this.cfg.timeoutMs);
         });
-        await Promise.race([this.push(batch, { ...ctx, deadline }, ac.signal), timeout]);
-        this.sent.value += items;
+        const partial = await Promise.race([this.push(batch, { ...ctx, deadline }, ac.signal), timeout]);
+        const rejected = partial ? Math.min(items, Math.max(0, partial.rejectedItems)) : 0;
+        if (partial) {
+          this.failed.add({ ...this.labels, reason: 'rejected' }, rejected);
+          this.settings.logger.warn({ rejected, items, message: partial.message }, 'partial success: the backend rejected part of the data');
+        }
+        this.sent.value += items - rejected;
         return 'sent';
       } catch (e) {
         err = e;

@@ -3,7 +3,7 @@
 import { countItems, type SignalData, type SignalType } from '../../../../proto/src/model.ts';
 import type { Component, Consumer, CreateSettings, Host, Logger, RequestContext } from '../../component/index.ts';
 import { RetryableError, ShutdownError } from '../../component/errors.ts';
-import { createQueuedExporter, type QueuedExporter } from '../../exporterhelper/index.ts';
+import { createQueuedExporter, type PartialRejection, type QueuedExporter } from '../../exporterhelper/index.ts';
 import type { Raw } from '../../config/reader.ts';
 import type { LoadBalancingConfig } from './config.ts';
 import { HashRing } from './ring.ts';
@@ -12,7 +12,8 @@ import { splitBatch, type RoutingKey } from './split.ts';
 
 /** Sends batches to one backend (an OTLP gRPC client in production, in-process in tests). */
 export interface EndpointSender<S extends SignalType> {
-  send(batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<void>;
+  /** Resolves with the backend's partial rejection, if any (counted by the backend's queue). */
+  send(batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<void | PartialRejection>;
   close(): Promise<void>;
 }
 
@@ -155,18 +156,21 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
     const logger = this.logger.child({ endpoint });
     const sender = this.senderFactory(endpoint, this.signal, this.cfg.protocol, logger);
     const b: Backend<S> = { endpoint, sender, removed: false, removal: new AbortController(), sentItems: 0, exporter: undefined as unknown as QueuedExporter<S> };
-    const push = async (batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<void> => {
+    const push = async (batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<void | PartialRejection> => {
       if (b.removed) return this.reroute(batch, ctx);
+      let partial: void | PartialRejection;
       try {
-        await sender.send(batch, ctx, AbortSignal.any([abort, b.removal.signal]));
+        partial = await sender.send(batch, ctx, AbortSignal.any([abort, b.removal.signal]));
       } catch (err) {
         // The backend left while this was in flight (or failing): hand the data to its new owner.
         if (b.removed) return this.reroute(batch, ctx);
         throw err;
       }
-      const n = countItems(this.signal, batch);
+      const all = countItems(this.signal, batch);
+      const n = all - (partial ? Math.min(partial.rejectedItems, all) : 0);
       this.m.sent.set(endpoint, (this.m.sent.get(endpoint) ?? 0) + n);
       this.m.sentTotal += n;
+      return partial;
     };
     b.exporter = createQueuedExporter({ ...this.settings, id: `${this.settings.id}/${endpoint}`, logger }, this.cfg.helper, this.signal, push);
     return b;

@@ -9,7 +9,7 @@ import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { ConfigError, RetryableError } from '../../component/errors.ts';
 import type { CreateSettings, ExporterFactory, Logger, RequestContext } from '../../component/index.ts';
 import { ConfigReader, type Raw } from '../../config/reader.ts';
-import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/index.ts';
+import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig, type PartialRejection } from '../../exporterhelper/index.ts';
 import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
 import { grpcErrorToPipelineError } from '../../../../proto/src/grpc/common.ts';
 import { OtlpGrpcClient } from '../../../../proto/src/grpc/otlp-client.ts';
@@ -87,11 +87,12 @@ export class OtlpGrpcSender<S extends SignalType> {
     this.client = new OtlpGrpcClient({ address: cfg.endpoint, credentials: grpcClientCredentials(cfg), compression: cfg.compression, headers: cfg.headers, maxSendMessageBytes: 64 * 1024 * 1024 });
   }
 
-  send(batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<void> {
+  /** Resolves with the backend's partial success, if it rejected part of the batch. */
+  send(batch: SignalData[S], ctx: RequestContext, abort: AbortSignal): Promise<PartialRejection | undefined> {
     const headers = this.cfg.tenantHeader && ctx.tenant ? { [this.cfg.tenantHeader]: ctx.tenant } : undefined;
     const timeoutMs = ctx.deadline ? Math.max(1, ctx.deadline - Date.now()) : 10_000;
     const call = this.client.export(this.signal, batch, { headers, timeoutMs }).then(
-      () => undefined,
+      (ps): PartialRejection | undefined => (ps ? { rejectedItems: Number(ps.rejected), message: ps.errorMessage } : undefined),
       (err: Error) => {
         err.message = `OTLP/gRPC export to ${this.cfg.endpoint}: ${err.message}`;
         throw err;
@@ -99,7 +100,7 @@ export class OtlpGrpcSender<S extends SignalType> {
     );
     if (abort.aborted) return Promise.reject(new RetryableError('aborted'));
     // An abort (shutdown, backend removed) gives up at once; the call itself ends by its deadline.
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<PartialRejection | undefined>((resolve, reject) => {
       const onAbort = () => reject(new RetryableError(`OTLP/gRPC export to ${this.cfg.endpoint} aborted`));
       abort.addEventListener('abort', onAbort, { once: true });
       call.then(resolve, reject).finally(() => abort.removeEventListener('abort', onAbort));

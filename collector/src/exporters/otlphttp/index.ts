@@ -3,11 +3,11 @@
 // Retry-After (OTLP/HTTP spec); other 4xx are permanent.
 import { gzipSync } from 'node:zlib';
 import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
-import { encodeJson, encodeSignal } from '../../../../proto/src/otlp/index.ts';
+import { decodeExportResponse, encodeJson, encodeSignal } from '../../../../proto/src/otlp/index.ts';
 import { ConfigError, PermanentError, RetryableError, ThrottledError } from '../../component/errors.ts';
 import type { CreateSettings, ExporterFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
-import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/index.ts';
+import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig, type PartialRejection } from '../../exporterhelper/index.ts';
 import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
 
 export interface OtlpHttpExporterConfig {
@@ -60,16 +60,34 @@ export function createOtlpHttpExporter<S extends SignalType>(settings: CreateSet
       throw new RetryableError(`OTLP/HTTP export to ${url} failed: ${(err as Error).message}`, undefined, { cause: err });
     }
     const text = res.ok ? '' : (await res.text().catch(() => '')).slice(0, 300);
-    if (res.ok) {
-      await res.arrayBuffer().catch(() => undefined);
-      return;
-    }
+    if (res.ok) return partialRejection(await res.arrayBuffer().catch(() => undefined), cfg.encoding === 'json');
     const ra = retryAfterMs(res.headers.get('retry-after'));
     if (res.status === 429) throw new ThrottledError(`OTLP/HTTP ${url}: 429 ${text}`, ra ?? 1000);
     if (res.status === 502 || res.status === 503 || res.status === 504) throw new RetryableError(`OTLP/HTTP ${url}: ${res.status} ${text}`, ra);
     throw new PermanentError(`OTLP/HTTP ${url}: ${res.status} ${text}`);
   };
   return new QueuedExporter(settings, cfg.helper, signal, push, { codec: otlpBatchCodec });
+}
+
+/**
+ * The partial success in a 200 response body, if the backend rejected part of the request. A
+ * body that does not parse counts as full success: the backend did accept the request.
+ */
+function partialRejection(body: ArrayBuffer | undefined, json: boolean): PartialRejection | undefined {
+  if (!body || body.byteLength === 0) return undefined;
+  try {
+    if (json) {
+      const ps = (JSON.parse(Buffer.from(body).toString('utf8')) as { partialSuccess?: Record<string, unknown> }).partialSuccess;
+      if (!ps) return undefined;
+      const rejected = Number(ps.rejectedSpans ?? ps.rejectedDataPoints ?? ps.rejectedLogRecords ?? 0);
+      const message = typeof ps.errorMessage === 'string' ? ps.errorMessage : '';
+      return rejected > 0 || message ? { rejectedItems: Number.isFinite(rejected) ? rejected : 0, message } : undefined;
+    }
+    const ps = decodeExportResponse(new Uint8Array(body));
+    return ps ? { rejectedItems: Number(ps.rejected), message: ps.errorMessage } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export const otlpHttpExporterFactory: ExporterFactory<OtlpHttpExporterConfig> = {
