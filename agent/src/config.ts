@@ -134,6 +134,7 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
       tcpResets: lr.bool('tcp_resets', d.logs.tcpResets),
     },
     maxInboundSockets: sr.num('max_inbound_sockets', d.maxInboundSockets, { min: 1, integer: true }),
+    ephemeralPorts: d.ephemeralPorts, // this host's, read from procfs
   };
   if (signals.metricsIntervalMs < 100) throw new ConfigError(mr.field('interval'), 'must be at least 100ms');
   mr.done();

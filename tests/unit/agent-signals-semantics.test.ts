@@ -361,6 +361,25 @@ test('E: a connect whose start was not seen records no latency, and its span say
   assert.deepEqual(points(md, 'kscope.tcp.connections.opened', W.clientPid).map((p) => p.value), [2n], 'both are counted as opened');
 });
 
+test('a close of a socket the probe never saw open is inbound when its ports say so (server port local, ephemeral remote)', () => {
+  const close = fixture().recs.find((x) => x.ev.type === 'TcpClose' && x.ev.kind === 'tcp')!;
+  const unseen = (sport: number, dport: number) => {
+    const u8 = patchTcp(close.rec, { cookie: 0n, flags: close.ev.flags | EventFlag.OwnerUnknown, dport });
+    new DataView(u8.buffer, u8.byteOffset, u8.byteLength).setUint16(T.sport.offset, sport, true);
+    return u8;
+  };
+  const cfg = { ...defaultSignalsConfig(), ephemeralPorts: [32768, 60999] as const };
+  const b = builder(cfg);
+  // accepted before the agent started: local 8080, remote 45678 (ephemeral)
+  feed(b, [unseen(8080, 45678), unseen(45679, 443)], procRes);
+  const [inbound, outbound] = spansOf(b);
+  assert.equal(getAttr(inbound!.attributes, 'server.port'), 8080n, 'the local end is the server');
+  assert.equal(getAttr(inbound!.attributes, 'client.port'), 45678n);
+  assert.equal(getAttr(outbound!.attributes, 'server.port'), 443n, 'a local ephemeral port: connected, outbound');
+  const dirs = points(b.collectMetrics(), 'kscope.tcp.connections.closed').map((p) => p.attrs['kscope.tcp.direction']).sort();
+  assert.deepEqual(dirs, ['inbound', 'outbound']);
+});
+
 test('closes of sockets the probe never saw open (cookie 0) get a trace and span id each', () => {
   const close = fixture().recs.find((x) => x.ev.type === 'TcpClose' && x.ev.kind === 'tcp')!;
   const b = builder();

@@ -3,6 +3,7 @@
 import type {
   KeyValue, LogRecord, LogsData, MetricsData, Resource, Span, TracesData,
 } from '../../../proto/src/model.ts';
+import { readFileSync } from 'node:fs';
 import { EventFlag, EventType } from '../decode/layouts.ts';
 import type { ProcEventFields, TcpEventFields } from './events.ts';
 import { ATTR_DIRECTION, METRICS, MetricsAggregator, type MetricsConfig, defaultMetricsConfig } from './metrics.ts';
@@ -21,6 +22,12 @@ export interface SignalsConfig {
   };
   /** Bound on remembered accepted-socket cookies (to tell inbound from outbound at close). */
   maxInboundSockets: number;
+  /**
+   * The kernel's ephemeral port range (net.ipv4.ip_local_port_range). A socket the probe never saw
+   * open (accepted before the agent started, say) is taken as accepted when its local port is
+   * outside the range and its remote port inside: a server's port and a client's.
+   */
+  ephemeralPorts: readonly [number, number];
 }
 
 export const defaultSignalsConfig = (): SignalsConfig => ({
@@ -28,7 +35,19 @@ export const defaultSignalsConfig = (): SignalsConfig => ({
   metrics: defaultMetricsConfig(),
   logs: { oomKills: true, processExecExit: false, tcpResets: false },
   maxInboundSockets: 65_536,
+  ephemeralPorts: hostEphemeralPorts(),
 });
+
+/** This host's net.ipv4.ip_local_port_range, or Linux's default when it cannot be read. */
+export function hostEphemeralPorts(): readonly [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (lo! > 0 && hi! >= lo!) return [lo!, hi!];
+  } catch {
+    // not Linux, or no procfs: the default range
+  }
+  return [32768, 60999];
+}
 
 /** Severity numbers of the OTel log data model. */
 const SEV_INFO = 9;
@@ -108,7 +127,7 @@ export class SignalBuilder {
         m.add(resource, METRICS.connectionsOpened, 'inbound', DIR_INBOUND, 1);
         break;
       case EventType.TcpClose: {
-        inbound = this.inbound.delete(cookieKey(ev));
+        inbound = this.inbound.delete(cookieKey(ev)) || this.acceptedUnseen(ev);
         if (inbound) m.add(resource, METRICS.connectionsClosed, 'inbound', DIR_INBOUND, 1);
         else m.add(resource, METRICS.connectionsClosed, 'outbound', DIR_OUTBOUND, 1);
         // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
@@ -123,7 +142,7 @@ export class SignalBuilder {
         // Same peer dimension as closes: an accepted socket's clients (ephemeral ports) would
         // each make a series; its local service endpoint is the server. A socket not accepted
         // yet is not known as inbound and keeps its remote endpoint.
-        m.addEndpoint(resource, METRICS.retransmits, this.inbound.has(cookieKey(ev)) ? ep.src(ev) : dst, 1);
+        m.addEndpoint(resource, METRICS.retransmits, this.inbound.has(cookieKey(ev)) || this.acceptedUnseen(ev) ? ep.src(ev) : dst, 1);
         return;
       case EventType.TcpResetSent:
       case EventType.TcpResetReceived: {
@@ -216,6 +235,14 @@ export class SignalBuilder {
       { key: 'kscope.bpf.program', value: program },
       { key: 'kscope.bpf.verifier_log', value: verifierLogTail },
     ]);
+  }
+
+  /** A socket the probe never saw open, whose ports say it was accepted (see ephemeralPorts). */
+  private acceptedUnseen(ev: TcpEventFields): boolean {
+    if ((ev.flags & EventFlag.OwnerUnknown) === 0) return false;
+    const [lo, hi] = this.cfg.ephemeralPorts;
+    const local = ev.sport, remote = ev.dport;
+    return (local < lo || local > hi) && remote >= lo && remote <= hi;
   }
 
   private rememberInbound(ev: TcpEventFields): void {
