@@ -49,6 +49,10 @@ enum ks_event_flags {
 	/* tcp close: the socket predates the probe, so whether this side sent the
 	 * SYN is unknown; bytes_acked may be one too high. */
 	KS_F_BYTES_APPROX = 1 << 5,
+	/* tcp: the socket was created passively (accepted, the server side), as the
+	 * probe saw it enter SYN_RECV or ESTABLISHED from a listener. Absent for
+	 * sockets the probe never saw created. */
+	KS_F_PASSIVE = 1 << 6,
 };
 
 struct ks_event_header {

@@ -168,6 +168,8 @@ new_sock_event(const struct sock *sk, const struct sock_info *info, __u16 type, 
 	e->hdr.ts_ns = now;
 	e->hdr.type = type;
 	e->hdr.cgroup_id = cgroup_id;
+	if (info && info->passive)
+		e->hdr.flags |= KS_F_PASSIVE;
 	e->hdr.netns_ino = sock_netns_ino(sk);
 	if (known) {
 		e->hdr.tgid = info->tgid;
@@ -308,7 +310,10 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, __u64 now
 		if (e) {
 			e->oldstate = oldstate;
 			e->newstate = TCP_CLOSE;
-			set_duration(e, now, info ? info->birth_ns : 0);
+			/* The connection's life: from ESTABLISHED (the handshake is the
+			 * connect / accept span's), or from the SYN for a socket closed
+			 * before it got there. */
+			set_duration(e, now, info ? (info->established_ns ? info->established_ns : info->birth_ns) : 0);
 			fill_tcp_stats(e, sk);
 			fill_payload_bytes(e, sk, info, oldstate);
 			ks_submit(e, KS_EV_TCP_CLOSE);

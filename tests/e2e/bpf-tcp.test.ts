@@ -218,8 +218,14 @@ test('bytes at close and owner attribution: client and server in different proce
     assert.equal(serverClose.bytesAcked, J);
     assert.equal(clientClose.sockCookie, connect.sockCookie);
     assert.equal(serverClose.sockCookie, accept.sockCookie);
-    assert.ok(clientClose.durationNs >= connect.durationNs, 'lifetime covers the handshake');
+    // A connection's life runs from ESTABLISHED, where the connect (client) and the accept queue
+    // wait (server) end: both sides' closes measure from the same instants their opens saw.
+    assert.equal(clientClose.tsNs - BigInt(clientClose.durationNs), connect.tsNs, 'client: from ESTABLISHED (the connect event)');
+    assert.equal(serverClose.tsNs - BigInt(serverClose.durationNs), accept.tsNs - BigInt(accept.durationNs), 'server: from ESTABLISHED (where the accept queue wait began)');
     assert.ok(serverClose.durationNs > 0);
+    // The server side is marked passive on every event, the client side on none.
+    for (const e of [accept, serverClose]) assert.notEqual(e.flags & EventFlag.Passive, 0, `${e.type} of the accepted socket is passive`);
+    for (const e of [connect, clientClose]) assert.equal(e.flags & EventFlag.Passive, 0, `${e.type} of the connected socket is not passive`);
     assert.ok(clientClose.srttUs > 0);
     assert.equal(clientClose.flags & (EventFlag.OwnerUnknown | EventFlag.DurationUnknown | EventFlag.BytesApprox), 0);
     assert.equal(serverClose.flags & (EventFlag.OwnerUnknown | EventFlag.DurationUnknown | EventFlag.BytesApprox), 0);

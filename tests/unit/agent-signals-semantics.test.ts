@@ -380,6 +380,16 @@ test('a close of a socket the probe never saw open is inbound when its ports say
   assert.deepEqual(dirs, ['inbound', 'outbound']);
 });
 
+test("a close the probe marked passive is inbound, even when its accept was not seen (still queued, or past the remembered ones)", () => {
+  const close = fixture().recs.find((x) => x.ev.type === 'TcpClose' && x.ev.kind === 'tcp' && x.ev.tgid === W.clientPid)!;
+  const b = builder();
+  // the client's close record, marked passive: its local end (the client port) becomes the server
+  feed(b, [patchTcp(close.rec, { cookie: 987_654_321n, flags: close.ev.flags | EventFlag.Passive })], procRes);
+  const [span] = spansOf(b);
+  assert.equal(getAttr(span!.attributes, 'server.port'), BigInt((close.ev as { sport: number }).sport));
+  assert.deepEqual(points(b.collectMetrics(), 'kscope.tcp.connections.closed').map((p) => p.attrs['kscope.tcp.direction']), ['inbound']);
+});
+
 test('closes of sockets the probe never saw open (cookie 0) get a trace and span id each', () => {
   const close = fixture().recs.find((x) => x.ev.type === 'TcpClose' && x.ev.kind === 'tcp')!;
   const b = builder();

@@ -121,6 +121,8 @@ export const EventFlag = {
   Truncated: 1 << 4,
   /** tcp close of a socket older than the probe: bytes_acked may count the SYN (+1). */
   BytesApprox: 1 << 5,
+  /** tcp: a socket the probe saw created passively (accepted: the server side). */
+  Passive: 1 << 6,
 } as const;
 
 export const AF_INET = 2;

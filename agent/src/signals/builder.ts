@@ -127,7 +127,9 @@ export class SignalBuilder {
         m.add(resource, METRICS.connectionsOpened, 'inbound', DIR_INBOUND, 1);
         break;
       case EventType.TcpClose: {
-        inbound = this.inbound.delete(cookieKey(ev)) || this.acceptedUnseen(ev);
+        // remembered at accept; else the probe's own mark (a socket closed before its accept, or
+        // past the bound of remembered ones); else, for one it never saw created, its ports
+        inbound = this.inbound.delete(cookieKey(ev)) || (ev.flags & EventFlag.Passive) !== 0 || this.acceptedUnseen(ev);
         if (inbound) m.add(resource, METRICS.connectionsClosed, 'inbound', DIR_INBOUND, 1);
         else m.add(resource, METRICS.connectionsClosed, 'outbound', DIR_OUTBOUND, 1);
         // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
@@ -142,7 +144,7 @@ export class SignalBuilder {
         // Same peer dimension as closes: an accepted socket's clients (ephemeral ports) would
         // each make a series; its local service endpoint is the server. A socket not accepted
         // yet is not known as inbound and keeps its remote endpoint.
-        m.addEndpoint(resource, METRICS.retransmits, this.inbound.has(cookieKey(ev)) || this.acceptedUnseen(ev) ? ep.src(ev) : dst, 1);
+        m.addEndpoint(resource, METRICS.retransmits, (ev.flags & EventFlag.Passive) !== 0 || this.inbound.has(cookieKey(ev)) || this.acceptedUnseen(ev) ? ep.src(ev) : dst, 1);
         return;
       case EventType.TcpResetSent:
       case EventType.TcpResetReceived: {
