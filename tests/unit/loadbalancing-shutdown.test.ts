@@ -87,6 +87,9 @@ test('per-backend stats shrink when backends leave, and stay bounded by the curr
     assert.deepEqual(Object.keys(lb.metrics().sentItems).sort(), [EPS[0], extra].sort());
   }
   assert.deepEqual(series(), [EPS[0], '10.0.1.11:4317']);
+  // and so are the per-backend queues' own series (kscope_exporter_*{exporter="<id>/<endpoint>"})
+  const queues = () => [...new Set([...reg.render().matchAll(/^kscope_exporter_\w+\{[^}]*exporter="loadbalancing\/([^"]+)"/gm)].map((x) => x[1]))].sort();
+  assert.deepEqual(queues(), [EPS[0], '10.0.1.11:4317']);
 
   // A backend that comes back counts again from zero.
   const before = be.spansOf(EPS[1]).length;

@@ -67,13 +67,19 @@ export class MetricFamily {
   /** Sum over all series whose labels include `match`. */
   sum(match: Labels = {}): number {
     let t = 0;
-    for (const s of this.series.values()) {
-      let ok = true;
-      for (const n in match) if (s.labels[n] !== match[n]) ok = false;
-      if (ok) t += s.value;
-    }
+    for (const s of this.series.values()) if (matches(s.labels, match)) t += s.value;
     return t;
   }
+
+  /** Removes the series whose labels include `match` (a component that is gone for good). */
+  drop(match: Labels): void {
+    for (const [k, s] of this.series) if (matches(s.labels, match)) this.series.delete(k);
+  }
+}
+
+function matches(labels: Labels, match: Labels): boolean {
+  for (const n in match) if (labels[n] !== match[n]) return false;
+  return true;
 }
 
 export class MetricsRegistry {
@@ -112,6 +118,11 @@ export class MetricsRegistry {
 
   get(name: string): MetricFamily | undefined {
     return this.families.get(name);
+  }
+
+  /** Removes from every family the series whose labels include `match`. */
+  dropSeries(match: Labels): void {
+    for (const f of this.families.values()) f.drop(match);
   }
 
   /** Prometheus text exposition format 0.0.4. */

@@ -145,8 +145,12 @@ export class LoadBalancingExporter<S extends SignalType> implements Component, C
         .finally(() => {
           this.retiring.delete(p);
           // Per-backend stats are bounded by the current backends: drop the entry of one that is
-          // gone for good (unless it came back in the meantime and is counting again).
-          if (!this.backends.has(b.endpoint)) this.m.sent.delete(b.endpoint);
+          // gone for good (unless it came back in the meantime and is counting again), and its
+          // queue's series (kscope_exporter_*{exporter="<id>/<endpoint>"}).
+          if (!this.backends.has(b.endpoint)) {
+            this.m.sent.delete(b.endpoint);
+            this.settings.telemetry?.registry.dropSeries({ exporter: `${this.settings.id}/${b.endpoint}` });
+          }
         });
       this.retiring.add(p);
     }
