@@ -12,7 +12,7 @@ import { parseConfig } from '../../collector/src/config/load.ts';
 import { validateConfig } from '../../collector/src/pipeline/service.ts';
 import { fullRegistry } from '../../collector/src/registry-full.ts';
 
-const OVERLAYS = ['base', 'overlays/kind', 'overlays/minikube', 'overlays/production', 'overlays/legacy-kernel', 'examples'];
+const OVERLAYS = ['base', 'overlays/kind', 'overlays/minikube', 'overlays/production', 'examples'];
 
 function podSpecOf(o: K8sObject): any | undefined {
   if (['Deployment', 'DaemonSet', 'StatefulSet'].includes(o.kind)) return o.spec.template.spec;
@@ -59,7 +59,8 @@ for (const dir of OVERLAYS.filter((d) => d !== 'examples')) {
     assert.equal(sc.allowPrivilegeEscalation, false);
     assert.deepEqual(sc.capabilities.drop, ['ALL']);
     for (const cap of ['BPF', 'PERFMON']) assert.ok(sc.capabilities.add.includes(cap), `agent has ${cap}`);
-    assert.equal(sc.capabilities.add.includes('SYS_ADMIN'), dir === 'overlays/legacy-kernel', 'SYS_ADMIN only in the legacy-kernel overlay');
+    assert.equal(sc.capabilities.add.includes('SYS_ADMIN'), false, 'no SYS_ADMIN');
+    assert.equal(sc.appArmorProfile?.type, 'Unconfined', 'AppArmor would deny /proc/<pid>/exe of other pods');
     assert.equal(ds.spec.template.spec.hostPID, true);
     assert.ok(ds.spec.template.spec.tolerations.some((x: any) => x.operator === 'Exists'), 'runs on every node');
     const env = agent.env.find((e: any) => e.name === 'NODE_NAME');
@@ -100,7 +101,7 @@ for (const dir of OVERLAYS.filter((d) => d !== 'examples')) {
 
     // RBAC of the agent: read-only on pods, namespaces, replicasets. Nothing more.
     const role = objs.find((o) => o.kind === 'ClusterRole' && o.metadata.name === 'kscope-agent')!;
-    const allowed = new Set(['pods', 'namespaces', 'replicasets']);
+    const allowed = new Set(['pods', 'replicasets', 'jobs']); // what lib/k8s reads: pods, and their owners
     for (const rule of role.rules) {
       for (const v of rule.verbs) assert.ok(['get', 'list', 'watch'].includes(v), `agent verb ${v} is read-only`);
       for (const r of rule.resources) assert.ok(allowed.has(r), `agent resource ${r} allowed`);
