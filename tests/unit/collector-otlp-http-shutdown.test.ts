@@ -72,6 +72,24 @@ test('OTLP/HTTP receiver: shutdown ends a steady keep-alive client; what got 200
   assert.equal(sinkOf('capture/http-steady', 'traces').items, 2 * ok);
 });
 
+test('OTLP/HTTP receiver: a client that goes away mid-body is counted as 499, not as a server error', async () => {
+  const { col, port } = await startCollector('http-gone');
+  try {
+    const body = encodeTraces(makeTraces(3));
+    const gone = partialPost(port, body);
+    await gone.opened;
+    await new Promise((r) => setTimeout(r, 50)); // the server is reading the body
+    gone.destroy();
+    await gone.closed;
+    const requests = col.telemetry.registry.get('kscope_receiver_requests_total')!;
+    for (let i = 0; i < 100 && requests.sum({ code: '499' }) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(requests.sum({ code: '499' }), 1);
+    assert.equal(requests.sum({ code: '500' }), 0);
+  } finally {
+    await col.shutdown();
+  }
+});
+
 /** A raw HTTP/1.1 client: headers and part of a body now, the rest when asked. */
 function partialPost(port: number, body: Uint8Array) {
   const sock = connect(port, '127.0.0.1');
@@ -84,7 +102,7 @@ function partialPost(port: number, body: Uint8Array) {
     sock.write(`POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: ${body.length}\r\n\r\n`);
     sock.write(body.subarray(0, half), () => resolve());
   }));
-  return { opened, closed, reply: () => reply, finish: () => sock.write(body.subarray(half)) };
+  return { opened, closed, reply: () => reply, finish: () => sock.write(body.subarray(half)), destroy: () => sock.destroy() };
 }
 
 test('OTLP/HTTP receiver: a request in flight at shutdown is served; an unfinished body is cut off after the grace period', async () => {

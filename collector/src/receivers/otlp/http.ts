@@ -50,6 +50,13 @@ class HttpError extends Error {
   }
 }
 
+/** The request body ended early: the client closed the connection or aborted. */
+class ClientGoneError extends Error {
+  constructor(cause?: Error) {
+    super(`client closed the request${cause ? `: ${cause.message}` : ''}`, cause ? { cause } : undefined);
+  }
+}
+
 export { normalisePeerAddress as normalisePeer } from '../common/context.ts';
 
 export interface HttpReceiverOptions {
@@ -150,7 +157,10 @@ export class OtlpHttpServer {
         chunks.push(c);
       });
       req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
-      req.on('error', reject);
+      // the client went away mid-body: its problem, not a server error (and any client could
+      // otherwise fill the error log)
+      req.on('error', (err) => reject(new ClientGoneError(err)));
+      req.on('aborted', () => reject(new ClientGoneError()));
     });
   }
 
@@ -241,7 +251,10 @@ export class OtlpHttpServer {
       res.writeHead(200, { 'Content-Type': json ? 'application/json' : 'application/x-protobuf' });
       res.end(json ? '{}' : encodeExportResponse());
     } catch (err) {
-      if (err instanceof HttpError) {
+      if (err instanceof ClientGoneError) {
+        this.count(499); // nginx's "client closed request": nothing can be answered
+        this.o.logger.debug({ err: err.message }, 'OTLP/HTTP client went away before its body was complete');
+      } else if (err instanceof HttpError) {
         this.reply(res, json, err.status, err.grpcCode, err.message);
       } else {
         this.o.logger.error({ err }, 'OTLP/HTTP request failed');
