@@ -150,10 +150,20 @@ function rLen(end: number): number {
 }
 
 /** End offset of a length-delimited sub-message that starts at pos. */
+/**
+ * Nested messages the current input may still open. Every one becomes objects of ~100-200 B, and
+ * an empty one is 2 bytes of input: `0a 00` repeated decodes 10 MiB into a gigabyte. Real
+ * telemetry spends well over 4 bytes per message (a one-letter key with a bool is 4.5), so the
+ * budget of one per 4 bytes only refuses input built to blow up.
+ */
+let subsLeft = 0;
+
 function rSub(end: number): number {
   const len = rLen(end);
+  if (--subsLeft < 0) throw new ProtoDecodeError(`more nested messages than ${MAX_SUB_PER_BYTE_TEXT} of the input allows (built to expand in memory)`, pos);
   return pos + len;
 }
+const MAX_SUB_PER_BYTE_TEXT = 'one per 4 bytes';
 
 // Short strings repeat heavily in telemetry (attribute keys, span names, enum-like values), so they
 // are interned: a direct-mapped cache keyed by a hash of the bytes, verified in full, returns
@@ -1264,6 +1274,7 @@ function run<T>(bytes: Uint8Array, decode: (end: number) => T): T {
   u8 = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   pos = 0;
+  subsLeft = (bytes.byteLength >>> 2) + 1024;
   try {
     return decode(bytes.byteLength);
   } catch (err) {
