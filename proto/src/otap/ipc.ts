@@ -379,8 +379,10 @@ function fixedWidthOf(t: DataType): number {
 function typedView(t: DataType, bytes: Uint8Array, length: number): ArrayLike<number> | ArrayLike<bigint> {
   const width = fixedWidthOf(t);
   if (bytes.byteLength < width * length) throw new OtapDecodeError(`buffer too short for ${length} values of ${t}`);
-  // Copy when unaligned (decompressed buffers are fresh and aligned; raw bodies are 8-aligned).
-  const src = bytes.byteOffset % 8 === 0 ? bytes : new Uint8Array(bytes);
+  // Copy when unaligned for the element type (decompressed buffers are fresh and aligned; a raw
+  // body is wherever the payload sits in the gRPC message). Only the bytes the column reads are
+  // copied, never the rest of the region.
+  const src = (bytes.byteOffset & (width - 1)) === 0 ? bytes : bytes.slice(0, width * length);
   const buf = src.buffer, off = src.byteOffset;
   switch (t.typeId) {
     case Type.Int: {
@@ -496,8 +498,12 @@ function readValueBuffers(col: Column, t: DataType, cur: BodyCursor, dicts: Map<
         for (let i = 0; i < length; i++) if (o[i + 1] < o[i]) throw new OtapDecodeError(`field ${col.name}: offsets decrease`);
         if (o[0] < 0 || o[length] > data.byteLength) throw new OtapDecodeError(`field ${col.name}: offsets beyond data`);
         col.offsets = o;
-      } else col.offsets = new Int32Array(1);
-      col.data = data;
+        // Only the bytes the offsets reach: a private copy made later (colBytes) copies no more.
+        col.data = data.subarray(0, o[length]);
+      } else {
+        col.offsets = new Int32Array(1);
+        col.data = data.subarray(0, 0);
+      }
       return;
     }
     case Type.FixedSizeBinary: {
@@ -505,8 +511,8 @@ function readValueBuffers(col: Column, t: DataType, cur: BodyCursor, dicts: Map<
       const data = cur.buffer();
       if (data.byteLength < w * length) throw new OtapDecodeError(`field ${col.name}: fixed-size binary buffer too short`);
       col.width = w;
-      col.data = data;
-      if (cur.owns(data)) col.owned = data;
+      col.data = data.subarray(0, w * length);
+      if (cur.owns(data)) col.owned = col.data;
       return;
     }
     case Type.Struct: {
@@ -743,47 +749,86 @@ export class IpcStreamReader {
     return { batch, used: total - budget };
   }
 
+  /**
+   * Checks a record batch's buffer regions and slices (decompressing) its body. Regions must lie
+   * inside the body in increasing offset order without overlapping, as every Arrow writer lays
+   * them out (sequentially, 8-byte padded; empty regions may sit anywhere): so no byte of the body
+   * is read by two buffers. Every region is charged against `budget` before anything is
+   * decompressed or copied: its length when stored raw, its declared size when compressed. The
+   * bytes a batch makes the decoder touch are thus bounded by the budget, not by how often its
+   * metadata repeats one region.
+   */
   private bodyCursor(h: RecordBatchHeader, body: Uint8Array, budget: number, total: number): { cur: BodyCursor; used: number } {
-    const out: Uint8Array[] = [];
-    let own: Set<Uint8Array> | null = null;
-    let used = 0;
     const compressed = h.compression != null;
     if (compressed && h.compression!.type !== CompressionType.ZSTD) {
       throw new OtapDecodeError(`unsupported IPC body compression ${h.compression!.type} (only ZSTD)`);
     }
-    for (const r of h.buffers) {
+    const regions = h.buffers;
+    const n = regions.length;
+    const bodyView = new DataView(body.buffer, body.byteOffset, body.byteLength);
+    // Pass 1: layout and cost, from the metadata and the 8-byte length prefixes alone.
+    let end = 0; // end of the previous non-empty region
+    let used = 0;
+    for (let i = 0; i < n; i++) {
+      const r = regions[i];
       const offset = Number(r.offset), length = Number(r.length);
-      if (offset < 0 || length < 0 || offset + length > body.byteLength) {
-        throw new OtapDecodeError('IPC buffer region beyond message body');
+      if (!(offset >= 0) || !(length >= 0) || offset + length > body.byteLength) {
+        throw new OtapDecodeError(`IPC buffer ${i} region (offset ${offset}, length ${length}) beyond message body of ${body.byteLength} bytes`);
       }
-      const raw = body.subarray(offset, offset + length);
-      if (!compressed || length === 0) {
-        out.push(raw);
-        continue;
-      }
-      if (length < 8) throw new OtapDecodeError('compressed IPC buffer shorter than its length prefix');
-      const declared = new DataView(raw.buffer, raw.byteOffset, 8).getBigInt64(0, true);
-      const frame = raw.subarray(8);
-      if (declared === -1n) {
-        out.push(frame);
-        continue;
-      }
-      if (declared < 0n || declared > BigInt(budget - used)) {
+      if (length === 0) continue;
+      if (offset < end) {
         throw new OtapDecodeError(
-          `IPC buffer would decompress to ${declared} bytes, over the ${total}-byte limit for this batch`,
+          `IPC buffer ${i} region (offset ${offset}, length ${length}) overlaps or precedes the previous buffer (ending at ${end}): ` +
+            'buffer regions must be in increasing offset order without overlap',
+        );
+      }
+      end = offset + length;
+      let size = length;
+      if (compressed) {
+        if (length < 8) throw new OtapDecodeError('compressed IPC buffer shorter than its length prefix');
+        const declared = bodyView.getBigInt64(offset, true);
+        if (declared === -1n) size = length - 8;
+        else if (declared < 0n) throw new OtapDecodeError(`compressed IPC buffer declares ${declared} bytes`);
+        else if (declared > BigInt(budget - used)) {
+          throw new OtapDecodeError(
+            `IPC buffer would decompress to ${declared} bytes, over the ${total}-byte limit for this batch`,
+            true,
+          );
+        } else size = Number(declared);
+      }
+      used += size;
+      if (used > budget) {
+        throw new OtapDecodeError(
+          `IPC buffers take at least ${total - budget + used} bytes, over the ${total}-byte limit for this batch`,
           true,
         );
       }
-      const n = Number(declared);
+    }
+    // Pass 2: slice, and decompress into buffers of exactly the declared size.
+    const out: Uint8Array[] = new Array(n);
+    let own: Set<Uint8Array> | null = null;
+    for (let i = 0; i < n; i++) {
+      const r = regions[i];
+      const offset = Number(r.offset), length = Number(r.length);
+      const raw = body.subarray(offset, offset + length);
+      if (!compressed || length === 0) {
+        out[i] = raw;
+        continue;
+      }
+      const declared = bodyView.getBigInt64(offset, true);
+      const frame = raw.subarray(8);
+      if (declared === -1n) {
+        out[i] = frame;
+        continue;
+      }
       let plain: Uint8Array;
       try {
-        plain = zstdDecompressBounded(frame, n);
+        plain = zstdDecompressBounded(frame, Number(declared));
       } catch (e) {
         throw new OtapDecodeError(`invalid compressed IPC buffer: ${(e as Error).message}`);
       }
-      out.push(plain);
+      out[i] = plain;
       (own ??= new Set()).add(plain);
-      used += n;
     }
     return { cur: new BodyCursor(h.nodes, out, own), used };
   }

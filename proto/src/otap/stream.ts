@@ -68,7 +68,7 @@ export class OtapProducer {
 }
 
 export interface ConsumerOptions {
-  /** Upper bound of decompressed Arrow bytes per batch (default 128 MiB, like arrow.memory_limit_mib). */
+  /** Upper bound of the Arrow body bytes a batch makes the reader touch: decompressed, or as stored when not compressed (default 128 MiB, like arrow.memory_limit_mib). */
   maxBatchBytes?: number;
   /** Upper bound of entries per dictionary per IPC stream (default 1M). */
   maxDictionaryEntries?: number;
