@@ -250,6 +250,11 @@ export interface GrpcServerOptions {
    * the default. Default 16 MiB.
    */
   flowControlWindowBytes?: number;
+  /**
+   * HTTP/2 streams (calls) one connection may have open at once, announced to the client in its
+   * SETTINGS. Each open stream can hold up to a message of buffered data. Default 100.
+   */
+  maxConcurrentStreams?: number;
   /** Extra grpc-js channel options. */
   channelOptions?: grpc.ChannelOptions;
 }
@@ -262,10 +267,13 @@ export const DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024;
  * it, so the instance's (internal) createHttp2Server is wrapped; if a grpc-js upgrade renames it, the
  * server still works with the default window and `windowPatched` says so.
  */
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 100;
+
 export function createGrpcServer(opts: GrpcServerOptions = {}): grpc.Server & { windowPatched: boolean } {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': opts.maxSendMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
     ...opts.channelOptions,
   }) as grpc.Server & { windowPatched: boolean };
   const window = opts.flowControlWindowBytes ?? DEFAULT_WINDOW_BYTES;

@@ -9,7 +9,7 @@
 // here), which senders never retry.
 import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
-import { bindServer, createGrpcServer, shutdownServer } from '../../../../proto/src/grpc/common.ts';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, bindServer, createGrpcServer, shutdownServer } from '../../../../proto/src/grpc/common.ts';
 import { addOtapServices, type OtapServerStats } from '../../../../proto/src/grpc/otap-server.ts';
 import { DEFAULT_MAX_DICTIONARY_BYTES, DEFAULT_MAX_DICTIONARY_ENTRIES, DEFAULT_MAX_TOTAL_DICTIONARY_BYTES, DictionaryBudget } from '../../../../proto/src/otap/stream.ts';
 import { ConfigError, PermanentError } from '../../component/errors.ts';
@@ -26,6 +26,8 @@ import { OtlpGrpcServices } from '../otlp/grpc.ts';
 export interface OtelArrowReceiverConfig {
   endpoint: Endpoint;
   maxRecvMsgSize: number;
+  /** Calls one connection may have open at once (grpc.max_concurrent_streams). */
+  maxConcurrentStreamsPerConnection: number;
   /** Decompressed Arrow bytes per batch (arrow.memory_limit_mib in contrib). */
   maxBatchBytes: number;
   maxInFlightPerStream: number;
@@ -57,6 +59,7 @@ export function validateOtelArrowReceiverConfig(raw: unknown, path: string): Ote
   const cfg: OtelArrowReceiverConfig = {
     endpoint: parseEndpoint(g.str('endpoint', '127.0.0.1:4317'), g.field('endpoint')),
     maxRecvMsgSize: g.size('max_recv_msg_size', 16 * 1024 * 1024),
+    maxConcurrentStreamsPerConnection: g.num('max_concurrent_streams', DEFAULT_MAX_CONCURRENT_STREAMS, { min: 1, integer: true }),
     maxBatchBytes: a.num('memory_limit_mib', 128, { min: 1 }) * 1024 * 1024,
     maxInFlightPerStream: a.num('max_in_flight_per_stream', 16, { min: 1, integer: true }),
     maxDictionaryEntries: a.num('max_dictionary_entries', DEFAULT_MAX_DICTIONARY_ENTRIES, { min: 1, integer: true }),
@@ -133,7 +136,7 @@ export class OtelArrowServer implements SharedServer {
   }
 
   async start(): Promise<void> {
-    const server = createGrpcServer({ maxReceiveMessageBytes: this.cfg.maxRecvMsgSize });
+    const server = createGrpcServer({ maxReceiveMessageBytes: this.cfg.maxRecvMsgSize, maxConcurrentStreams: this.cfg.maxConcurrentStreamsPerConnection });
     const tls = this.cfg.tls;
     const id = this.settings.id;
     const requests = this.settings.telemetry?.registry.counter('kscope_receiver_requests_total', 'Requests per receiver, transport and status code.');

@@ -1,4 +1,5 @@
 // OTLP receiver config: protocols.grpc / protocols.http (either or both), auth, metadata keys.
+import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../../../../proto/src/grpc/common.ts';
 import { ConfigError } from '../../component/errors.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { readAuthConfig, type AuthConfig } from '../common/auth.ts';
@@ -12,6 +13,8 @@ export interface Endpoint {
 export interface GrpcProtocolConfig {
   endpoint: Endpoint;
   maxRecvMsgSize: number;
+  /** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams: number;
   tls?: ServerTlsConfig;
 }
 
@@ -47,6 +50,7 @@ export function validateOtlpReceiverConfig(raw: unknown, path: string): OtlpRece
     cfg.grpc = {
       endpoint: parseEndpoint(g.str('endpoint', '127.0.0.1:4317'), g.field('endpoint')),
       maxRecvMsgSize: g.size('max_recv_msg_size', 4 * 1024 * 1024),
+      maxConcurrentStreams: g.num('max_concurrent_streams', DEFAULT_MAX_CONCURRENT_STREAMS, { min: 1, integer: true }),
       tls: readServerTls(g),
     };
     g.done();
