@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -208,6 +208,18 @@ process.stdin.resume();
   } finally {
     rmSync(script, { force: true });
   }
+
+  // Another hostname in our PID namespace (a new agent pod with hostPID after a rollout): its pid
+  // is checked at once, a dead one is taken over without waiting for the lock to go stale.
+  const ns = readlinkSync('/proc/self/ns/pid');
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // exited: its pid is free
+  writeFileSync(join(dir, 'lock'), `${dead} some-other-pod ${ns}\n`);
+  const q7 = new PersistentQueue(storage, logger);
+  q7.open();
+  await q7.close();
+  writeFileSync(join(dir, 'lock'), `${process.ppid} some-other-pod ${ns}\n`); // a live process
+  assert.throws(() => new PersistentQueue(storage, logger).open(), new RegExp(`in use by process ${process.ppid} on some-other-pod`));
+  rmSync(join(dir, 'lock'));
 
   // A lock of another host (pid not checkable) holds while fresh, and is stale once not refreshed.
   writeFileSync(join(dir, 'lock'), '12345 some-other-host\n');

@@ -18,7 +18,7 @@ import { crc32 } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync,
-  realpathSync, renameSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync,
+  readlinkSync, realpathSync, renameSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { open, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -179,6 +179,15 @@ function errMsg(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** This process's PID namespace ("pid:[4026531836]"), or '' where it cannot be read. */
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -261,7 +270,9 @@ export class PersistentQueue {
     const key = realpathSync(dir);
     if (lockedHere.has(key)) throw new Error(`persistent queue directory ${dir} is already open in this process; each queue needs its own directory`);
     const path = join(dir, LOCK_FILE);
-    const content = `${process.pid} ${hostname()}\n`;
+    // The PID namespace lets another pod on the same node check the pid too: agents run with
+    // hostPID, so a new pod after a rollout (another hostname) still shares the namespace.
+    const content = `${process.pid} ${hostname()} ${pidNamespace() || '-'}\n`;
     for (let attempt = 0; ; attempt++) {
       try {
         this.createLockFile(path, content);
@@ -310,12 +321,15 @@ export class PersistentQueue {
     } catch {
       return { live: false }; // gone meanwhile
     }
-    const m = /^(\d+) (\S*)\s*$/.exec(text);
+    const m = /^(\d+) (\S*)(?: (\S+))?\s*$/.exec(text);
     const fresh = Date.now() - mtime < LOCK_STALE_MS;
     if (!m) return { live: fresh };
     const pid = Number(m[1]);
     const host = m[2];
-    if (host !== hostname()) return { live: fresh, pid, host }; // its pid means nothing here
+    const ns = m[3];
+    const ourNs = pidNamespace();
+    const samePids = ns !== undefined && ns !== '-' && ourNs !== '' ? ns === ourNs : host === hostname();
+    if (!samePids) return { live: fresh, pid, host }; // its pid means nothing here
     if (pid === process.pid) return { live: false, pid, host }; // not ours (checked above): a previous life
     return { live: pidAlive(pid), pid, host };
   }
