@@ -223,17 +223,27 @@ test('B: the peer cap is per workload (pod uid, else container id, else process)
   assert.deepEqual(peers(7), ['10.0.0.3'], 'neither: each process is its own workload');
 });
 
-test('B: delta frees the peers that went a whole interval without events', () => {
+/**
+ * One pod with a peer cap of 2: the returned function feeds one connect to 10.0.0.<n> per peer,
+ * collects the interval, and returns its connect-duration points.
+ */
+function twoPeerCap(temporality: 'delta' | 'cumulative'): (peers: number[]) => Pt[] {
   const cfg = defaultSignalsConfig();
   cfg.metrics.maxPeersPerResource = 2;
+  cfg.metrics.temporality = temporality;
   const b = builder(cfg);
   const base = firstConnect();
   const r = res({ 'k8s.pod.uid': 'pod-a', 'process.pid': 1n });
   let cookie = 1n;
-  const interval = (peers: number[]) => {
+  return (peers) => {
     feed(b, peers.map((n) => connectTo(base, n, 1, cookie++)), () => r);
-    return peersOf(points(b.collectMetrics(), 'kscope.tcp.connect.duration'));
+    return points(b.collectMetrics(), 'kscope.tcp.connect.duration');
   };
+}
+
+test('B: delta frees the peers that went a whole interval without events', () => {
+  const collect = twoPeerCap('delta');
+  const interval = (peers: number[]) => peersOf(collect(peers));
   assert.deepEqual(interval([1, 2]), ['10.0.0.1', '10.0.0.2']);
   assert.deepEqual(interval([3]), ['_other'], '1 and 2 were active in the interval before: still held');
   assert.deepEqual(interval([3]), ['10.0.0.3'], '1 and 2 went an interval without events: freed');
@@ -241,17 +251,8 @@ test('B: delta frees the peers that went a whole interval without events', () =>
 });
 
 test('B: cumulative keeps every peer series (they must persist), so the cap stays taken', () => {
-  const cfg = defaultSignalsConfig();
-  cfg.metrics.maxPeersPerResource = 2;
-  cfg.metrics.temporality = 'cumulative';
-  const b = builder(cfg);
-  const base = firstConnect();
-  const r = res({ 'k8s.pod.uid': 'pod-a', 'process.pid': 1n });
-  let cookie = 1n;
-  const interval = (peers: number[]) => {
-    feed(b, peers.map((n) => connectTo(base, n, 1, cookie++)), () => r);
-    return points(b.collectMetrics(), 'kscope.tcp.connect.duration').map((p) => [String(p.attrs['server.address']), p.count]).sort();
-  };
+  const collect = twoPeerCap('cumulative');
+  const interval = (peers: number[]) => collect(peers).map((p) => [String(p.attrs['server.address']), p.count]).sort();
   assert.deepEqual(interval([1, 2]), [['10.0.0.1', 1n], ['10.0.0.2', 1n]]);
   assert.deepEqual(interval([3]), [['10.0.0.1', 1n], ['10.0.0.2', 1n], ['_other', 1n]]);
   assert.deepEqual(interval([3]), [['10.0.0.1', 1n], ['10.0.0.2', 1n], ['_other', 2n]]);
