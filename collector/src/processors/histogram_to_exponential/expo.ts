@@ -279,11 +279,26 @@ export function mergeExponential(acc: ExponentialHistogramDataPoint, d: Exponent
   acc.positive = addBuckets(acc.positive, dd.positive);
   acc.negative = addBuckets(acc.negative, dd.negative);
   acc.zeroCount += dd.zeroCount;
-  acc.count += d.count;
-  if (acc.sum !== undefined && d.sum !== undefined) acc.sum += d.sum;
-  else delete acc.sum;
-  if (acc.min !== undefined && d.min !== undefined) acc.min = Math.min(acc.min, d.min);
-  else delete acc.min;
-  if (acc.max !== undefined && d.max !== undefined) acc.max = Math.max(acc.max, d.max);
-  else delete acc.max;
+  addSummary(acc, d);
+}
+
+interface Summary {
+  count: bigint;
+  sum?: number;
+  min?: number;
+  max?: number;
+}
+
+/**
+ * Adds `from`'s count and sum into `into` and widens its min / max. A sum, min or max only one of
+ * the two has is dropped: the combined value is not known.
+ */
+export function addSummary(into: Summary, from: Summary): void {
+  into.count += from.count;
+  if (into.sum !== undefined && from.sum !== undefined) into.sum += from.sum;
+  else delete into.sum;
+  if (into.min !== undefined && from.min !== undefined) into.min = Math.min(into.min, from.min);
+  else delete into.min;
+  if (into.max !== undefined && from.max !== undefined) into.max = Math.max(into.max, from.max);
+  else delete into.max;
 }

@@ -27,7 +27,7 @@ import {
   type ResourceMetrics,
   type ScopeMetrics,
 } from '../../../../proto/src/model.ts';
-import { mergeExponential } from './expo.ts';
+import { addSummary, mergeExponential } from './expo.ts';
 
 /** DataPointFlags.FLAG_NO_RECORDED_VALUE. */
 export const NO_RECORDED_VALUE = 1;
@@ -252,13 +252,7 @@ export class TemporalityConverter {
       this.put(key, fresh());
       return true;
     }
-    prev.count += p.count;
-    if (prev.sum !== undefined && p.sum !== undefined) prev.sum += p.sum;
-    else delete prev.sum;
-    if (prev.min !== undefined && p.min !== undefined) prev.min = Math.min(prev.min, p.min);
-    else delete prev.min;
-    if (prev.max !== undefined && p.max !== undefined) prev.max = Math.max(prev.max, p.max);
-    else delete prev.max;
+    addSummary(prev, p);
     for (let i = 0; i < prev.buckets.length; i++) prev.buckets[i] += p.bucketCounts[i];
     prev.time = p.timeUnixNano;
     p.count = prev.count;
