@@ -129,7 +129,7 @@ export class SignalBuilder {
       case EventType.TcpClose: {
         // remembered at accept; else the probe's own mark (a socket closed before its accept, or
         // past the bound of remembered ones); else, for one it never saw created, its ports
-        inbound = this.inbound.delete(cookieKey(ev)) || (ev.flags & EventFlag.Passive) !== 0 || this.acceptedUnseen(ev);
+        inbound = this.inbound.delete(cookieKey(ev)) || this.markedAccepted(ev);
         if (inbound) m.add(resource, METRICS.connectionsClosed, 'inbound', DIR_INBOUND, 1);
         else m.add(resource, METRICS.connectionsClosed, 'outbound', DIR_OUTBOUND, 1);
         // Peer dimension: the remote endpoint for outbound, the local service port for inbound.
@@ -144,7 +144,7 @@ export class SignalBuilder {
         // Same peer dimension as closes: an accepted socket's clients (ephemeral ports) would
         // each make a series; its local service endpoint is the server. A socket not accepted
         // yet is not known as inbound and keeps its remote endpoint.
-        m.addEndpoint(resource, METRICS.retransmits, (ev.flags & EventFlag.Passive) !== 0 || this.inbound.has(cookieKey(ev)) || this.acceptedUnseen(ev) ? ep.src(ev) : dst, 1);
+        m.addEndpoint(resource, METRICS.retransmits, this.inbound.has(cookieKey(ev)) || this.markedAccepted(ev) ? ep.src(ev) : dst, 1);
         return;
       case EventType.TcpResetSent:
       case EventType.TcpResetReceived: {
@@ -239,8 +239,12 @@ export class SignalBuilder {
     ]);
   }
 
-  /** A socket the probe never saw open, whose ports say it was accepted (see ephemeralPorts). */
-  private acceptedUnseen(ev: TcpEventFields): boolean {
+  /**
+   * Accepted by what the event itself says: the probe's passive mark, or, for a socket the probe
+   * never saw created, its ports (see ephemeralPorts).
+   */
+  private markedAccepted(ev: TcpEventFields): boolean {
+    if ((ev.flags & EventFlag.Passive) !== 0) return true;
     if ((ev.flags & EventFlag.OwnerUnknown) === 0) return false;
     const [lo, hi] = this.cfg.ephemeralPorts;
     const local = ev.sport, remote = ev.dport;
