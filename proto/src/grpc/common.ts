@@ -255,8 +255,62 @@ export interface GrpcServerOptions {
    * SETTINGS. Each open stream can hold up to a message of buffered data. Default 100.
    */
   maxConcurrentStreams?: number;
+  /** HTTP/2 pings and connection ages (ServerKeepalive); grpc-js defaults when absent. */
+  keepalive?: ServerKeepalive;
   /** Extra grpc-js channel options. */
   channelOptions?: grpc.ChannelOptions;
+}
+
+/**
+ * Server-side HTTP/2 keepalive, in milliseconds; 0 = off. A client that vanished without closing
+ * its TCP connection (node lost, network cut) never answers a ping: its session is closed after
+ * `timeMs + timeoutMs`, and with it the streams and their state. Without pings the server would
+ * only notice when it next wrote, which a receiver waiting for requests never does.
+ */
+export interface ServerKeepalive {
+  /** Ping a connection that has been quiet for this long. */
+  timeMs: number;
+  /** Close the connection when the ping's ack takes longer. */
+  timeoutMs: number;
+  /** Close connections idle (no open call) for this long. */
+  maxConnectionIdleMs: number;
+  /** Ask clients to reconnect after this long (GOAWAY), e.g. to rebalance behind a load balancer. */
+  maxConnectionAgeMs: number;
+  /** Then close the connection after this grace for calls still open. */
+  maxConnectionAgeGraceMs: number;
+}
+
+/** Client-side HTTP/2 keepalive: detects a dead connection in `timeMs + timeoutMs` instead of TCP's minutes. */
+export interface ClientKeepalive {
+  timeMs: number;
+  timeoutMs: number;
+  /** Ping also while no call is open (servers may count that as abuse: GOAWAY too_many_pings). */
+  permitWithoutStream: boolean;
+}
+
+/** grpc-js channel options for a client keepalive (none when absent). */
+export function clientKeepaliveOptions(k: ClientKeepalive | undefined): grpc.ChannelOptions {
+  if (!k || k.timeMs <= 0) return {};
+  return {
+    'grpc.keepalive_time_ms': k.timeMs,
+    'grpc.keepalive_timeout_ms': k.timeoutMs,
+    'grpc.keepalive_permit_without_calls': k.permitWithoutStream ? 1 : 0,
+  };
+}
+
+function serverKeepaliveOptions(k: ServerKeepalive | undefined): grpc.ChannelOptions {
+  if (!k) return {};
+  const o: grpc.ChannelOptions = {};
+  if (k.timeMs > 0) {
+    o['grpc.keepalive_time_ms'] = k.timeMs;
+    o['grpc.keepalive_timeout_ms'] = k.timeoutMs;
+  }
+  if (k.maxConnectionIdleMs > 0) o['grpc.max_connection_idle_ms'] = k.maxConnectionIdleMs;
+  if (k.maxConnectionAgeMs > 0) {
+    o['grpc.max_connection_age_ms'] = k.maxConnectionAgeMs;
+    if (k.maxConnectionAgeGraceMs > 0) o['grpc.max_connection_age_grace_ms'] = k.maxConnectionAgeGraceMs;
+  }
+  return o;
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -274,6 +328,7 @@ export function createGrpcServer(opts: GrpcServerOptions = {}): grpc.Server & { 
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': opts.maxSendMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
+    ...serverKeepaliveOptions(opts.keepalive),
     ...opts.channelOptions,
   }) as grpc.Server & { windowPatched: boolean };
   const window = opts.flowControlWindowBytes ?? DEFAULT_WINDOW_BYTES;

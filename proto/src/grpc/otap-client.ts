@@ -1,7 +1,7 @@
 // Exporter side of the OTel Arrow services: sends telemetry batches as BatchArrowRecords on a
 // long-lived bidirectional stream and resolves each send() when the server's BatchStatus for its
 // batch_id arrives. Status semantics follow the Go exporter (contrib otelarrowexporter):
-// OK → resolved; UNAVAILABLE → RetryableError; INVALID_ARGUMENT → PermanentError;
+// OK → resolved; UNAVAILABLE → RetryableError; INVALID_ARGUMENT, UNAUTHENTICATED → PermanentError;
 // RESOURCE_EXHAUSTED → PermanentError (a BatchStatus carries no RetryInfo; a stream ending with
 // RESOURCE_EXHAUSTED + RetryInfo → ThrottledError); any other code or an unknown batch_id breaks
 // the stream (all pending sends fail with RetryableError). Streams are recycled after
@@ -15,7 +15,7 @@ import { PermanentError, RetryableError, ShutdownError, type PipelineError } fro
 import { OtapProducer, splitBatch, type ProducerOptions } from '../otap/stream.ts';
 import { OtapStatusCode, decodeBatchStatus, encodeBatchArrowRecords, type BatchStatus } from '../otap/messages.ts';
 import { HpackEncoder } from '../otap/hpack.ts';
-import { grpcErrorToPipelineError, rawDeserialize, rawSerialize, toMetadata } from './common.ts';
+import { clientKeepaliveOptions, grpcErrorToPipelineError, rawDeserialize, rawSerialize, toMetadata, type ClientKeepalive } from './common.ts';
 import { OTAP_METHODS } from './otap-server.ts';
 
 export interface OtapClientOptions extends ProducerOptions {
@@ -26,6 +26,8 @@ export interface OtapClientOptions extends ProducerOptions {
   maxStreamLifetimeMs?: number;
   /** Sends awaiting their BatchStatus; send() waits for room beyond. Default 64. */
   maxInFlight?: number;
+  /** HTTP/2 pings: a dead connection fails its streams within time + timeout, and they reopen. */
+  keepalive?: ClientKeepalive;
   channelOptions?: grpc.ChannelOptions;
 }
 
@@ -76,6 +78,7 @@ class ArrowStream {
         p.reject(new RetryableError(msg));
         break;
       case OtapStatusCode.INVALID_ARGUMENT:
+      case OtapStatusCode.UNAUTHENTICATED: // retrying with the same credentials cannot help
       case OtapStatusCode.RESOURCE_EXHAUSTED:
         this.settle(s.batchId);
         p.reject(new PermanentError(msg));
@@ -133,6 +136,7 @@ export class OtapClient<S extends SignalType = SignalType> {
       // so cap it to pick a returning server up within seconds.
       'grpc.max_reconnect_backoff_ms': 5000,
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      ...clientKeepaliveOptions(opts.keepalive),
       ...opts.channelOptions,
     });
   }

@@ -2,7 +2,9 @@
 // ArrowLogsService/ArrowLogs and ArrowMetricsService/ArrowMetrics, each a bidirectional stream of
 // BatchArrowRecords → BatchStatus. Every gRPC stream gets its own OtapConsumer (IPC stream state)
 // and HPACK decoder; each batch is decoded in arrival order, handed to the handler, and answered
-// with one BatchStatus when the handler settles (acks may go out of order).
+// with one BatchStatus when the handler settles (acks may go out of order). A batch's HPACK
+// headers are decoded and the batch authorized (the `authorize` hook) before any of its Arrow
+// payloads is read, as the Go receiver does.
 import * as grpc from '@grpc/grpc-js';
 import type { SignalData, SignalType } from '../model.ts';
 import type { RequestContext } from '../../../collector/src/component/index.ts';
@@ -64,7 +66,8 @@ export interface OtapServerOptions extends ConsumerOptions {
   maxStreams?: number;
   /**
    * Called when the server ends a stream itself: `max_streams` when it was refused on open,
-   * `dictionary_limit` when its dictionaries hit maxDictionaryBytes / maxDictionaryEntries.
+   * `dictionary_limit` when its dictionaries hit maxDictionaryBytes / maxDictionaryEntries,
+   * `unauthenticated` when `authorize` refused a batch before any batch of the stream passed.
    */
   onStreamRefused?: (signal: SignalType, reason: OtapStreamRefusal, message: string) => void;
   /** Called for every batch that was refused (bad input or handler error), for counters/logs. */
@@ -75,7 +78,16 @@ export interface OtapServerOptions extends ConsumerOptions {
    * to later batches of the stream, but no model objects are made.
    */
   refusal?: (signal: SignalType, ctx: RequestContext) => Error | undefined;
-  /** The items of each batch that `refusal` refused (from its tables' row counts), for counters. */
+  /**
+   * Asked for each batch once its HPACK headers are merged into `ctx` and before any of its Arrow
+   * payloads is read: an error refuses the batch with BatchStatus UNAUTHENTICATED (message
+   * `unauthenticated: <error message>`). Until a batch of the stream has passed, a refusal also
+   * ends the stream with gRPC UNAUTHENTICATED and nothing of it is decoded; after one has passed,
+   * the refused batch's payloads are still read (no model is built, its items go to
+   * onRefusedItems), since skipping them would desynchronise the stream's dictionaries.
+   */
+  authorize?: (signal: SignalType, ctx: RequestContext) => Error | undefined;
+  /** The items of each batch that `refusal` or `authorize` refused (from its tables' row counts), for counters. */
   onRefusedItems?: (signal: SignalType, items: number, ctx: RequestContext) => void;
   /**
    * Called once when a stream opens, with the call (e.g. for its TLS peer certificate) and the
@@ -87,7 +99,7 @@ export interface OtapServerOptions extends ConsumerOptions {
   streamContext?: (call: grpc.ServerDuplexStream<Buffer, Buffer>, base: RequestContext) => RequestContext;
 }
 
-export type OtapStreamRefusal = 'max_streams' | 'dictionary_limit';
+export type OtapStreamRefusal = 'max_streams' | 'dictionary_limit' | 'unauthenticated';
 
 export interface OtapServerStats {
   /** Streams accepted since start. */
@@ -98,6 +110,8 @@ export interface OtapServerStats {
   streamsRefused: number;
   /** Streams the server ended because their dictionaries hit a limit. */
   streamsFailed: number;
+  /** Streams the server ended because a batch did not authenticate before any batch had. */
+  streamsUnauthenticated: number;
   batches: number;
   items: number;
   refused: number;
@@ -127,7 +141,7 @@ export function errorToBatchStatus(batchId: bigint, err: unknown): BatchStatus {
  * decides the BatchStatus (resolve → OK, reject → the mapped code).
  */
 export function addOtapServices(server: grpc.Server, handler: OtapHandler, opts: OtapServerOptions = {}): OtapServerStats {
-  const stats: OtapServerStats = { streams: 0, active: 0, streamsRefused: 0, streamsFailed: 0, batches: 0, items: 0, refused: 0 };
+  const stats: OtapServerStats = { streams: 0, active: 0, streamsRefused: 0, streamsFailed: 0, streamsUnauthenticated: 0, batches: 0, items: 0, refused: 0 };
   const maxInFlight = opts.maxInFlightPerStream ?? 16;
   for (const signal of opts.signals ?? (['traces', 'logs', 'metrics'] as SignalType[])) {
     const m = OTAP_METHODS[signal];
@@ -188,6 +202,10 @@ function serveStream(
   /** A dictionary limit failed the stream: it ends with this status once in-flight batches settled. */
   let failure: OtapDecodeError | null = null;
   let failureSent = false;
+  /** A batch of this stream passed `authorize`: from then on its dictionaries are worth keeping. */
+  let authenticated = false;
+  /** The stream was ended for a batch that did not authenticate: read nothing more. */
+  let refusedAuth = false;
   const endFailed = () => {
     if (failureSent) return;
     failureSent = true;
@@ -226,6 +244,7 @@ function serveStream(
   };
 
   call.on('data', (buf: Buffer) => {
+    if (refusedAuth) return;
     let batch: BatchArrowRecords;
     try {
       batch = decodeBatchArrowRecords(buf);
@@ -244,6 +263,42 @@ function serveStream(
         for (const [k, v] of hpack.decode(batch.headers)) md[k.toLowerCase()] = v;
         ctx.metadata = md;
       }
+      const authErr = opts.authorize?.(signal, ctx);
+      if (authErr) {
+        const st: BatchStatus = { batchId: batch.batchId, statusCode: OtapStatusCode.UNAUTHENTICATED, statusMessage: `unauthenticated: ${authErr.message}` };
+        if (!authenticated) {
+          // Nothing of the stream was read yet, so nothing is lost by ending it, and skipping this
+          // batch's payloads would leave later batches referring to schemas and dictionaries we
+          // never saw. Ending it also keeps an unauthenticated client from holding a stream slot.
+          // (No batch was handed on, so none is in flight.) Items are unknown: counting them would
+          // mean parsing the Arrow framing we refuse to touch.
+          refusedAuth = true;
+          answer(st, authErr);
+          stats.streamsUnauthenticated++;
+          const details = `OTel Arrow stream ended: batch ${batch.batchId} did not authenticate: ${authErr.message}`;
+          opts.onStreamRefused?.(signal, 'unauthenticated', details);
+          paused = true;
+          call.pause();
+          call.emit('error', { code: grpc.status.UNAUTHENTICATED, details });
+          return;
+        }
+        // After an authenticated batch, later delta dictionaries build on this batch's: skipping
+        // its payloads would make the next batches fail or decode against the wrong entries. So
+        // they are read (no model built) and the stream goes on; its sender has authenticated.
+        let read;
+        try {
+          read = consumer.consume(batch, false);
+        } catch (e) {
+          // Still an authentication refusal to the sender; a dictionary limit still ends the stream.
+          answer(st, authErr);
+          if (e instanceof OtapDecodeError && e.streamFatal) fail(e);
+          return;
+        }
+        opts.onRefusedItems?.(signal, read.items, ctx);
+        answer(st, authErr);
+        return;
+      }
+      authenticated = true;
       const refusal = opts.refusal?.(signal, ctx);
       decoded = consumer.consume(batch, !refusal);
       if (refusal) {

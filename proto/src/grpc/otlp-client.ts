@@ -6,7 +6,7 @@ import type { SignalData, SignalType } from '../model.ts';
 import { encodeSignal } from '../otlp/encode.ts';
 import { decodeExportResponse } from '../otlp/decode.ts';
 import type { ExportPartialSuccess } from '../otlp/encode.ts';
-import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_WINDOW_BYTES, grpcErrorToPipelineError, rawDeserialize, rawSerialize, toMetadata } from './common.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_WINDOW_BYTES, clientKeepaliveOptions, grpcErrorToPipelineError, type ClientKeepalive, rawDeserialize, rawSerialize, toMetadata } from './common.ts';
 import { OTLP_SERVICE_PATHS } from './otlp-server.ts';
 
 export interface OtlpGrpcClientOptions {
@@ -22,6 +22,7 @@ export interface OtlpGrpcClientOptions {
   flowControlWindowBytes?: number;
   /** Metadata sent with every call (e.g. authorization). */
   headers?: Record<string, string>;
+  keepalive?: ClientKeepalive;
   channelOptions?: grpc.ChannelOptions;
 }
 
@@ -44,6 +45,7 @@ export class OtlpGrpcClient {
       'grpc.max_reconnect_backoff_ms': 5000,
       'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       'grpc-node.flow_control_window': opts.flowControlWindowBytes ?? DEFAULT_WINDOW_BYTES,
+      ...clientKeepaliveOptions(opts.keepalive),
       ...opts.channelOptions,
     };
     // grpc.default_compression_algorithm: 0 identity, 1 deflate, 2 gzip.

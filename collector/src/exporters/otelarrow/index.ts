@@ -59,6 +59,7 @@ export function createOtelArrowExporter<S extends SignalType>(settings: CreateSe
           zstdLevel: cfg.zstdLevel,
           maxStreamLifetimeMs: cfg.maxStreamLifetimeMs,
           maxInFlight: cfg.maxInFlight,
+          keepalive: cfg.client.keepalive,
           ...(cfg.client.compression === 'gzip' ? { channelOptions: { 'grpc.default_compression_algorithm': 2 } } : {}),
         });
       },

@@ -11,7 +11,7 @@ import type { CreateSettings, ExporterFactory, Logger, RequestContext } from '..
 import { ConfigReader, type Raw } from '../../config/reader.ts';
 import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig, type PartialRejection } from '../../exporterhelper/index.ts';
 import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
-import { grpcErrorToPipelineError } from '../../../../proto/src/grpc/common.ts';
+import { grpcErrorToPipelineError, type ClientKeepalive } from '../../../../proto/src/grpc/common.ts';
 import { OtlpGrpcClient } from '../../../../proto/src/grpc/otlp-client.ts';
 
 export interface OtlpGrpcClientConfig {
@@ -24,6 +24,8 @@ export interface OtlpGrpcClientConfig {
   compression: 'gzip' | 'none';
   /** Forward the request's tenant in this header (e.g. x-scope-orgid); empty = don't. */
   tenantHeader: string;
+  /** HTTP/2 pings (time 0 = off); none when absent. */
+  keepalive?: ClientKeepalive;
 }
 
 export interface OtlpExporterConfig {
@@ -44,9 +46,26 @@ export function readGrpcClientConfig(r: ConfigReader): OtlpGrpcClientConfig {
     headers: Object.fromEntries(r.strMap('headers')),
     compression: r.oneOf('compression', ['gzip', 'none'] as const, 'gzip'),
     tenantHeader: r.str('tenant_header', '').toLowerCase(),
+    keepalive: readClientKeepalive(r.sub('keepalive')),
   };
   t.done();
   if (!/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(cfg.endpoint)) throw new ConfigError(r.field('endpoint'), `expected host:port, got ${JSON.stringify(endpoint)}`);
+  return cfg;
+}
+
+/**
+ * `keepalive`: the otelcol client defaults (ping after 10 s without reads, 10 s for the ack, not
+ * while no call is open). Without pings a connection whose peer vanished stays "ready" until
+ * TCP gives up retransmitting, many minutes in which every send on it times out.
+ */
+export function readClientKeepalive(k: ConfigReader): ClientKeepalive {
+  const cfg: ClientKeepalive = {
+    timeMs: k.duration('time', 10_000),
+    timeoutMs: k.duration('timeout', 10_000),
+    permitWithoutStream: k.bool('permit_without_stream', false),
+  };
+  if (cfg.timeMs > 0 && cfg.timeoutMs <= 0) throw new ConfigError(k.field('timeout'), 'must be positive when keepalive.time is set');
+  k.done();
   return cfg;
 }
 
@@ -84,7 +103,7 @@ export class OtlpGrpcSender<S extends SignalType> {
   private readonly client: OtlpGrpcClient;
 
   constructor(readonly cfg: OtlpGrpcClientConfig, readonly signal: S) {
-    this.client = new OtlpGrpcClient({ address: cfg.endpoint, credentials: grpcClientCredentials(cfg), compression: cfg.compression, headers: cfg.headers, maxSendMessageBytes: 64 * 1024 * 1024 });
+    this.client = new OtlpGrpcClient({ address: cfg.endpoint, credentials: grpcClientCredentials(cfg), compression: cfg.compression, headers: cfg.headers, keepalive: cfg.keepalive, maxSendMessageBytes: 64 * 1024 * 1024 });
   }
 
   /** Resolves with the backend's partial success, if it rejected part of the batch. */

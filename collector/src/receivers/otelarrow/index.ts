@@ -4,19 +4,22 @@
 // come from protocols.grpc.tls as on the otlp receiver. Tenant identity: for OTAP, the verified
 // client certificate CN is read once per stream and set as the stream's base context tenant, so it
 // applies to every batch; the stream's gRPC metadata and per-batch HPACK headers feed the bearer
-// and header sources, resolved per batch in the configured source order. A refused tenant on OTAP
-// answers PermanentError (BatchStatus INVALID_ARGUMENT; BatchStatus has no UNAUTHENTICATED mapping
-// here), which senders never retry.
+// and header sources, resolved per batch in the configured source order. Each OTAP batch is
+// authenticated (addOtapServices' authorize hook) once its HPACK headers are decoded and before any
+// of its Arrow payloads is read, so an unauthenticated client never makes us decode Arrow data or
+// grow dictionaries: it gets BatchStatus UNAUTHENTICATED, and its stream is ended if no batch of
+// it had authenticated yet.
 import type { SignalData, SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
-import { DEFAULT_MAX_CONCURRENT_STREAMS, bindServer, createGrpcServer, shutdownServer } from '../../../../proto/src/grpc/common.ts';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, bindServer, createGrpcServer, shutdownServer, type ServerKeepalive } from '../../../../proto/src/grpc/common.ts';
 import { addOtapServices, type OtapServerStats } from '../../../../proto/src/grpc/otap-server.ts';
 import { DEFAULT_MAX_DICTIONARY_BYTES, DEFAULT_MAX_DICTIONARY_ENTRIES, DEFAULT_MAX_TOTAL_DICTIONARY_BYTES, DictionaryBudget } from '../../../../proto/src/otap/stream.ts';
 import { ConfigError, PermanentError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, ReceiverFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
-import { AuthError, readAuthConfig, resolveIdentity, type AuthConfig } from '../common/auth.ts';
+import { AuthError, readAuthConfig, resolveIdentity, type AuthConfig, type Identity } from '../common/auth.ts';
 import { receiverContext } from '../common/context.ts';
+import { readServerKeepalive } from '../common/keepalive.ts';
 import { SharedRegistry, type SharedServer } from '../common/shared.ts';
 import { statusOf } from '../common/status.ts';
 import { grpcClientCertCN, grpcServerCredentials, readServerTls, type ServerTlsConfig } from '../common/tls.ts';
@@ -28,6 +31,8 @@ export interface OtelArrowReceiverConfig {
   maxRecvMsgSize: number;
   /** Calls one connection may have open at once (grpc.max_concurrent_streams). */
   maxConcurrentStreamsPerConnection: number;
+  /** protocols.grpc.keepalive: pings free the streams (and dictionaries) of clients that vanished. */
+  keepalive: ServerKeepalive;
   /** Decompressed Arrow bytes per batch (arrow.memory_limit_mib in contrib). */
   maxBatchBytes: number;
   maxInFlightPerStream: number;
@@ -60,6 +65,7 @@ export function validateOtelArrowReceiverConfig(raw: unknown, path: string): Ote
     endpoint: parseEndpoint(g.str('endpoint', '127.0.0.1:4317'), g.field('endpoint')),
     maxRecvMsgSize: g.size('max_recv_msg_size', 16 * 1024 * 1024),
     maxConcurrentStreamsPerConnection: g.num('max_concurrent_streams', DEFAULT_MAX_CONCURRENT_STREAMS, { min: 1, integer: true }),
+    keepalive: readServerKeepalive(g.sub('keepalive')),
     maxBatchBytes: a.num('memory_limit_mib', 128, { min: 1 }) * 1024 * 1024,
     maxInFlightPerStream: a.num('max_in_flight_per_stream', 16, { min: 1, integer: true }),
     maxDictionaryEntries: a.num('max_dictionary_entries', DEFAULT_MAX_DICTIONARY_ENTRIES, { min: 1, integer: true }),
@@ -81,23 +87,21 @@ export class OtelArrowServer implements SharedServer {
   readonly consumers: Partial<Record<SignalType, Consumer>> = {};
   private server?: ReturnType<typeof createGrpcServer>;
   stats?: OtapServerStats;
+  /** Dictionary bytes all OTAP streams of this server retain (set on start). */
+  dictionaryBudget?: DictionaryBudget;
   port = 0;
 
   constructor(private readonly settings: CreateSettings, private readonly cfg: OtelArrowReceiverConfig) {}
 
-  /** One OTAP batch. `stream.tenant` is only ever the verified client certificate CN (set per stream). */
+  /**
+   * One OTAP batch, already authorized (authorize() passed for the same context, so resolving the
+   * identity again cannot fail). `stream.tenant` is only ever the verified client certificate CN.
+   */
   private async handle<S extends SignalType>(signal: S, data: SignalData[S], stream: RequestContext): Promise<void> {
     const consumer = this.consumers[signal];
     if (!consumer) throw new PermanentError(`no ${signal} pipeline on this receiver`);
     const md = stream.metadata ?? {};
-    let id;
-    try {
-      id = resolveIdentity(this.cfg.auth, { header: (n) => md[n], clientCertCN: stream.tenant });
-    } catch (err) {
-      if (err instanceof AuthError) throw new PermanentError(`unauthenticated: ${err.message}`);
-      throw err;
-    }
-    const ctx = receiverContext(stream, id, md, this.cfg.metadataKeys);
+    const ctx = receiverContext(stream, this.identityOf(stream), md, this.cfg.metadataKeys);
     const tel = this.settings.telemetry;
     const labels = { kind: 'receiver', component: this.settings.id, pipeline: '', signal, tenant: ctx.tenant ?? '' };
     const items = countItems(signal, data);
@@ -112,21 +116,34 @@ export class OtelArrowServer implements SharedServer {
     }
   }
 
-  /** The tenant of a batch, or null when it does not authenticate (then handle() answers). */
+  /** The tenant of a batch, or null when it does not authenticate. */
   private tenantOf(stream: RequestContext): string | null {
-    const md = stream.metadata ?? {};
     try {
-      return resolveIdentity(this.cfg.auth, { header: (n) => md[n], clientCertCN: stream.tenant }).tenant ?? '';
+      return this.identityOf(stream).tenant ?? '';
     } catch {
       return null;
     }
   }
 
-  /** A refusing pipeline head (memory limiter), asked for authenticated batches before their model is built. */
-  private refusal(signal: SignalType, stream: RequestContext): Error | undefined {
-    const consumer = this.consumers[signal];
-    if (!consumer?.refusal || this.tenantOf(stream) === null) return undefined;
-    return consumer.refusal();
+  private identityOf(stream: RequestContext): Identity {
+    const md = stream.metadata ?? {};
+    return resolveIdentity(this.cfg.auth, { header: (n) => md[n], clientCertCN: stream.tenant });
+  }
+
+  /** Why a batch (stream metadata plus its HPACK headers) does not authenticate, or undefined when it does. */
+  private authorize(stream: RequestContext): AuthError | undefined {
+    try {
+      this.identityOf(stream);
+      return undefined;
+    } catch (err) {
+      if (err instanceof AuthError) return err;
+      throw err;
+    }
+  }
+
+  /** A refusing pipeline head (memory limiter), asked (after authorize) before a batch's model is built. */
+  private refusal(signal: SignalType): Error | undefined {
+    return this.consumers[signal]?.refusal?.();
   }
 
   /** Items refused before their model was built, under the batch's tenant. */
@@ -136,18 +153,19 @@ export class OtelArrowServer implements SharedServer {
   }
 
   async start(): Promise<void> {
-    const server = createGrpcServer({ maxReceiveMessageBytes: this.cfg.maxRecvMsgSize, maxConcurrentStreams: this.cfg.maxConcurrentStreamsPerConnection });
+    const server = createGrpcServer({ maxReceiveMessageBytes: this.cfg.maxRecvMsgSize, maxConcurrentStreams: this.cfg.maxConcurrentStreamsPerConnection, keepalive: this.cfg.keepalive });
     const tls = this.cfg.tls;
     const id = this.settings.id;
     const requests = this.settings.telemetry?.registry.counter('kscope_receiver_requests_total', 'Requests per receiver, transport and status code.');
-    const streamsRefused = this.settings.telemetry?.registry.counter('kscope_receiver_otap_streams_refused_total', 'OTel Arrow streams the receiver ended itself, per reason (max_streams, dictionary_limit).');
+    const streamsRefused = this.settings.telemetry?.registry.counter('kscope_receiver_otap_streams_refused_total', 'OTel Arrow streams the receiver ended itself, per reason (max_streams, dictionary_limit, unauthenticated).');
+    // one budget for every stream of this receiver: streams × max_dictionary_bytes is no bound
+    this.dictionaryBudget = new DictionaryBudget(this.cfg.maxTotalDictionaryBytes);
     this.stats = addOtapServices(server, (signal, data, ctx) => this.handle(signal, data, ctx), {
       maxBatchBytes: this.cfg.maxBatchBytes,
       maxInFlightPerStream: this.cfg.maxInFlightPerStream,
       maxDictionaryEntries: this.cfg.maxDictionaryEntries,
       maxDictionaryBytes: this.cfg.maxDictionaryBytes,
-      // one budget for every stream of this receiver: streams × max_dictionary_bytes is no bound
-      dictionaryBudget: new DictionaryBudget(this.cfg.maxTotalDictionaryBytes),
+      dictionaryBudget: this.dictionaryBudget,
       maxStreams: this.cfg.maxStreams,
       onRefused: (signal, status) => {
         // Every non-OK BatchStatus, decode errors included (their items are unknown).
@@ -158,8 +176,10 @@ export class OtelArrowServer implements SharedServer {
         streamsRefused?.add({ receiver: id, signal, reason });
         this.settings.logger.debug({ signal, reason, message }, 'OTAP stream refused');
       },
+      // identity first, before any Arrow payload of the batch is read (counted and logged by onRefused)
+      authorize: (_signal, stream) => this.authorize(stream),
       // a refusing memory limiter answers before the batch's model objects are built
-      refusal: (signal, stream) => this.refusal(signal, stream),
+      refusal: (signal) => this.refusal(signal),
       onRefusedItems: (signal, items, stream) => this.countRefused(signal, items, stream),
       // The stream's identity from its TLS session, read once: a client cannot change it per batch
       // (HPACK headers only add metadata), and a tenant never rides in from the sender's metadata.

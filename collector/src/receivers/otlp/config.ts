@@ -1,9 +1,10 @@
 // OTLP receiver config: protocols.grpc / protocols.http (either or both), auth, metadata keys.
-import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../../../../proto/src/grpc/common.ts';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, type ServerKeepalive } from '../../../../proto/src/grpc/common.ts';
 import { ConfigError } from '../../component/errors.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { readAuthConfig, type AuthConfig } from '../common/auth.ts';
 import { readServerTls, type ServerTlsConfig } from '../common/tls.ts';
+import { readServerKeepalive } from '../common/keepalive.ts';
 
 export interface Endpoint {
   host: string;
@@ -15,6 +16,7 @@ export interface GrpcProtocolConfig {
   maxRecvMsgSize: number;
   /** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
   maxConcurrentStreams: number;
+  keepalive: ServerKeepalive;
   tls?: ServerTlsConfig;
 }
 
@@ -51,6 +53,7 @@ export function validateOtlpReceiverConfig(raw: unknown, path: string): OtlpRece
       endpoint: parseEndpoint(g.str('endpoint', '127.0.0.1:4317'), g.field('endpoint')),
       maxRecvMsgSize: g.size('max_recv_msg_size', 4 * 1024 * 1024),
       maxConcurrentStreams: g.num('max_concurrent_streams', DEFAULT_MAX_CONCURRENT_STREAMS, { min: 1, integer: true }),
+      keepalive: readServerKeepalive(g.sub('keepalive')),
       tls: readServerTls(g),
     };
     g.done();

@@ -129,7 +129,7 @@ export class OtlpGrpcServer {
   }
 
   async start(): Promise<void> {
-    const server = createGrpcServer({ maxReceiveMessageBytes: this.o.cfg.maxRecvMsgSize, maxConcurrentStreams: this.o.cfg.maxConcurrentStreams });
+    const server = createGrpcServer({ maxReceiveMessageBytes: this.o.cfg.maxRecvMsgSize, maxConcurrentStreams: this.o.cfg.maxConcurrentStreams, keepalive: this.o.cfg.keepalive });
     const tls = this.o.cfg.tls;
     new OtlpGrpcServices({ ...this.o, tls: !!tls }).addTo(server);
     const { host, port } = this.o.cfg.endpoint;
