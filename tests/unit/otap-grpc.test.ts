@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { OtapClient } from '../../proto/src/grpc/otap-client.ts';
-import { OTAP_METHODS, addOtapServices, type OtapHandler } from '../../proto/src/grpc/otap-server.ts';
+import { OTAP_METHODS, addOtapServices, type OtapHandler, type OtapServerStats } from '../../proto/src/grpc/otap-server.ts';
 import { bindServer, createGrpcServer, rawDeserialize, rawSerialize, shutdownServer } from '../../proto/src/grpc/common.ts';
 import { OtapProducer } from '../../proto/src/otap/stream.ts';
 import { decodeBatchStatus, encodeBatchArrowRecords, type BatchStatus } from '../../proto/src/otap/messages.ts';
@@ -16,9 +16,10 @@ import type { RequestContext } from '../../collector/src/component/index.ts';
 import type { LogsData, MetricsData, SignalType } from '../../proto/src/model.ts';
 import { canon } from './otap-helpers.ts';
 
-async function withServer(handler: OtapHandler, fn: (addr: string) => Promise<void>, opts = {}): Promise<void> {
+async function withServer(handler: OtapHandler, fn: (addr: string) => Promise<void>, opts = {}, onStats?: (s: OtapServerStats) => void): Promise<void> {
   const server = createGrpcServer();
-  addOtapServices(server, handler, opts);
+  const stats = addOtapServices(server, handler, opts);
+  onStats?.(stats);
   const port = await bindServer(server, '127.0.0.1:0');
   try {
     await fn(`127.0.0.1:${port}`);
@@ -164,14 +165,13 @@ test('a bad batch gets INVALID_ARGUMENT / RESOURCE_EXHAUSTED and the next batch 
           call.on('error', reject);
           check();
         });
-      const done = waitFor(4);
+      const done = waitFor(3);
       const p = new OtapProducer();
       const good1 = p.produce('traces', agentTraces(20, 1), new HpackEncoder().encode({ a: 'b' }));
       const good2 = p.produce('traces', agentTraces(20, 2));
       const write = (m: Parameters<typeof encodeBatchArrowRecords>[0]) => call.write(Buffer.from(encodeBatchArrowRecords(m)));
       write(good1);
       write({ batchId: 100n, headers: new Uint8Array(0), arrowPayloads: [{ schemaId: '0', type: 40, record: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]) }] });
-      write({ batchId: 101n, headers: new Uint8Array([0xff]), arrowPayloads: [] });
       write(good2);
       await done;
       call.end();
@@ -180,12 +180,46 @@ test('a bad batch gets INVALID_ARGUMENT / RESOURCE_EXHAUSTED and the next batch 
       assert.equal(byId.get(good1.batchId)?.statusCode, 0);
       assert.equal(byId.get(100n)?.statusCode, 3);
       assert.match(byId.get(100n)!.statusMessage, /SPANS/);
-      assert.equal(byId.get(101n)?.statusCode, 3, 'bad HPACK block');
-      assert.equal(byId.get(good2.batchId)?.statusCode, 0, 'good batch after the bad ones');
+      assert.equal(byId.get(good2.batchId)?.statusCode, 0, 'good batch after the bad one');
       assert.equal(handled.length, 2);
-      assert.equal(refused.length, 2);
+      assert.equal(refused.length, 1);
     },
     { onRefused: (_s: SignalType, st: BatchStatus) => refused.push(st) },
+  );
+});
+
+test('a header block that does not decode ends the stream (INVALID_ARGUMENT): its HPACK table and dictionaries are out of step', async () => {
+  const handled: string[] = [];
+  const ended: string[] = [];
+  let stats: OtapServerStats | undefined;
+  await withServer(
+    async (_s, _data, ctx) => {
+      handled.push(ctx.metadata?.who ?? '');
+    },
+    async (addr) => {
+      const client = new grpc.Client(addr, grpc.credentials.createInsecure());
+      const call = client.makeBidiStreamRequest<Buffer, Buffer>(OTAP_METHODS.traces.path, rawSerialize, rawDeserialize, new grpc.Metadata());
+      const statuses: BatchStatus[] = [];
+      call.on('data', (b: Buffer) => statuses.push(decodeBatchStatus(b)));
+      const end = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+      call.on('error', () => undefined);
+      const hpack = new HpackEncoder();
+      const p = new OtapProducer();
+      const write = (m: Parameters<typeof encodeBatchArrowRecords>[0]) => call.write(Buffer.from(encodeBatchArrowRecords(m)));
+      write(p.produce('traces', agentTraces(20, 1), hpack.encode({ who: 'first' })));
+      const bad = p.produce('traces', agentTraces(20, 2));
+      write({ ...bad, headers: new Uint8Array([0xff]) }); // an index past any table
+      write(p.produce('traces', agentTraces(20, 3), hpack.encode({ who: 'third' })));
+      const st = await Promise.race([end, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`stream not ended; statuses ${statuses.map((x) => `${x.batchId}:${x.statusCode}`)}`)), 3000))]).finally(() => client.close());
+      assert.equal(st.code, grpc.status.INVALID_ARGUMENT, st.details);
+      assert.match(st.details, /stream ended/);
+      assert.deepEqual(statuses.map((s) => [s.batchId, s.statusCode]), [[0n, 0], [1n, 3]], 'the bad batch answered, nothing after it read');
+      assert.deepEqual(handled, ['first']);
+      assert.deepEqual(ended, ['invalid_headers']);
+      assert.equal(stats!.streamsFailed, 1);
+    },
+    { onStreamRefused: (_s: SignalType, reason: string) => ended.push(reason) },
+    (s) => (stats = s),
   );
 });
 

@@ -67,7 +67,8 @@ export interface OtapServerOptions extends ConsumerOptions {
   /**
    * Called when the server ends a stream itself: `max_streams` when it was refused on open,
    * `dictionary_limit` when its dictionaries hit maxDictionaryBytes / maxDictionaryEntries,
-   * `unauthenticated` when `authorize` refused a batch before any batch of the stream passed.
+   * `unauthenticated` when `authorize` refused a batch before any batch of the stream passed,
+   * `invalid_headers` when a batch's HPACK header block did not decode.
    */
   onStreamRefused?: (signal: SignalType, reason: OtapStreamRefusal, message: string) => void;
   /** Called for every batch that was refused (bad input or handler error), for counters/logs. */
@@ -99,7 +100,7 @@ export interface OtapServerOptions extends ConsumerOptions {
   streamContext?: (call: grpc.ServerDuplexStream<Buffer, Buffer>, base: RequestContext) => RequestContext;
 }
 
-export type OtapStreamRefusal = 'max_streams' | 'dictionary_limit' | 'unauthenticated';
+export type OtapStreamRefusal = 'max_streams' | 'dictionary_limit' | 'unauthenticated' | 'invalid_headers';
 
 export interface OtapServerStats {
   /** Streams accepted since start. */
@@ -108,7 +109,7 @@ export interface OtapServerStats {
   active: number;
   /** Streams refused on open (over maxStreams). */
   streamsRefused: number;
-  /** Streams the server ended because their dictionaries hit a limit. */
+  /** Streams the server ended because their dictionaries hit a limit or their HPACK headers broke. */
   streamsFailed: number;
   /** Streams the server ended because a batch did not authenticate before any batch had. */
   streamsUnauthenticated: number;
@@ -199,8 +200,11 @@ function serveStream(
   let inFlight = 0;
   let ended = false;
   let paused = false;
-  /** A dictionary limit failed the stream: it ends with this status once in-flight batches settled. */
-  let failure: OtapDecodeError | null = null;
+  /**
+   * The stream's state can no longer be trusted (a dictionary limit released its dictionaries, or a
+   * header block broke its HPACK table): it ends with this status once in-flight batches settled.
+   */
+  let failure: { code: grpc.status; message: string } | null = null;
   let failureSent = false;
   /** A batch of this stream passed `authorize`: from then on its dictionaries are worth keeping. */
   let authenticated = false;
@@ -209,7 +213,7 @@ function serveStream(
   const endFailed = () => {
     if (failureSent) return;
     failureSent = true;
-    call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: failure!.message });
+    call.emit('error', { code: failure!.code, details: failure!.message });
   };
 
   const answer = (s: BatchStatus, err?: unknown) => {
@@ -232,11 +236,11 @@ function serveStream(
     }
     if (ended && inFlight === 0) call.end();
   };
-  const fail = (e: OtapDecodeError) => {
+  const fail = (code: grpc.status, message: string, reason: OtapStreamRefusal) => {
     if (failure) return;
-    failure = e;
+    failure = { code, message };
     stats.streamsFailed++;
-    opts.onStreamRefused?.(signal, 'dictionary_limit', e.message);
+    opts.onStreamRefused?.(signal, reason, message);
     // Read nothing more; batches handed on before still get their status, then the stream ends.
     paused = true;
     call.pause();
@@ -291,7 +295,7 @@ function serveStream(
         } catch (e) {
           // Still an authentication refusal to the sender; a dictionary limit still ends the stream.
           answer(st, authErr);
-          if (e instanceof OtapDecodeError && e.streamFatal) fail(e);
+          if (e instanceof OtapDecodeError && e.streamFatal) fail(grpc.status.RESOURCE_EXHAUSTED, e.message, 'dictionary_limit');
           return;
         }
         opts.onRefusedItems?.(signal, read.items, ctx);
@@ -308,7 +312,11 @@ function serveStream(
       }
     } catch (e) {
       answer(errorToBatchStatus(batch.batchId, e), e);
-      if (e instanceof OtapDecodeError && e.streamFatal) fail(e);
+      if (e instanceof OtapDecodeError && e.streamFatal) fail(grpc.status.RESOURCE_EXHAUSTED, e.message, 'dictionary_limit');
+      // A header block that failed may have half-updated the HPACK table, so later blocks could
+      // decode to wrong metadata (a wrong tenant), and this batch's payloads, never read, leave
+      // the dictionaries behind the sender's: the stream cannot go on (the Go receiver ends it too).
+      else if (e instanceof HpackError) fail(grpc.status.INVALID_ARGUMENT, `OTel Arrow stream ended: ${e.message}`, 'invalid_headers');
       return;
     }
     stats.items += decoded.items;

@@ -157,7 +157,7 @@ export class OtelArrowServer implements SharedServer {
     const tls = this.cfg.tls;
     const id = this.settings.id;
     const requests = this.settings.telemetry?.registry.counter('kscope_receiver_requests_total', 'Requests per receiver, transport and status code.');
-    const streamsRefused = this.settings.telemetry?.registry.counter('kscope_receiver_otap_streams_refused_total', 'OTel Arrow streams the receiver ended itself, per reason (max_streams, dictionary_limit, unauthenticated).');
+    const streamsRefused = this.settings.telemetry?.registry.counter('kscope_receiver_otap_streams_refused_total', 'OTel Arrow streams the receiver ended itself, per reason (max_streams, dictionary_limit, unauthenticated, invalid_headers).');
     // one budget for every stream of this receiver: streams × max_dictionary_bytes is no bound
     this.dictionaryBudget = new DictionaryBudget(this.cfg.maxTotalDictionaryBytes);
     this.stats = addOtapServices(server, (signal, data, ctx) => this.handle(signal, data, ctx), {
