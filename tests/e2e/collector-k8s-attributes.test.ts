@@ -1,6 +1,6 @@
 // k8s_attributes against a real kube-apiserver (peer): the processor's informer (lib/k8s) lists
 // Pods, and spans carrying k8s.pod.ip or arriving from the Pod's IP get namespace, pod, node and
-// label attributes.
+// label and annotation attributes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse as parseYaml } from 'yaml';
@@ -21,7 +21,7 @@ test('k8s_attributes enriches from a real API server (pod IP association)', { ti
   let col: Collector | undefined;
   try {
     assert.equal((await kube.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } })).status, 201);
-    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'cart-0', namespace: 'shop', labels: { app: 'cart', team: 'payments' } }, spec: { nodeName: 'node-7', containers: [{ name: 'cart', image: 'cart:1.4' }] } };
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'cart-0', namespace: 'shop', labels: { app: 'cart', team: 'payments' }, annotations: { 'example.com/owner': 'ana', 'example.com/other': 'x' } }, spec: { nodeName: 'node-7', containers: [{ name: 'cart', image: 'cart:1.4' }] } };
     const created = await kube.request('POST', '/api/v1/namespaces/shop/pods', pod);
     assert.equal(created.status, 201, created.body);
     const status = await kube.request('PATCH', '/api/v1/namespaces/shop/pods/cart-0/status', { status: { phase: 'Running', podIP: '10.42.0.17', podIPs: [{ ip: '10.42.0.17' }] } }, { contentType: 'application/merge-patch+json' });
@@ -39,6 +39,7 @@ processors:
     extract:
       metadata: [k8s.namespace.name, k8s.pod.name, k8s.pod.uid, k8s.node.name, k8s.container.name, container.image.name]
       labels: [{ key: team, tag_name: team }]
+      annotations: [{ key: example.com/owner }]
 exporters: { capture/k8s: {} }
 service:
   telemetry: { metrics: { address: "" } }
@@ -57,6 +58,8 @@ service:
     assert.equal(getAttr(attrs, 'k8s.container.name'), 'cart');
     assert.equal(getAttr(attrs, 'container.image.name'), 'cart');
     assert.equal(getAttr(attrs, 'team'), 'payments');
+    assert.equal(getAttr(attrs, 'k8s.pod.annotations.example.com/owner'), 'ana');
+    assert.equal(getAttr(attrs, 'k8s.pod.annotations.example.com/other'), undefined, 'only the selected annotations');
   } finally {
     await col?.shutdown();
     await kube.stop();

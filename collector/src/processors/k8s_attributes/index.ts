@@ -136,7 +136,11 @@ export class K8sAttributesProcessor<S extends SignalType> implements Component, 
       this.settings.logger.warn('no Kubernetes access (no kubeconfig, not in a cluster): k8s_attributes passes data through unchanged');
       return;
     }
-    const icfg = validatePodInformerConfig({ nodeName: '', store: { maxPods: this.cfg.maxPods } }, `processors.${this.settings.id}`);
+    const icfg = validatePodInformerConfig(
+      // the store keeps only the annotations asked for (pod metadata stays small)
+      { nodeName: '', store: { maxPods: this.cfg.maxPods }, annotations: this.cfg.annotations.map((a) => a.key) },
+      `processors.${this.settings.id}`,
+    );
     const informer = new PodInformer(access.kc, icfg, { logger: this.settings.logger as never });
     informer.start();
     this.informer = informer;
