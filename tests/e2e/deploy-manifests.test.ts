@@ -10,6 +10,7 @@ import { requires } from '../lib/env.ts';
 import { parseAgentConfig } from '../../agent/src/config.ts';
 import { parseConfig } from '../../collector/src/config/load.ts';
 import { validateConfig } from '../../collector/src/pipeline/service.ts';
+import { validateK8sAttributesConfig } from '../../collector/src/processors/k8s_attributes/index.ts';
 import { fullRegistry } from '../../collector/src/registry-full.ts';
 
 const OVERLAYS = ['base', 'overlays/kind', 'overlays/minikube', 'overlays/production', 'examples'];
@@ -126,6 +127,11 @@ for (const dir of OVERLAYS.filter((d) => d !== 'examples')) {
       const telemetryPort = Number(cfg.telemetry.metricsAddress.split(':').pop());
       assert.equal(c.ports.find((p: any) => p.name === 'telemetry').containerPort, telemetryPort, `${name} probes hit the telemetry port`);
       assert.match(cfg.telemetry.metricsAddress, /^0\.0\.0\.0:/, `${name} telemetry reachable by the kubelet`);
+      // Behind the load-balancing tier every sender is one of its pods: associating by the
+      // connection's IP would give host processes that pod's namespace and name.
+      for (const [id, raw] of Object.entries(cfg.processors))
+        if (name === 'kscope-collector-sampling' && id.split('/')[0] === 'k8s_attributes')
+          assert.ok(!validateK8sAttributesConfig(raw, `processors.${id}`).podAssociation.includes('connection'), `${name}: ${id} associates by connection`);
     }
   });
 }
