@@ -649,7 +649,7 @@ export interface PrometheusHandle {
 }
 
 /**
- * Starts Debian's Prometheus with the remote-write receiver on, TSDB in a temp dir. `scrapeConfigs`
+ * Starts Debian's Prometheus with the remote-write receiver and native histograms on, TSDB in a temp dir. `scrapeConfigs`
  * is the YAML list under scrape_configs (default none).
  */
 export async function startPrometheus(opts: { scrapeConfigs?: unknown[]; scrapeInterval?: string; readyTimeoutMs?: number } = {}): Promise<PrometheusHandle> {
@@ -667,6 +667,9 @@ export async function startPrometheus(opts: { scrapeConfigs?: unknown[]; scrapeI
       const proc = spawnPeer('prometheus', bin, [
         `--config.file=${configFile}`, `--storage.tsdb.path=${join(dir, 'data')}`,
         `--web.listen-address=127.0.0.1:${port}`, '--web.enable-remote-write-receiver',
+        // Native histograms over remote write (the collector's default for exponential histograms):
+        // Prometheus before 3.8 refuses them, and the whole request with them, without this.
+        '--enable-feature=native-histograms',
         '--log.level=warn',
       ], { cwd: dir });
       try {

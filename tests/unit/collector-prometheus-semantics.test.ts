@@ -98,6 +98,7 @@ async function writeServer(statuses: number[]) {
   const exporter = createRemoteWriteExporter({ id: 'prw', logger: testLogger() }, validateRemoteWriteConfig({
     endpoint: `http://127.0.0.1:${port}/api/v1/write`,
     target_info: { enabled: false },
+    exponential_histograms: 'classic', // these cases are about the classic _bucket{le} series
     // No queue: each consume() sends (and retries) before returning, so requests are in order.
     sending_queue: { enabled: false },
     retry_on_failure: { initial_interval: '5ms', randomization_factor: 0 },

@@ -84,7 +84,8 @@ export const HINTS = `To send to Jaeger and Prometheus instead of files, run the
     otlp/jaeger: { endpoint: 127.0.0.1:4317, tls: { insecure: true } }
     prometheusremotewrite: { endpoint: http://127.0.0.1:9090/api/v1/write }
   service.pipelines: traces → [otlp/jaeger], metrics → [prometheusremotewrite]
-(Prometheus needs --web.enable-remote-write-receiver), and point the agent's exporter.config.endpoint
+(Prometheus needs --web.enable-remote-write-receiver, and before 3.8 --enable-feature=native-histograms
+for the exponential histograms; or set exponential_histograms: classic), and point the agent's exporter.config.endpoint
 at that collector. See collector/testdata/ and deploy/ for complete configs.`;
 
 export const upCommand: Command = {

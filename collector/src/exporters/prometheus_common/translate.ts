@@ -13,7 +13,10 @@
 //   exponential histograms are converted to the same classic buckets (le = each bucket's upper
 //   boundary); summaries → {quantile} + _sum + _count; le and quantile are written without an
 //   exponent, as Go's FormatFloat(v, 'f', -1, 64) does;
-// - a point flagged "no recorded value" gives stale samples (remote write sends the stale NaN).
+// - a point flagged "no recorded value" gives stale samples (remote write sends the stale NaN);
+// - with `nativeExponential` (remote write's native histograms), an exponential histogram point is
+//   not expanded: it gives one series named like the family, without _bucket/_sum/_count, carrying
+//   the point itself in `exponential` (and no samples); the exporter encodes it.
 // Delta sums and histograms must be made cumulative first (TemporalityConverter); the exporters do
 // that.
 import { AggregationTemporality, type AnyValue, type KeyValue, type MetricsData, KeyValueList } from '../../../../proto/src/model.ts';
@@ -42,6 +45,17 @@ export interface PromSeries {
    * quantile). The buckets of a point can change (another scale), so its series are replaced as a set.
    */
   group?: string;
+  /** With TranslateOptions.nativeExponential: the exponential histogram points of this series. */
+  exponential?: ExponentialSample[];
+}
+
+/** An exponential histogram point left whole for a native histogram (see nativeExponential). */
+export interface ExponentialSample {
+  point: ExponentialHistogramDataPoint;
+  /** Milliseconds since the epoch. */
+  timestampMs: number;
+  /** The point had no recorded value: a stale marker. */
+  stale: boolean;
 }
 
 export type PromType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'unknown';
@@ -157,6 +171,11 @@ export interface TranslateOptions {
   targetInfo: boolean;
   /** Copy all resource attributes onto every series (resource_to_telemetry_conversion). */
   resourceToLabels: boolean;
+  /**
+   * Exponential histograms as one series per point named like the family, with the point in
+   * `exponential` (remote write's native histograms), instead of classic buckets. Default false.
+   */
+  nativeExponential?: boolean;
 }
 
 /** Translates one (cumulative) batch into families keyed by metric name. */
@@ -216,6 +235,16 @@ export function translate(d: MetricsData, opts: TranslateOptions = { targetInfo:
           if (data.aggregationTemporality === AggregationTemporality.Delta) continue; // not representable: caller converts
           const name = promName(m.name, m.unit, 'other');
           const f = fam(name, 'histogram', m.description);
+          if (data.type === 'exponentialHistogram' && opts.nativeExponential) {
+            for (const p of data.dataPoints) {
+              const lbl = labelsOf(p.attributes);
+              lbl.set('__name__', name);
+              const ts = nsToMs(p.timeUnixNano);
+              latestTs = Math.max(latestTs, ts);
+              f.series.push({ labels: sorted(lbl), samples: [], exponential: [{ point: p, timestampMs: ts, stale: (p.flags & NO_RECORDED_VALUE) !== 0 }] });
+            }
+            continue;
+          }
           for (const p of data.dataPoints) {
             const base = labelsOf(p.attributes);
             const group = `${name}\u0000${seriesKey(sorted(base))}`;

@@ -1,9 +1,13 @@
 // prometheusremotewrite exporter: Prometheus remote-write 1.0. Each batch is translated (see
 // prometheus_common/translate.ts), encoded as prometheus.WriteRequest protobuf by hand
-// (WriteRequest{timeseries=1}, TimeSeries{labels=1, samples=2}, Label{name=1, value=2},
-// Sample{value=1 double, timestamp=2 int64 ms}), compressed with snappy *block* format and POSTed
-// with Content-Encoding: snappy and X-Prometheus-Remote-Write-Version: 0.1.0. 5xx and 429 are
-// retried (Retry-After honoured), other 4xx are permanent.
+// (WriteRequest{timeseries=1}, TimeSeries{labels=1, samples=2, histograms=4}, Label{name=1, value=2},
+// Sample{value=1 double, timestamp=2 int64 ms}; Histogram: see native.ts), compressed with snappy
+// *block* format and POSTed with Content-Encoding: snappy and X-Prometheus-Remote-Write-Version:
+// 0.1.0. 5xx and 429 are retried (Retry-After honoured), other 4xx are permanent.
+// Exponential histograms are sent as native histograms (exponential_histograms: native, the
+// default, as contrib) or as classic _bucket{le} series (classic). Points that cannot be native
+// histograms (scale < -4, count ≠ zero_count + buckets) are left out and reported as a partial
+// rejection (counted, logged once the rest is delivered).
 // Delta sums and (exponential) histograms are accumulated to cumulative (bounded state) in
 // consume(), once per batch, before it is queued: push() runs again on every retry.
 // Points without a recorded value are sent as stale markers, and so are the le / quantile series
@@ -14,12 +18,26 @@ import { PermanentError, RetryableError, ThrottledError } from '../../component/
 import type { CreateSettings, ExporterFactory, RequestContext } from '../../component/index.ts';
 import { ConfigError } from '../../component/errors.ts';
 import { ConfigReader } from '../../config/reader.ts';
-import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig, type ExporterHooks, type PushFn } from '../../exporterhelper/index.ts';
+import { QueuedExporter, readExporterHelperConfig, type ExporterHelperConfig, type ExporterHooks, type PartialRejection, type PushFn } from '../../exporterhelper/index.ts';
 import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
 import { PbWriter } from '../../util/pb.ts';
 import { TemporalityConverter, TemporalityJournal } from '../../processors/histogram_to_exponential/temporality.ts';
 import { cloneSignal } from '../../pipeline/clone.ts';
 import { translate, seriesKey, STALE_NAN_BITS, type PromSeries } from '../prometheus_common/translate.ts';
+import { toNativeHistogram, writeHistogram, type NativeHistogram } from './native.ts';
+
+export type ExponentialHistogramMode = 'native' | 'classic';
+
+/** A series to send: float samples and / or native histograms. */
+export interface RemoteWriteSeries extends PromSeries {
+  histograms?: NativeHistogram[];
+}
+
+/** An exponential histogram point toSeries() could not turn into a native histogram. */
+export interface RefusedPoint {
+  metric: string;
+  reason: string;
+}
 
 export interface RemoteWriteConfig {
   endpoint: string;
@@ -27,6 +45,8 @@ export interface RemoteWriteConfig {
   targetInfo: boolean;
   resourceToLabels: boolean;
   maxStreams: number;
+  /** How exponential histograms are sent: Prometheus native histograms, or classic _bucket series. */
+  exponentialHistograms: ExponentialHistogramMode;
   helper: ExporterHelperConfig;
 }
 
@@ -46,6 +66,7 @@ export function validateRemoteWriteConfig(raw: unknown, path: string): RemoteWri
     targetInfo: r.sub('target_info').bool('enabled', true),
     resourceToLabels: r.sub('resource_to_telemetry_conversion').bool('enabled', false),
     maxStreams: r.num('max_streams', 100_000, { min: 1, integer: true }),
+    exponentialHistograms: r.oneOf('exponential_histograms', ['native', 'classic'] as const, 'native'),
     helper: readExporterHelperConfig(r),
   };
   r.done();
@@ -53,7 +74,7 @@ export function validateRemoteWriteConfig(raw: unknown, path: string): RemoteWri
 }
 
 /** Encodes series as a prometheus.WriteRequest. */
-export function encodeWriteRequest(series: PromSeries[]): Buffer {
+export function encodeWriteRequest(series: RemoteWriteSeries[]): Buffer {
   const w = new PbWriter(4096);
   for (const s of series) {
     w.message(1, (ts) => {
@@ -64,25 +85,66 @@ export function encodeWriteRequest(series: PromSeries[]): Buffer {
         if (smp.stale) x.buf.writeBigUInt64LE(STALE_NAN_BITS, x.pos - 8);
         if (smp.timestampMs) x.uint(2, BigInt(Math.trunc(smp.timestampMs)));
       });
+      if (s.histograms) for (const h of s.histograms) ts.message(4, (x) => writeHistogram(x, h));
     });
   }
   return w.finish();
 }
 
-/** Translates a batch and merges samples of identical series (sorted by time within a series). */
-export function toSeries(d: MetricsData, cfg: { targetInfo: boolean; resourceToLabels: boolean }): PromSeries[] {
-  const byKey = new Map<string, PromSeries>();
-  for (const f of translate(d, { targetInfo: cfg.targetInfo, resourceToLabels: cfg.resourceToLabels }).values()) {
+/**
+ * Translates a batch and merges samples (and native histograms) of identical series, sorted by
+ * time within a series. Exponential histograms become native histograms unless
+ * `exponentialHistograms` is 'classic'; points that cannot be are left out and added to `refused`.
+ */
+export function toSeries(
+  d: MetricsData,
+  cfg: { targetInfo: boolean; resourceToLabels: boolean; exponentialHistograms?: ExponentialHistogramMode },
+  refused: RefusedPoint[] = [],
+): RemoteWriteSeries[] {
+  const byKey = new Map<string, RemoteWriteSeries>();
+  const nativeExponential = (cfg.exponentialHistograms ?? 'native') === 'native';
+  for (const f of translate(d, { targetInfo: cfg.targetInfo, resourceToLabels: cfg.resourceToLabels, nativeExponential }).values()) {
     for (const s of f.series) {
+      let hs: NativeHistogram[] | undefined;
+      if (s.exponential) {
+        hs = [];
+        for (const e of s.exponential) {
+          const h = toNativeHistogram(e.point, e.timestampMs, e.stale);
+          if ('refused' in h) refused.push({ metric: f.name, reason: h.refused });
+          else hs.push(h);
+        }
+        if (hs.length === 0 && s.samples.length === 0) continue;
+      }
       const k = seriesKey(s.labels);
       const prev = byKey.get(k);
-      if (prev) prev.samples.push(...s.samples);
-      else byKey.set(k, s.group === undefined ? { labels: s.labels, samples: s.samples.slice() } : { labels: s.labels, samples: s.samples.slice(), group: s.group });
+      if (prev) {
+        prev.samples.push(...s.samples);
+        if (hs) (prev.histograms ??= []).push(...hs);
+        continue;
+      }
+      const n: RemoteWriteSeries = { labels: s.labels, samples: s.samples.slice() };
+      if (s.group !== undefined) n.group = s.group;
+      if (hs) n.histograms = hs;
+      byKey.set(k, n);
     }
   }
   const out = [...byKey.values()];
-  for (const s of out) if (s.samples.length > 1) s.samples.sort((a, b) => a.timestampMs - b.timestampMs);
+  for (const s of out) {
+    if (s.samples.length > 1) s.samples.sort((a, b) => a.timestampMs - b.timestampMs);
+    if (s.histograms && s.histograms.length > 1) s.histograms.sort((a, b) => a.timestampMs - b.timestampMs);
+  }
   return out;
+}
+
+/** The partial rejection push() reports for points toSeries() left out. */
+function refusalOf(refused: RefusedPoint[]): PartialRejection | undefined {
+  if (refused.length === 0) return undefined;
+  const shown = refused.slice(0, 3).map((r) => `${r.metric}: ${r.reason}`).join('; ');
+  const more = refused.length > 3 ? `; and ${refused.length - 3} more` : '';
+  return {
+    rejectedItems: refused.length,
+    message: `${refused.length} exponential histogram point(s) not sent as native histograms: ${shown}${more}`,
+  };
 }
 
 /** The series of a histogram / summary point that differ by one label (le / quantile). */
@@ -199,11 +261,12 @@ export function createRemoteWriteExporter<S extends SignalType>(settings: Create
     'X-Prometheus-Remote-Write-Version': '0.1.0',
     ...cfg.headers,
   };
-  const push = async (batch: SignalData[S], _ctx: RequestContext, abort: AbortSignal) => {
+  const push = async (batch: SignalData[S], _ctx: RequestContext, abort: AbortSignal): Promise<PartialRejection | undefined> => {
     // Already cumulative (consume converted it); translating does not modify the batch.
-    const series = toSeries(batch as MetricsData, cfg);
+    const refused: RefusedPoint[] = [];
+    const series = toSeries(batch as MetricsData, cfg, refused);
     const next = sent.markStale(series);
-    if (series.length === 0) return;
+    if (series.length === 0) return refusalOf(refused);
     const body = snappy.compress(encodeWriteRequest(series));
     let res: Response;
     try {
@@ -214,9 +277,13 @@ export function createRemoteWriteExporter<S extends SignalType>(settings: Create
     if (res.ok) {
       await res.arrayBuffer().catch(() => undefined);
       sent.commit(next);
-      return;
+      return refusalOf(refused);
     }
     const text = (await res.text().catch(() => '')).slice(0, 300);
+    // Prometheus before 3.8 without --enable-feature=native-histograms answers 500 to the whole
+    // request: retrying cannot help, so drop it at once and say what to change.
+    if (/native histograms are disabled/i.test(text) && series.some((s) => s.histograms?.length))
+      throw new PermanentError(`remote write rejected: the server does not accept native histograms (Prometheus before 3.8 needs --enable-feature=native-histograms; or set exponential_histograms: classic on this exporter): HTTP ${res.status}: ${text}`);
     const ra = res.headers.get('retry-after');
     const retryMs = ra ? (Number.isFinite(Number(ra)) ? Number(ra) * 1000 : Math.max(0, Date.parse(ra) - Date.now())) : undefined;
     if (res.status === 429) throw new ThrottledError(`remote write throttled: ${text}`, retryMs ?? 1000);
