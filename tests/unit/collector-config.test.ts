@@ -100,3 +100,18 @@ test('collector binary: validate exits 0 on the example and 2 naming the field o
   assert.equal(r.status, 2);
   assert.match(r.stderr, /receivers\.otlp\.protocols\.http\.endpoint: expected host:port/);
 });
+
+test('on/off sections refuse other keys: a typo in target_info or resource_to_telemetry_conversion fails validation', () => {
+  const reg = defaultRegistry();
+  for (const [exp, extra] of [
+    ['prometheus', 'target_info: { enabeld: false }'],
+    ['prometheusremotewrite', 'endpoint: http://127.0.0.1:9/api/v1/write, resource_to_telemetry_conversion: { enable: true }'],
+  ] as const) {
+    const c = cfg(`
+receivers: { otlp: { protocols: { grpc: { endpoint: "127.0.0.1:0" } } } }
+exporters: { ${exp}: { ${extra} } }
+service: { pipelines: { metrics: { receivers: [otlp], exporters: [${exp}] } } }`);
+    const key = extra.includes('enabeld') ? 'target_info.enabeld' : 'resource_to_telemetry_conversion.enable';
+    expectField(() => validateConfig(c, reg), `exporters.${exp}.${key}`, /unknown field/);
+  }
+});

@@ -223,6 +223,9 @@ test('config: errors name the field; the testdata example validates', () => {
   bad({ resolver: { k8s: { service: 'Bad_Name' } } }, 'exporters.loadbalancing.resolver.k8s.service');
   bad({ routing_key: 'spanID', resolver: { static: { hostnames: ['a:1'] } } }, 'exporters.loadbalancing.routing_key');
   bad({ resolver: { static: { hostnames: ['a:1'] } }, sending_queue: { queue_size: 0 } }, 'exporters.loadbalancing.sending_queue.queue_size');
+  // the per-backend client's keys are checked at validation, not when the first backend starts
+  bad({ resolver: { static: { hostnames: ['a:1'] } }, protocol: { otlp: { compresion: 'gzip' } } }, 'exporters.loadbalancing.protocol.otlp.compresion');
+  bad({ resolver: { static: { hostnames: ['a:1'] } }, protocol: { otlp: { keepalive: { time: 'soon' } } } }, 'exporters.loadbalancing.protocol.otlp.keepalive.time');
   bad({ resolver: { static: { hostnames: ['a:1'] } }, bogus: 1 }, 'exporters.loadbalancing.bogus');
   const doc = parse(readFileSync(new URL('../../collector/src/exporters/loadbalancing/testdata/config.yaml', import.meta.url), 'utf8'));
   for (const [id, raw] of Object.entries(doc.exporters as Record<string, unknown>)) {

@@ -133,6 +133,14 @@ export class ConfigReader {
     return new ConfigReader(this.get(key), this.field(key));
   }
 
+  /** `key: { enabled: bool }`, otelcol's on/off section; other keys in it are refused. */
+  enabled(key: string, def: boolean): boolean {
+    const s = this.sub(key);
+    const v = s.bool('enabled', def);
+    s.done();
+    return v;
+  }
+
   /** A list of mappings, each as its own reader. */
   list(key: string): ConfigReader[] {
     const v = this.get(key);

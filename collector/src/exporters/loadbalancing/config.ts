@@ -5,6 +5,7 @@ import { ConfigError } from '../../component/errors.ts';
 import { ConfigReader, type Raw } from '../../config/reader.ts';
 import { defaultExporterHelperConfig, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/config.ts';
 import type { RoutingKey } from './split.ts';
+import { readOtlpSenderConfig } from '../otlp/index.ts';
 
 export type ResolverConfig =
   | { type: 'static'; hostnames: string[] }
@@ -61,6 +62,7 @@ export function validateConfig(raw: unknown, path: string): LoadBalancingConfig 
     c.protocol = o.raw;
     for (const k of Object.keys(o.raw)) o.skip(k);
     if ('endpoint' in o.raw) throw new ConfigError(o.field('endpoint'), 'is set per backend by the resolver; remove it');
+    readOtlpSenderConfig(o.raw, 'backend.invalid:4317', o.path); // the senders' own checks, now rather than at the first backend
     p.done();
   }
   const rr = r.sub('resolver');

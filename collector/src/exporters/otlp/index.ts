@@ -133,12 +133,21 @@ export class OtlpGrpcSender<S extends SignalType> {
 
 /** EndpointSenderFactory for the load-balancing exporter: `protocol` is its `protocol.otlp` section. */
 export function otlpGrpcSenderFactory<S extends SignalType>(endpoint: string, signal: S, protocol: Raw, _logger: Logger): OtlpGrpcSender<S> {
-  const r = new ConfigReader({ tls: { insecure: true }, ...protocol, endpoint }, 'exporters.loadbalancing.protocol.otlp');
+  return new OtlpGrpcSender(readOtlpSenderConfig(protocol, endpoint), signal);
+}
+
+/**
+ * The load-balancing exporter's `protocol.otlp` for one backend: the otlp exporter's client keys,
+ * plaintext unless `tls` says otherwise. Also run at validation (with a stand-in endpoint), so a
+ * typo fails `validate` instead of the first backend's start.
+ */
+export function readOtlpSenderConfig(protocol: Raw, endpoint: string, path = 'exporters.loadbalancing.protocol.otlp'): OtlpGrpcClientConfig {
+  const r = new ConfigReader({ tls: { insecure: true }, ...protocol, endpoint }, path);
   const c = readGrpcClientConfig(r);
   // Queue/retry keys belong to the load balancer's own helper; accept and ignore them here.
   for (const k of ['timeout', 'retry_on_failure', 'sending_queue']) r.skip(k);
   r.done();
-  return new OtlpGrpcSender(c, signal);
+  return c;
 }
 
 export function createOtlpExporter<S extends SignalType>(settings: CreateSettings, cfg: OtlpExporterConfig, signal: S): QueuedExporter<S> {

@@ -29,8 +29,8 @@ export function validatePrometheusExporterConfig(raw: unknown, path: string): Pr
     endpoint: parseEndpoint(r.str('endpoint', '127.0.0.1:8889'), r.field('endpoint')),
     expirationMs: r.duration('metric_expiration', 5 * 60_000),
     maxSeries: r.num('max_series', 100_000, { min: 1, integer: true }),
-    targetInfo: r.sub('target_info').bool('enabled', true),
-    resourceToLabels: r.sub('resource_to_telemetry_conversion').bool('enabled', false),
+    targetInfo: r.enabled('target_info', true),
+    resourceToLabels: r.enabled('resource_to_telemetry_conversion', false),
   };
   r.done();
   return cfg;

@@ -63,8 +63,8 @@ export function validateRemoteWriteConfig(raw: unknown, path: string): RemoteWri
   const cfg: RemoteWriteConfig = {
     endpoint,
     headers: Object.fromEntries(r.strMap('headers')),
-    targetInfo: r.sub('target_info').bool('enabled', true),
-    resourceToLabels: r.sub('resource_to_telemetry_conversion').bool('enabled', false),
+    targetInfo: r.enabled('target_info', true),
+    resourceToLabels: r.enabled('resource_to_telemetry_conversion', false),
     maxStreams: r.num('max_streams', 100_000, { min: 1, integer: true }),
     exponentialHistograms: r.oneOf('exponential_histograms', ['native', 'classic'] as const, 'native'),
     helper: readExporterHelperConfig(r),
