@@ -4,8 +4,8 @@
 //   npx tsx tests/bench/ringbuf.bench.ts          (root; RUNS=3 for medians, SECONDS=3 per run)
 //
 // Figures: added kernel ns per event (loop with vs without the program, the anchor being the
-// un-attached loop), delivered+decoded events/s and node CPU at max rate (anchor: the C
-// prototype's 2.0–2.4 M/s, measured.md B), lost events at 200 k/s, node CPU at 10 k/s.
+// un-attached loop), delivered+decoded events/s and node CPU at max rate (anchor: a C
+// prototype over the same ring buffer, 2.0–2.4 M/s on the development VM), lost events at 200 k/s, node CPU at 10 k/s.
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfObject, sumPerCpuU64, type RingReader } from '../../agent/src/bpf/object.ts';
