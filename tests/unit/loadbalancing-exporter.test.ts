@@ -233,7 +233,7 @@ test('config: errors name the field; the testdata example validates', () => {
     assert.ok(c.virtualNodes > 0);
   }
   const k = validateConfig(doc.exporters['loadbalancing/k8s'], 'x');
-  assert.deepEqual(k.resolver, { type: 'k8s', service: 'kscope-sampling.observability', ports: [4317], kubeconfig: undefined });
+  assert.deepEqual(k.resolver, { type: 'k8s', service: 'kscope-collector-sampling.kscope', ports: [4317], kubeconfig: undefined });
 });
 
 test('the factory creates exporters for all three signals', async () => {
