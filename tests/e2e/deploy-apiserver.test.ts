@@ -6,6 +6,7 @@ import { stringify } from 'yaml';
 import { tryEnsurePeer, startKubeApiserver, type KubeApiserverHandle } from '../peers/index.ts';
 import { requires } from '../lib/env.ts';
 import { render, type K8sObject } from '../lib/deploy.ts';
+import { loadKubeConfig, PodInformer, validatePodInformerConfig, type PodMeta } from '../../lib/k8s/index.ts';
 
 let api: KubeApiserverHandle | undefined;
 after(async () => { await api?.stop(); });
@@ -74,13 +75,12 @@ test('the agent ServiceAccount can watch pods and nothing more (SubjectAccessRev
     assert.equal(r.status, 201, r.body);
     return r.json().status.allowed === true;
   }
-  for (const verb of ['get', 'list', 'watch']) {
-    assert.equal(await can(verb, 'pods'), true, `may ${verb} pods`);
-    assert.equal(await can(verb, 'replicasets', 'apps'), true, `may ${verb} replicasets`);
-  }
-  // a Job owner names the CronJob (lib/k8s/owners.ts reads it)
-  assert.equal(await can('get', 'jobs', 'batch'), true, 'may get jobs');
+  // exactly what lib/k8s does: list+watch pods (informer), get one owner by name (owners.ts)
+  for (const verb of ['list', 'watch']) assert.equal(await can(verb, 'pods'), true, `may ${verb} pods`);
+  assert.equal(await can('get', 'replicasets', 'apps'), true, 'may get replicasets');
+  assert.equal(await can('get', 'jobs', 'batch'), true, 'may get jobs'); // a Job owner names the CronJob
   for (const [verb, resource, group] of [
+    ['get', 'pods', ''], ['list', 'replicasets', 'apps'], ['watch', 'replicasets', 'apps'],
     ['create', 'pods', ''], ['delete', 'pods', ''], ['patch', 'pods', ''], ['get', 'secrets', ''], ['list', 'configmaps', ''],
     ['get', 'nodes', ''], ['create', 'pods/exec', ''], ['update', 'replicasets', 'apps'], ['list', 'deployments', 'apps'],
   ] as const) assert.equal(await can(verb, resource, group), false, `must not ${verb} ${group}/${resource}`);
@@ -91,4 +91,45 @@ test('the agent ServiceAccount can watch pods and nothing more (SubjectAccessRev
   assert.equal(yes.stdout.trim(), 'yes');
   const no = await k.kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'kscope'], { kubeconfig: kc });
   assert.equal(no.stdout.trim(), 'no');
+
+  // And it is enough: the agent's and the collector's own pod informer (lib/k8s), each with its
+  // ServiceAccount's real token, lists a node's pods and names the Deployment through the
+  // ReplicaSet that owns the pod.
+  const ns = 'rbac-e2e';
+  const admin = async (path: string, body: object) => {
+    const r = await k.request('POST', path, body);
+    assert.ok(r.status === 201 || r.status === 409, `${path}: ${r.status} ${r.body}`);
+    return r.status === 201 ? r.json() : undefined;
+  };
+  await admin('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  const template = { metadata: { labels: { run: 'web' } }, spec: { containers: [{ name: 'main', image: 'web:1' }] } };
+  const dep = await admin(`/apis/apps/v1/namespaces/${ns}/deployments`, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' }, spec: { selector: { matchLabels: { run: 'web' } }, template } });
+  const rs = await admin(`/apis/apps/v1/namespaces/${ns}/replicasets`, {
+    apiVersion: 'apps/v1', kind: 'ReplicaSet',
+    metadata: { name: 'web-6b7f', ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', uid: dep.metadata.uid, controller: true }] },
+    spec: { selector: { matchLabels: { run: 'web' } }, template },
+  });
+  await admin(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name: 'web-6b7f-abcde', labels: { run: 'web' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-6b7f', uid: rs.metadata.uid, controller: true }] },
+    spec: { nodeName: 'rbac-node', containers: [{ name: 'main', image: 'web:1' }] },
+  });
+  for (const [sa, nodeName] of [['kscope-agent', 'rbac-node'], ['kscope-collector', '']] as const) {
+    const token: string = await k.serviceAccountToken('kscope', sa);
+    const access = loadKubeConfig({ kubeconfig: k.kubeconfigFor(token, sa) })!;
+    const informer: PodInformer = new PodInformer(access.kc, validatePodInformerConfig({ nodeName }, sa), {});
+    informer.start();
+    try {
+      assert.ok(await informer.waitForSync(20_000), `${sa}: the pod list synced`);
+      const deadline = Date.now() + 10_000;
+      let pod: PodMeta | undefined = informer.store.list().find((p) => p.name === 'web-6b7f-abcde');
+      while (pod?.workloads.deployment !== 'web' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        pod = informer.store.list().find((p) => p.name === 'web-6b7f-abcde');
+      }
+      assert.equal(pod?.workloads.deployment, 'web', `${sa}: Deployment named through the ReplicaSet`);
+    } finally {
+      await informer.shutdown();
+    }
+  }
 });
