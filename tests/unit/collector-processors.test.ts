@@ -9,7 +9,7 @@ import { RateLimiter, validateRateLimitConfig } from '../../collector/src/proces
 import { RoutingProcessor, validateRoutingConfig } from '../../collector/src/processors/routing/index.ts';
 import { K8sAttributesProcessor, validateK8sAttributesConfig, peerIp } from '../../collector/src/processors/k8s_attributes/index.ts';
 import { FanOutConsumer } from '../../collector/src/pipeline/consumers.ts';
-import { ConfigError, RetryableError, ThrottledError } from '../../collector/src/component/errors.ts';
+import { ConfigError, PermanentError, RetryableError, ThrottledError } from '../../collector/src/component/errors.ts';
 import { CaptureSink, makeTraces, makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import { MetricsRegistry, SelfTelemetry } from '../../collector/src/telemetry/metrics.ts';
 import { PodStore } from '../../lib/k8s/pod-store.ts';
@@ -217,4 +217,33 @@ test('fan-out: a mutating member never changes what a non-mutating member (e.g. 
   await fan.consume(batch, {});
   assert.equal(reader.batches[0].batch.resourceSpans[0].resource.attributes.length, 0);
   assert.equal(batch.resourceSpans[0].resource.attributes.length, 0, 'the mutator got a copy');
+});
+
+test('routing: a permanent error on one route and a retryable one on another fail as retryable (the sender retries), and unrouted items are counted', async () => {
+  const permanent = { consume: async () => { throw new PermanentError('route x refuses'); } };
+  const retryable = { consume: () => new Promise<void>((_, reject) => setTimeout(() => reject(new RetryableError('route y: 503')), 20)) };
+  const ok = new CaptureSink('traces');
+  const fan = new FanOutConsumer('traces', [
+    { id: 'otlp/x', consumer: permanent as never, mutates: false },
+    { id: 'otlp/y', consumer: retryable as never, mutates: false },
+    { id: 'otlp/ok', consumer: ok, mutates: false },
+  ]);
+  const s = { ...settings('routing'), pipeline: 'traces' };
+  const r = new RoutingProcessor(s, validateRoutingConfig({
+    from: 'resource_attribute', attribute: 'service.name',
+    table: [{ value: 'x', exporters: ['otlp/x'] }, { value: 'y', exporters: ['otlp/y'] }, { value: 'ok', exporters: ['otlp/ok'] }],
+  }, 'processors.routing'), 'traces', fan);
+  const batch = makeTraces(1, [{ key: 'service.name', value: 'x' }]);
+  batch.resourceSpans.push(...makeTraces(2, [{ key: 'service.name', value: 'y' }]).resourceSpans, ...makeTraces(3, [{ key: 'service.name', value: 'ok' }]).resourceSpans);
+  // x fails first and permanently, y later and retryably: whichever fails first must not decide
+  await assert.rejects(r.consume(batch, {}), (e: unknown) => e instanceof RetryableError, 'retryable outranks permanent');
+  assert.equal(ok.items, 3, 'the other route got its data');
+
+  // a resource with no route and no default is dropped by configuration: its items are counted and exported
+  const unmatched = makeTraces(4, [{ key: 'service.name', value: 'nobody' }]);
+  unmatched.resourceSpans.push(...makeTraces(2, [{ key: 'service.name', value: 'ok' }]).resourceSpans);
+  await r.consume(unmatched, {});
+  assert.equal(ok.items, 5);
+  assert.equal(r.unrouted, 4);
+  assert.match(s.telemetry.registry.render(), /kscope_routing_unrouted_items_total\{[^}]*processor="routing"[^}]*\} 4/);
 });

@@ -59,16 +59,25 @@ export class FanOutConsumer<S extends SignalType> implements Consumer<S> {
       data[i] = members[i].mutates && (anyReader || i !== lastMutating) ? cloneSignal(this.signal, batch) : batch;
     const ps = new Array<Promise<void>>(members.length);
     for (let i = 0; i < members.length; i++) ps[i] = members[i].consumer.consume(data[i], ctx);
-    const rs = await Promise.allSettled(ps);
-    let firstErr: unknown;
-    for (const r of rs) {
-      if (r.status === 'rejected') {
-        // A retryable error outranks a permanent one: a retry may still get everything through.
-        if (firstErr === undefined || (isRetryable(r.reason) && !isRetryable(firstErr))) firstErr = r.reason;
-      }
-    }
-    if (firstErr !== undefined) throw firstErr;
+    await settleAll(ps);
   }
+}
+
+/**
+ * Waits for every branch of a fan-out (consumers, routes) and fails with one error if any did. A
+ * retryable error outranks a permanent one: the sender then retries and may still get everything
+ * through, where a permanent error would make it drop the retryable branches' data too. Never
+ * the first to fail: that would depend on timing.
+ */
+export async function settleAll(ps: Promise<void>[]): Promise<void> {
+  const rs = await Promise.allSettled(ps);
+  let firstErr: unknown;
+  for (const r of rs) {
+    if (r.status === 'rejected') {
+      if (firstErr === undefined || (isRetryable(r.reason) && !isRetryable(firstErr))) firstErr = r.reason;
+    }
+  }
+  if (firstErr !== undefined) throw firstErr;
 }
 
 interface TenantCounters {

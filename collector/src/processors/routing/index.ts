@@ -5,12 +5,12 @@
 // tier that later components see in ctx.tier. Must be the last processor of its pipeline; exporter
 // targets must be exporters of that pipeline, pipeline targets must not route again (checked at start).
 import type { KeyValue, LogsData, MetricsData, SignalData, SignalType, TracesData } from '../../../../proto/src/model.ts';
-import { getAttr } from '../../../../proto/src/model.ts';
+import { countItems, getAttr } from '../../../../proto/src/model.ts';
 import { ConfigError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, Host, ProcessorFactory, RequestContext } from '../../component/index.ts';
 import { cloneSignal } from '../../pipeline/clone.ts';
 import { ConfigReader } from '../../config/reader.ts';
-import { FanOutConsumer, type FanOutMember } from '../../pipeline/consumers.ts';
+import { FanOutConsumer, settleAll, type FanOutMember } from '../../pipeline/consumers.ts';
 
 export interface Route {
   value: string;
@@ -92,12 +92,17 @@ export class RoutingProcessor<S extends SignalType> implements Component, Consum
   private readonly routes = new Map<string, ResolvedRoute>();
   private defaultRoute?: ResolvedRoute;
   private readonly fanout: FanOutConsumer<S>;
+  /** Items that matched no route and had no default: dropped by configuration, and counted. */
   unrouted = 0;
+  private readonly unroutedCounter?: { value: number };
 
   constructor(private readonly settings: CreateSettings, readonly cfg: RoutingConfig, private readonly signal: S, next: Consumer<S>) {
     if (!(next instanceof FanOutConsumer))
       throw new ConfigError(`processors.${settings.id}`, 'routing must be the last processor of its pipeline');
     this.fanout = next;
+    this.unroutedCounter = settings.telemetry?.registry
+      .counter('kscope_routing_unrouted_items_total', 'Items the routing processor dropped: no route matched and no default route is configured.')
+      .at({ processor: settings.id, pipeline: settings.pipeline ?? '', signal });
     const resolve = (ids: string[], field: string): FanOutMember<SignalType>[] =>
       ids.map((id, i) => {
         const m = this.fanout.members.get(id);
@@ -149,7 +154,12 @@ export class RoutingProcessor<S extends SignalType> implements Component, Consum
     // Copies are made before any target runs: a target mutates synchronously inside consume().
     const copies = route.pipelines.map((_, k) => (shareFirst && k === 0 ? batch : cloneSignal(this.signal, batch)));
     route.pipelines.forEach((p, k) => ps.push((p as Consumer<S>).consume(copies[k], c)));
-    return Promise.all(ps).then(() => undefined);
+    return settleAll(ps);
+  }
+
+  private dropUnrouted(items: number): void {
+    this.unrouted += items;
+    if (this.unroutedCounter) this.unroutedCounter.value += items;
   }
 
   consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
@@ -157,8 +167,8 @@ export class RoutingProcessor<S extends SignalType> implements Component, Consum
       const v = this.cfg.source === 'tenant' ? ctx.tenant : this.cfg.source === 'tier' ? ctx.tier : ctx.metadata?.[this.cfg.attribute];
       const route = this.routeFor(v);
       if (!route) {
-        this.unrouted++;
-        return Promise.resolve(); // no route and no default: dropped by configuration (counted)
+        this.dropUnrouted(countItems(this.signal, batch)); // no route and no default: dropped by configuration
+        return Promise.resolve();
       }
       return this.send(route, batch, ctx);
     }
@@ -169,7 +179,7 @@ export class RoutingProcessor<S extends SignalType> implements Component, Consum
       const v = getAttr(attrs, this.cfg.attribute);
       const route = this.routeFor(typeof v === 'string' ? v : v === undefined || v === null ? undefined : String(v));
       if (!route) {
-        this.unrouted++;
+        this.dropUnrouted(countItems(this.signal, withResources(this.signal, [res]) as SignalData[S]));
         continue;
       }
       if (this.cfg.dropResourceRoutingAttribute) {
@@ -186,7 +196,7 @@ export class RoutingProcessor<S extends SignalType> implements Component, Consum
     }
     const ps: Promise<void>[] = [];
     for (const [route, list] of groups) ps.push(this.send(route, withResources(this.signal, list) as SignalData[S], ctx));
-    return Promise.all(ps).then(() => undefined);
+    return settleAll(ps);
   }
 }
 
