@@ -247,3 +247,21 @@ test('routing: a permanent error on one route and a retryable one on another fai
   assert.equal(r.unrouted, 4);
   assert.match(s.telemetry.registry.render(), /kscope_routing_unrouted_items_total\{[^}]*processor="routing"[^}]*\} 4/);
 });
+
+test('rate_limit: time passes for every bucket (a request without bytes does not lose the bytes refill), and one id in several pipelines shares its tenants', async () => {
+  const cfg = validateRateLimitConfig({ tiers: { medium: { bytes: { rate: 1000, burst: 1000 } } } }, 'processors.rate_limit');
+  let t = 0;
+  const traces = new RateLimiter(settings('rate_limit'), cfg, 'traces', new CaptureSink('traces'), () => t);
+  await traces.consume(makeTraces(1), { tenant: 'a', bytes: 1000 }); // empties the bytes bucket
+  t += 10_000; // ten idle seconds: full again
+  await traces.consume(makeTraces(1), { tenant: 'a' }); // no ctx.bytes (a transport that does not know them)
+  await traces.consume(makeTraces(1), { tenant: 'a', bytes: 500 }); // must not be refused
+
+  // The logs pipeline's instance of the same processor id draws on the same bytes bucket.
+  const logs = new RateLimiter(settings('rate_limit'), cfg, 'logs', new CaptureSink('logs'), () => t);
+  await logs.consume(makeLogs(1), { tenant: 'a', bytes: 500 }); // the bucket's last 500
+  await assert.rejects(traces.consume(makeTraces(1), { tenant: 'a', bytes: 500 }), ThrottledError, 'traces and logs share tenant a\'s bytes per second');
+  // another config (another processor id) has its own table
+  const other = new RateLimiter(settings('rate_limit/2'), validateRateLimitConfig({ tiers: { medium: { bytes: { rate: 1000, burst: 1000 } } } }, 'x'), 'traces', new CaptureSink('traces'), () => t);
+  await other.consume(makeTraces(1), { tenant: 'a', bytes: 1000 });
+});

@@ -8,7 +8,9 @@
 // A request larger than the burst passes once the bucket is full and leaves it in debt, so big
 // batches are slowed, never starved. Bytes come from ctx.bytes (set by receivers); without it the
 // bytes bucket is not charged. The tenant table is bounded (`max_tenants`, least recently used
-// evicted and counted; an evicted tenant starts again with a full bucket).
+// evicted and counted; an evicted tenant starts again with a full bucket). One rate_limit id in
+// several pipelines (one instance per pipeline) shares its tenant table: a tenant's bytes limit
+// holds for its traces, metrics and logs together, not once per pipeline.
 import { countItems, type SignalData, type SignalType } from '../../../../proto/src/model.ts';
 import { ConfigError, ThrottledError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, ProcessorFactory, RequestContext } from '../../component/index.ts';
@@ -49,8 +51,16 @@ interface TenantState {
   /** Indexed by DIMENSIONS order; undefined = unlimited. */
   buckets: Array<Bucket | undefined>;
   last: number;
-  throttled: { value: number };
 }
+
+/** The tenant table of one rate_limit id, shared by its per-pipeline instances. */
+interface SharedTenants {
+  tenants: Map<string, TenantState>;
+  evictions: number;
+}
+
+/** Keyed by the validated config, which the service builds once per component id. */
+const sharedTenants = new WeakMap<RateLimitConfig, SharedTenants>();
 
 function readLimits(r: ConfigReader): Limits {
   const out: Limits = {};
@@ -97,16 +107,18 @@ export function validateRateLimitConfig(raw: unknown, path: string): RateLimitCo
 }
 
 export class RateLimiter<S extends SignalType> implements Component, Consumer<S> {
-  private readonly tenants = new Map<string, TenantState>();
+  private readonly shared: SharedTenants;
   private readonly itemDim: number;
   private readonly throttledFamily?: MetricFamily;
   private readonly evicted?: { value: number };
   private readonly now: () => number;
-  evictions = 0;
 
   constructor(private readonly settings: CreateSettings, readonly cfg: RateLimitConfig, private readonly signal: S, private readonly next: Consumer<S>, now?: () => number) {
     this.itemDim = DIMENSIONS.indexOf(ITEM_DIMENSION[signal]);
     this.now = now ?? (() => performance.now());
+    let shared = sharedTenants.get(cfg);
+    if (!shared) sharedTenants.set(cfg, (shared = { tenants: new Map(), evictions: 0 }));
+    this.shared = shared;
     const reg = settings.telemetry?.registry;
     if (reg) {
       this.throttledFamily = reg.counter('kscope_rate_limit_throttled_items_total', 'Items refused or delayed by the rate limiter, per tenant.');
@@ -117,18 +129,24 @@ export class RateLimiter<S extends SignalType> implements Component, Consumer<S>
   async start(): Promise<void> {}
   async shutdown(): Promise<void> {}
 
+  /** Tenants evicted from the (shared) table so far. */
+  get evictions(): number {
+    return this.shared.evictions;
+  }
+
   private tenantState(tenant: string, tierHint: string | undefined): TenantState {
-    let st = this.tenants.get(tenant);
+    const tenants = this.shared.tenants;
+    let st = tenants.get(tenant);
     if (st) {
       // Move to the back: the Map's insertion order is the LRU order.
-      this.tenants.delete(tenant);
-      this.tenants.set(tenant, st);
+      tenants.delete(tenant);
+      tenants.set(tenant, st);
       return st;
     }
-    if (this.tenants.size >= this.cfg.maxTenants) {
-      const oldest = this.tenants.keys().next().value as string;
-      this.tenants.delete(oldest);
-      this.evictions++;
+    if (tenants.size >= this.cfg.maxTenants) {
+      const oldest = tenants.keys().next().value as string;
+      tenants.delete(oldest);
+      this.shared.evictions++;
       if (this.evicted) this.evicted.value++;
     }
     const ov = this.cfg.overrides.get(tenant);
@@ -138,19 +156,14 @@ export class RateLimiter<S extends SignalType> implements Component, Consumer<S>
       const l = ov?.limits[d] ?? base[d];
       return l && l.rate > 0 ? { tokens: l.burst, rate: l.rate, burst: l.burst } : undefined;
     });
-    st = {
-      tier,
-      buckets,
-      last: this.now(),
-      throttled: this.throttledFamily ? this.throttledFamily.at({ processor: this.settings.id, signal: this.signal, tenant, tier }) : { value: 0 },
-    };
-    this.tenants.set(tenant, st);
+    st = { tier, buckets, last: this.now() };
+    tenants.set(tenant, st);
     return st;
   }
 
   /** Tier of a tenant as the limiter resolved it (for tests and routing). */
   tierOf(tenant: string): string | undefined {
-    return this.tenants.get(tenant)?.tier;
+    return this.shared.tenants.get(tenant)?.tier;
   }
 
   consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
@@ -163,15 +176,15 @@ export class RateLimiter<S extends SignalType> implements Component, Consumer<S>
     const bytes = ctx.bytes ?? 0;
     const bi = st.buckets[this.itemDim];
     const bb = st.buckets[3];
-    // Refill, then find the longest wait any bucket imposes.
+    // Refill every bucket (the elapsed time is spent now, whether or not this request charges
+    // the bucket), then find the longest wait any bucket imposes.
+    for (const b of st.buckets) if (b) b.tokens = Math.min(b.burst, b.tokens + elapsed * b.rate);
     let waitS = 0;
     if (bi) {
-      bi.tokens = Math.min(bi.burst, bi.tokens + elapsed * bi.rate);
       const need = Math.min(items, bi.burst);
       if (bi.tokens < need) waitS = Math.max(waitS, (need - bi.tokens) / bi.rate);
     }
     if (bb && bytes > 0) {
-      bb.tokens = Math.min(bb.burst, bb.tokens + elapsed * bb.rate);
       const need = Math.min(bytes, bb.burst);
       if (bb.tokens < need) waitS = Math.max(waitS, (need - bb.tokens) / bb.rate);
     }
@@ -181,7 +194,7 @@ export class RateLimiter<S extends SignalType> implements Component, Consumer<S>
       return this.next.consume(batch, ctx);
     }
     const waitMs = Math.ceil(waitS * 1000);
-    st.throttled.value += items;
+    this.throttledFamily?.add({ processor: this.settings.id, signal: this.signal, tenant, tier: st.tier }, items);
     if (this.cfg.throttleBehavior === 'delay' && waitMs <= this.cfg.maxDelayMs) {
       // Reserve now (the bucket goes into debt) so later requests queue behind this one.
       if (bi) bi.tokens -= items;
