@@ -265,3 +265,20 @@ test('rate_limit: time passes for every bucket (a request without bytes does not
   const other = new RateLimiter(settings('rate_limit/2'), validateRateLimitConfig({ tiers: { medium: { bytes: { rate: 1000, burst: 1000 } } } }, 'x'), 'traces', new CaptureSink('traces'), () => t);
   await other.consume(makeTraces(1), { tenant: 'a', bytes: 1000 });
 });
+
+test('memory_limiter: forces V8 GCs without --expose-gc (the image runs without it), and takes otelcol\'s min_gc_interval_when_hard_limited', async () => {
+  assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined', 'this test runs without --expose-gc');
+  let used = 10 * 1024 * 1024 * 1024; // far above the hard limit
+  const cfg = validateMemoryLimiterConfig({ limit_mib: 100, min_gc_interval_when_hard_limited: '0s' }, 'processors.memory_limiter');
+  assert.equal(cfg.minGcIntervalMs, 0);
+  const ml = new MemoryLimiter(settings('memory_limiter'), cfg, new CaptureSink('traces'), { readMemory: () => used });
+  ml.check();
+  assert.equal(ml.gcRuns, 1, 'a full GC was forced');
+  used = 0;
+  ml.check();
+  assert.equal(ml.isRefusing, false);
+  assert.throws(
+    () => validateMemoryLimiterConfig({ limit_mib: 100, min_gc_interval: '1s', min_gc_interval_when_hard_limited: '1s' }, 'processors.memory_limiter'),
+    (e: unknown) => e instanceof ConfigError && e.field === 'processors.memory_limiter.min_gc_interval_when_hard_limited',
+  );
+});

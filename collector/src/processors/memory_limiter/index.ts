@@ -5,8 +5,9 @@
 // hard limit), or `limit_percentage` / `spike_limit_percentage` of the cgroup memory limit (v2
 // memory.max or v1 memory.limit_in_bytes, else host memory). Memory is measured as RSS (what the
 // cgroup OOM killer counts) every `check_interval`, and inline when a check is overdue (timers lag
-// under load). Above soft: refuse. Above hard: refuse and ask V8 for a full GC (only when node runs
-// with --expose-gc; at most once per `min_gc_interval`). Below soft again: accept (recovery).
+// under load). Above soft: refuse. Above hard: refuse and ask V8 for a full GC (at most once per
+// `min_gc_interval`; V8's gc() is fetched at start, so no --expose-gc flag is needed). Below soft
+// again: accept (recovery).
 // The OTLP receivers ask it before decoding a request (Consumer.refusal), so under a flood the
 // refused requests are not decoded into garbage first.
 // Refusal is RetryableError (→ gRPC UNAVAILABLE / HTTP 503) or, with `refuse_with:
@@ -16,6 +17,26 @@ import { ConfigError, RetryableError, ThrottledError } from '../../component/err
 import type { Component, Consumer, CreateSettings, Host, ProcessorFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
 import { cgroupMemoryLimit } from './cgroup.ts';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/**
+ * V8's full GC: `globalThis.gc` under --expose-gc, else fetched by setting the flag at run time
+ * and reading `gc` from a new context (contexts made after the flag have it). Without it the
+ * limiter could only refuse and wait for V8 to collect on its own schedule, which under a
+ * flood of refused-but-received requests may be too late for the cgroup's OOM killer.
+ */
+export function v8Gc(): (() => void) | undefined {
+  const g = (globalThis as { gc?: unknown }).gc;
+  if (typeof g === 'function') return g as () => void;
+  try {
+    setFlagsFromString('--expose-gc');
+    const fn = runInNewContext('gc') as unknown;
+    return typeof fn === 'function' ? (fn as () => void) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface MemoryLimiterConfig {
   checkIntervalMs: number;
@@ -37,7 +58,7 @@ const MiB = 1024 * 1024;
 export interface MemoryLimiterDeps {
   /** Current memory use in bytes (default: RSS). */
   readMemory?: () => number;
-  /** Forces a GC (default: globalThis.gc when exposed). */
+  /** Forces a GC (default: V8's, see v8Gc()). */
   gc?: () => void;
   now?: () => number;
 }
@@ -53,6 +74,8 @@ export class MemoryLimiter<S extends SignalType> implements Component, Consumer<
   /** Last measured use, for tests and self-telemetry. */
   usedBytes = 0;
   refusals = 0;
+  /** Full GCs the limiter asked for. */
+  gcRuns = 0;
 
   constructor(private readonly settings: CreateSettings, readonly cfg: MemoryLimiterConfig, private readonly next: Consumer<S>, deps: MemoryLimiterDeps = {}) {
     this.readMemory =
@@ -63,7 +86,8 @@ export class MemoryLimiter<S extends SignalType> implements Component, Consumer<
             const m = process.memoryUsage();
             return m.heapUsed + m.external;
           });
-    this.gc = deps.gc ?? (typeof (globalThis as { gc?: () => void }).gc === 'function' ? (globalThis as unknown as { gc: () => void }).gc : undefined);
+    this.gc = deps.gc ?? v8Gc();
+    if (!this.gc) settings.logger.warn('V8 gc() unavailable: the memory limiter can refuse data but not force a collection');
     this.now = deps.now ?? Date.now;
     const reg = settings.telemetry?.registry;
     if (reg) {
@@ -101,6 +125,7 @@ export class MemoryLimiter<S extends SignalType> implements Component, Consumer<
     const gcInterval = this.usedBytes >= this.cfg.hardLimitBytes ? this.cfg.minGcIntervalMs : this.cfg.minGcIntervalSoftMs;
     if (this.usedBytes >= this.cfg.softLimitBytes && this.gc && t - this.lastGc >= gcInterval) {
       this.lastGc = t;
+      this.gcRuns++;
       this.gc();
       this.usedBytes = this.readMemory();
     }
@@ -140,7 +165,10 @@ export function validateMemoryLimiterConfig(raw: unknown, path: string, cgroup =
   const spikePct = r.num('spike_limit_percentage', undefined, { min: 0, max: 100 });
   const refuseWith = r.oneOf('refuse_with', ['unavailable', 'resource_exhausted'] as const, 'unavailable');
   const retryAfterMs = r.duration('retry_after', 1000);
-  const minGcIntervalMs = r.duration('min_gc_interval', 10_000);
+  // otelcol calls it min_gc_interval_when_hard_limited: accepted too, so its configs load
+  if (r.has('min_gc_interval') && r.has('min_gc_interval_when_hard_limited'))
+    throw new ConfigError(r.field('min_gc_interval_when_hard_limited'), 'set either min_gc_interval or min_gc_interval_when_hard_limited, not both');
+  const minGcIntervalMs = r.has('min_gc_interval_when_hard_limited') ? r.duration('min_gc_interval_when_hard_limited', 10_000) : r.duration('min_gc_interval', 10_000);
   const minGcIntervalSoftMs = r.duration('min_gc_interval_when_soft_limited', 30_000);
   const measure = r.oneOf('measure', ['rss', 'heap'] as const, 'rss');
   r.done();
