@@ -13,6 +13,7 @@ import { addOtapServices } from '../../proto/src/grpc/otap-server.ts';
 import { bindServer, createGrpcServer, shutdownServer } from '../../proto/src/grpc/common.ts';
 import { agentTraces } from '../../proto/src/otap/fixtures.ts';
 import { ConfigError, RetryableError } from '../../collector/src/component/errors.ts';
+import { until } from '../lib/wait.ts';
 import { validateOtlpReceiverConfig } from '../../collector/src/receivers/otlp/config.ts';
 import { validateOtelArrowExporterConfig } from '../../collector/src/exporters/otelarrow/index.ts';
 import { parse as parseYaml } from 'yaml';
@@ -52,13 +53,6 @@ async function freezableProxy(targetPort: number): Promise<{ port: number; freez
   };
 }
 
-async function until(what: string, cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('receiver keepalive: a client that vanished mid-stream loses its OTel Arrow stream, and its dictionaries, within time + timeout', async () => {
   const cfg = parseConfig(parseYaml(`
@@ -80,7 +74,7 @@ service:
     assert.equal(server.stats!.active, 1, 'the stream stays open after its batch');
     assert.ok(server.dictionaryBudget!.used > 0, 'the stream holds dictionaries');
     proxy.freeze();
-    await until("the server closes the silent client's stream", () => server.stats!.active === 0, 3000);
+    await until(() => server.stats!.active === 0, "the server closes the silent client's stream");
     assert.equal(server.dictionaryBudget!.used, 0, "the vanished client's dictionaries are freed");
   } finally {
     proxy.close();

@@ -8,9 +8,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
 import { OtapProducer } from '../../proto/src/otap/stream.ts';
-import { HpackEncoder } from '../../proto/src/otap/hpack.ts';
-import { ArrowPayloadType, OtapStatusCode, decodeBatchStatus, encodeBatchArrowRecords, type BatchArrowRecords, type BatchStatus } from '../../proto/src/otap/messages.ts';
-import { OTAP_METHODS } from '../../proto/src/grpc/otap-server.ts';
+import { ArrowPayloadType, OtapStatusCode, type BatchArrowRecords } from '../../proto/src/otap/messages.ts';
 import { OtapClient } from '../../proto/src/grpc/otap-client.ts';
 import type { LogsData } from '../../proto/src/model.ts';
 import { parseConfig } from '../../collector/src/config/load.ts';
@@ -20,7 +18,8 @@ import { captureExporterFactory, sinkOf } from '../../collector/src/testing/comp
 import { makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtelArrowReceiver, OtelArrowServer } from '../../collector/src/receivers/otelarrow/index.ts';
 import { PermanentError } from '../../collector/src/component/errors.ts';
-import { canon } from './otap-helpers.ts';
+import { canon, rawLogsStream } from './otap-helpers.ts';
+import { until } from '../lib/wait.ts';
 
 const N = 300; // > 256 distinct values: a Dictionary<u16> column from the first batch on
 
@@ -48,43 +47,6 @@ function garbageBatch(batchId: bigint): BatchArrowRecords {
   return { batchId, headers: new Uint8Array(0), arrowPayloads: [{ schemaId: 'bogus', type: ArrowPayloadType.LOGS, record: new Uint8Array(64).fill(0xff) }] };
 }
 
-/** A raw OTAP logs stream: opening metadata, per-batch HPACK headers, each batch's status, and how the stream ended. */
-function rawLogsStream(addr: string, metadata: Record<string, string> = {}) {
-  const client = new grpc.Client(addr, grpc.credentials.createInsecure());
-  const md = new grpc.Metadata();
-  for (const [k, v] of Object.entries(metadata)) md.set(k, v);
-  const call = client.makeBidiStreamRequest(OTAP_METHODS.logs.path, (b: Buffer) => b, (b: Buffer) => b, md);
-  const hpack = new HpackEncoder();
-  const statuses: BatchStatus[] = [];
-  const waiting = new Map<bigint, (s: BatchStatus) => void>();
-  call.on('data', (b: Buffer) => {
-    const s = decodeBatchStatus(b);
-    statuses.push(s);
-    waiting.get(s.batchId)?.(s);
-    waiting.delete(s.batchId);
-  });
-  const ended = new Promise<{ code: number; details: string }>((resolve) => {
-    call.on('error', (e: grpc.ServiceError) => resolve({ code: e.code, details: e.details }));
-    call.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details }));
-  });
-  return {
-    statuses,
-    ended,
-    /** Writes the batch (with `headers` HPACK-encoded) and resolves with its status. */
-    send(b: BatchArrowRecords, headers?: Record<string, string>): Promise<BatchStatus> {
-      const batch = headers ? { ...b, headers: hpack.encode(headers) } : b;
-      return new Promise<BatchStatus>((resolve) => {
-        waiting.set(b.batchId, resolve);
-        call.write(Buffer.from(encodeBatchArrowRecords(batch)));
-      });
-    },
-    close() {
-      call.cancel();
-      client.close();
-    },
-  };
-}
-
 async function startReceiver(id: string, sinkId: string): Promise<{ col: Collector; server: OtelArrowServer; addr: string }> {
   const cfg = parseConfig(parseYaml(`
 receivers:
@@ -102,13 +64,6 @@ service:
   return { col, server, addr: `127.0.0.1:${server.port}` };
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('otelarrow receiver: an unauthenticated stream is answered UNAUTHENTICATED and ended before any Arrow payload is read; an authenticated client is unaffected', async () => {
   const { col, server, addr } = await startReceiver('otelarrow/authfirst', 'capture/authfirst');

@@ -10,8 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
 import { DictionaryBudget, OtapConsumer, OtapProducer } from '../../proto/src/otap/stream.ts';
 import { OtapDecodeError } from '../../proto/src/otap/ipc.ts';
-import { decodeBatchStatus, encodeBatchArrowRecords, type BatchArrowRecords, type BatchStatus } from '../../proto/src/otap/messages.ts';
-import { OTAP_METHODS, addOtapServices, errorToBatchStatus } from '../../proto/src/grpc/otap-server.ts';
+import { encodeBatchArrowRecords } from '../../proto/src/otap/messages.ts';
+import { addOtapServices, errorToBatchStatus } from '../../proto/src/grpc/otap-server.ts';
 import { bindServer, createGrpcServer, shutdownServer } from '../../proto/src/grpc/common.ts';
 import { OtapClient } from '../../proto/src/grpc/otap-client.ts';
 import type { LogsData } from '../../proto/src/model.ts';
@@ -22,7 +22,8 @@ import { captureExporterFactory, sinkOf } from '../../collector/src/testing/comp
 import { makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import { validateOtelArrowReceiverConfig, type OtelArrowReceiver } from '../../collector/src/receivers/otelarrow/index.ts';
 import { ConfigError, ThrottledError } from '../../collector/src/component/errors.ts';
-import { canon } from './otap-helpers.ts';
+import { canon, rawLogsStream } from './otap-helpers.ts';
+import { until } from '../lib/wait.ts';
 
 const RESOURCE_EXHAUSTED = 8;
 const N = 300; // > 256 distinct values: the producer starts the column as Dictionary<u16>, no schema reset later
@@ -169,41 +170,6 @@ test('OtapConsumer: max_dictionary_entries fails the stream too; a schema reset 
 
 // ------------------------------------------------------------------ through the real receiver
 
-/** A raw OTAP logs stream: send a batch, await its BatchStatus (acks may come out of order); `ended` settles with the final gRPC status. */
-function rawLogsStream(addr: string) {
-  const client = new grpc.Client(addr, grpc.credentials.createInsecure());
-  const call = client.makeBidiStreamRequest(OTAP_METHODS.logs.path, (b: Buffer) => b, (b: Buffer) => b);
-  const waiting = new Map<bigint, (s: BatchStatus) => void>();
-  call.on('data', (b: Buffer) => {
-    const s = decodeBatchStatus(b);
-    waiting.get(s.batchId)?.(s);
-    waiting.delete(s.batchId);
-  });
-  const ended = new Promise<{ code: number; details: string }>((resolve) => {
-    call.on('error', (e: grpc.ServiceError) => resolve({ code: e.code, details: e.details }));
-    call.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details }));
-  });
-  return {
-    send: (b: BatchArrowRecords) =>
-      new Promise<BatchStatus>((resolve) => {
-        waiting.set(b.batchId, resolve);
-        call.write(Buffer.from(encodeBatchArrowRecords(b)));
-      }),
-    ended,
-    close: () => {
-      call.cancel();
-      client.close();
-    },
-  };
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('otelarrow receiver: a stream past max_dictionary_bytes gets RESOURCE_EXHAUSTED and ends, counted; other streams go on', async () => {
   const cfg = parseConfig(parseYaml(`

@@ -1,6 +1,11 @@
-// Shared by the otap-*.test.ts files: fast-check arbitraries for the telemetry model and a
-// canonical form for comparing what went in with what came out of an OTAP round trip.
+// Shared by the otap-*.test.ts files: fast-check arbitraries for the telemetry model, a
+// canonical form for comparing what went in with what came out of an OTAP round trip, and a raw
+// OTAP logs stream for driving a receiver batch by batch.
 import fc from 'fast-check';
+import * as grpc from '@grpc/grpc-js';
+import { HpackEncoder } from '../../proto/src/otap/hpack.ts';
+import { decodeBatchStatus, encodeBatchArrowRecords, type BatchArrowRecords, type BatchStatus } from '../../proto/src/otap/messages.ts';
+import { OTAP_METHODS } from '../../proto/src/grpc/otap-server.ts';
 import {
   KeyValueList,
   type AnyValue,
@@ -268,4 +273,41 @@ export function canon(x: unknown, parentKey = '', unordered = false): unknown {
  */
 export function byNameThenStart(a: Span, b: Span): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : a.startTimeUnixNano < b.startTimeUnixNano ? -1 : a.startTimeUnixNano > b.startTimeUnixNano ? 1 : 0;
+}
+
+/** A raw OTAP logs stream: opening metadata, per-batch HPACK headers, each batch's status, and how the stream ended. */
+export function rawLogsStream(addr: string, metadata: Record<string, string> = {}) {
+  const client = new grpc.Client(addr, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+  const call = client.makeBidiStreamRequest(OTAP_METHODS.logs.path, (b: Buffer) => b, (b: Buffer) => b, md);
+  const hpack = new HpackEncoder();
+  const statuses: BatchStatus[] = [];
+  const waiting = new Map<bigint, (s: BatchStatus) => void>();
+  call.on('data', (b: Buffer) => {
+    const s = decodeBatchStatus(b);
+    statuses.push(s);
+    waiting.get(s.batchId)?.(s);
+    waiting.delete(s.batchId);
+  });
+  const ended = new Promise<{ code: number; details: string }>((resolve) => {
+    call.on('error', (e: grpc.ServiceError) => resolve({ code: e.code, details: e.details }));
+    call.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details }));
+  });
+  return {
+    statuses,
+    ended,
+    /** Writes the batch (with `headers` HPACK-encoded) and resolves with its status. */
+    send(b: BatchArrowRecords, headers?: Record<string, string>): Promise<BatchStatus> {
+      const batch = headers ? { ...b, headers: hpack.encode(headers) } : b;
+      return new Promise<BatchStatus>((resolve) => {
+        waiting.set(b.batchId, resolve);
+        call.write(Buffer.from(encodeBatchArrowRecords(batch)));
+      });
+    },
+    close() {
+      call.cancel();
+      client.close();
+    },
+  };
 }
