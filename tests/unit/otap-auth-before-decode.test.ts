@@ -18,28 +18,14 @@ import { captureExporterFactory, sinkOf } from '../../collector/src/testing/comp
 import { makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtelArrowReceiver, OtelArrowServer } from '../../collector/src/receivers/otelarrow/index.ts';
 import { PermanentError } from '../../collector/src/component/errors.ts';
-import { canon, rawLogsStream } from './otap-helpers.ts';
+import { canon, logsWithValues, rawLogsStream } from './otap-helpers.ts';
 import { until } from '../lib/wait.ts';
 
 const N = 300; // > 256 distinct values: a Dictionary<u16> column from the first batch on
 
 /** Logs whose one attribute value is new on every record of every batch: each batch adds a delta dictionary. */
 function dictLogs(batch: number): LogsData {
-  const logRecords = [];
-  for (let i = 0; i < N; i++) {
-    logRecords.push({
-      timeUnixNano: BigInt(i + 1), observedTimeUnixNano: 0n, severityNumber: 9, severityText: 'INFO', body: 'msg',
-      attributes: [{ key: 'k', value: `batch-${batch}-value-${i}` }],
-      droppedAttributesCount: 0, flags: 0, traceId: new Uint8Array(0), spanId: new Uint8Array(0), eventName: '',
-    });
-  }
-  return {
-    resourceLogs: [{
-      resource: { attributes: [], droppedAttributesCount: 0 },
-      schemaUrl: '',
-      scopeLogs: [{ scope: { name: 's', version: '', attributes: [], droppedAttributesCount: 0 }, schemaUrl: '', logRecords }],
-    }],
-  };
+  return logsWithValues('k', Array.from({ length: N }, (_, i) => `batch-${batch}-value-${i}`));
 }
 
 /** A batch whose LOGS payload is not Arrow IPC at all: reading it can only fail (INVALID_ARGUMENT). */

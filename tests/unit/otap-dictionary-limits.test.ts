@@ -22,7 +22,7 @@ import { captureExporterFactory, sinkOf } from '../../collector/src/testing/comp
 import { makeLogs, testLogger } from '../../collector/src/testing/fixtures.ts';
 import { validateOtelArrowReceiverConfig, type OtelArrowReceiver } from '../../collector/src/receivers/otelarrow/index.ts';
 import { ConfigError, ThrottledError } from '../../collector/src/component/errors.ts';
-import { canon, rawLogsStream } from './otap-helpers.ts';
+import { canon, logsWithValues, rawLogsStream } from './otap-helpers.ts';
 import { until } from '../lib/wait.ts';
 
 const RESOURCE_EXHAUSTED = 8;
@@ -33,22 +33,10 @@ const GROWTH = N * (LEN + 32);
 
 /** Logs whose one attribute value is new and LEN bytes long on every record of every batch. */
 function growingLogs(batch: number, n = N): LogsData {
-  const logRecords = [];
-  for (let i = 0; i < n; i++) {
+  return logsWithValues('payload', Array.from({ length: n }, (_, i) => {
     const tag = `b${batch}-v${i}-`;
-    logRecords.push({
-      timeUnixNano: BigInt(i + 1), observedTimeUnixNano: 0n, severityNumber: 9, severityText: 'INFO', body: 'msg',
-      attributes: [{ key: 'payload', value: tag + 'x'.repeat(LEN - tag.length) }],
-      droppedAttributesCount: 0, flags: 0, traceId: new Uint8Array(0), spanId: new Uint8Array(0), eventName: '',
-    });
-  }
-  return {
-    resourceLogs: [{
-      resource: { attributes: [], droppedAttributesCount: 0 },
-      schemaUrl: '',
-      scopeLogs: [{ scope: { name: 's', version: '', attributes: [], droppedAttributesCount: 0 }, schemaUrl: '', logRecords }],
-    }],
-  };
+    return tag + 'x'.repeat(LEN - tag.length);
+  }));
 }
 
 function isStreamLimit(pattern: RegExp, batchId: bigint) {

@@ -311,3 +311,19 @@ export function rawLogsStream(addr: string, metadata: Record<string, string> = {
     },
   };
 }
+
+/** One log record per value, each with the single attribute `key` = that value (new values grow the stream's dictionaries). */
+export function logsWithValues(key: string, values: string[]): LogsData {
+  const logRecords = values.map((value, i) => ({
+    timeUnixNano: BigInt(i + 1), observedTimeUnixNano: 0n, severityNumber: 9, severityText: 'INFO', body: 'msg',
+    attributes: [{ key, value }],
+    droppedAttributesCount: 0, flags: 0, traceId: new Uint8Array(0), spanId: new Uint8Array(0), eventName: '',
+  }));
+  return {
+    resourceLogs: [{
+      resource: { attributes: [], droppedAttributesCount: 0 },
+      schemaUrl: '',
+      scopeLogs: [{ scope: { name: 's', version: '', attributes: [], droppedAttributesCount: 0 }, schemaUrl: '', logRecords }],
+    }],
+  };
+}
