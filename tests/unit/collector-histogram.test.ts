@@ -93,7 +93,8 @@ test('temporality: cumulative → delta drops first point and handles resets; de
   const c = mk(4, 5n, 6n); toDelta.convert(c.resourceMetrics); assert.deepEqual(pts(c), [4], 'reset: value since the new start');
   const toCum = new TemporalityConverter('cumulative');
   const d1 = mk(3); (d1.resourceMetrics[0].scopeMetrics[0].metrics[0].data as { aggregationTemporality: number }).aggregationTemporality = 1;
-  const d2 = mk(4); (d2.resourceMetrics[0].scopeMetrics[0].metrics[0].data as { aggregationTemporality: number }).aggregationTemporality = 1;
+  // d2 is the next window: the same (start, time) again would be a duplicate, dropped (as contrib).
+  const d2 = mk(4, 2n, 3n); (d2.resourceMetrics[0].scopeMetrics[0].metrics[0].data as { aggregationTemporality: number }).aggregationTemporality = 1;
   toCum.convert(d1.resourceMetrics); toCum.convert(d2.resourceMetrics);
   assert.deepEqual(pts(d2), [7]);
   const bounded = new TemporalityConverter('delta', 1);

@@ -134,7 +134,12 @@ test('prometheus scrape exporter: text exposition with TYPE lines; delta sums ac
   const ex = new PrometheusExporter({ id: 'prom', logger: testLogger() }, validatePrometheusExporterConfig({ endpoint: '127.0.0.1:0' }, 'x'));
   await ex.start();
   await ex.consume(sampleMetrics(), {});
-  await ex.consume(sampleMetrics(), {});
+  // The next delta window: the same delta point again would be a duplicate, dropped (as contrib).
+  const later = sampleMetrics();
+  const q = later.resourceMetrics[0].scopeMetrics[0].metrics.find((m) => m.name === 'queue.depth')!.data as { dataPoints: Array<{ startTimeUnixNano: bigint; timeUnixNano: bigint }> };
+  q.dataPoints[0].startTimeUnixNano += 1_000_000_000n;
+  q.dataPoints[0].timeUnixNano += 1_000_000_000n;
+  await ex.consume(later, {});
   const text = await (await fetch(`http://127.0.0.1:${ex.port}/metrics`)).text();
   await ex.shutdown();
   assert.match(text, /# TYPE http_server_request_duration_seconds histogram/);

@@ -2,15 +2,22 @@
 // State is bounded by `maxStreams` (least recently used evicted).
 //
 // cumulative → delta (as contrib's cumulativetodelta): monotonic sums and explicit histograms. A
-// stream's first point is dropped (its delta is unknown); a later point's start becomes the
-// previous point's time. A decrease (monotonic sums, histogram count), a new start time or new
-// bucket bounds is a reset: the point passes through as the delta since its own start.
-// Non-monotonic sums and exponential histograms are left cumulative: a decrease of an up/down
-// counter is not a reset, and contrib excludes both.
+// stream's first point is kept, as the delta since its own start, if that start is not before
+// this converter was created (standing in for contrib's processor start) and differs from the
+// point's time: contrib's `initial_value: auto`, its default. Such a counter began while we were
+// watching, so nothing of it was reported before. Otherwise the point is dropped: it may hold
+// counts from before we watched, e.g. already reported by this collector's previous run. A later
+// point's start becomes the previous point's time. A decrease (monotonic sums, histogram count), a
+// new start time or new bucket bounds is a reset: the point passes through as the delta since its
+// own start. Non-monotonic sums and exponential histograms are left cumulative: a decrease of an
+// up/down counter is not a reset, and contrib excludes both.
 //
-// delta → cumulative (as contrib's deltatocumulative): sums, explicit histograms (new bounds
-// restart the stream) and exponential histograms (merged at the coarser scale, see
-// mergeExponential), accumulated from the first point seen; start = that point's start.
+// delta → cumulative (as contrib's deltatocumulative, AccumulateInto): sums, explicit histograms
+// (new bounds restart the stream) and exponential histograms (merged at the coarser scale, see
+// mergeExponential), accumulated from the first point seen; start = that point's start. A point
+// that starts before the stream (ErrOlderStart) or is not later than its last point
+// (ErrOutOfOrder) is dropped: a duplicate or late point would otherwise be added twice, forever.
+// A later start is normal (each delta starts where the previous one ended) and accumulates.
 //
 // A point flagged "no recorded value" passes through untouched and leaves the state alone.
 //
@@ -73,6 +80,16 @@ interface ExpState extends Seq {
 
 type State = SumState | HistState | ExpState;
 
+/** Points convert() dropped, by reason (contrib's `reason` values). */
+export interface TemporalityDrops {
+  /** cumulative → delta: a first point whose delta cannot be known (initial_value: auto). */
+  initial: number;
+  /** delta → cumulative: start before the stream's start (contrib ErrOlderStart). */
+  olderStart: number;
+  /** delta → cumulative: time not after the stream's last time (contrib ErrOutOfOrder). */
+  outOfOrder: number;
+}
+
 /** What a journaled convert() changed: each stream's state before it, and its seq after it. */
 export class TemporalityJournal {
   readonly before = new Map<string, State | undefined>();
@@ -104,8 +121,14 @@ export class TemporalityConverter {
   private journal?: TemporalityJournal;
   private seq = 0;
   evictions = 0;
+  /** Cumulative over all convert() calls (a rolled-back batch sent again counts again). */
+  readonly drops: TemporalityDrops = { initial: 0, olderStart: 0, outOfOrder: 0 };
+  /** Stands in for contrib's processor start time in the `initial_value: auto` rule. */
+  readonly startTimeUnixNano: bigint;
 
-  constructor(readonly target: 'delta' | 'cumulative', private readonly maxStreams = 10_000) {}
+  constructor(readonly target: 'delta' | 'cumulative', private readonly maxStreams = 10_000, startTimeUnixNano?: bigint) {
+    this.startTimeUnixNano = startTimeUnixNano ?? BigInt(Date.now()) * 1_000_000n;
+  }
 
   get size(): number {
     return this.streams.size;
@@ -116,14 +139,40 @@ export class TemporalityConverter {
     if (!s) return undefined;
     this.streams.delete(key);
     this.streams.set(key, s);
-    // Remember the state before this batch changes it in place; every get() precedes a change.
-    if (this.journal && !this.journal.before.has(key)) this.journal.before.set(key, cloneState(s));
-    s.seq = ++this.seq;
     return s.kind === kind ? (s as Extract<State, { kind: K }>) : undefined;
   }
 
+  /**
+   * Call before changing a stream's state in place: remembers it as it was before this batch. Not
+   * for a dropped point, so that it does not stop rollback() of an earlier batch on that stream.
+   */
+  private touch(key: string, s: State): void {
+    if (this.journal && !this.journal.before.has(key)) this.journal.before.set(key, cloneState(s));
+    s.seq = ++this.seq;
+  }
+
+  /** contrib's AccumulateInto checks: whether a delta point may be added to the stream's state. */
+  private inOrder(start: bigint, time: bigint, p: { startTimeUnixNano: bigint; timeUnixNano: bigint }): boolean {
+    if (p.startTimeUnixNano < start) {
+      this.drops.olderStart++;
+      return false;
+    }
+    if (p.timeUnixNano <= time) {
+      this.drops.outOfOrder++;
+      return false;
+    }
+    return true;
+  }
+
+  /** contrib's `initial_value: auto`: keep a stream's first cumulative point (as its own delta)? */
+  private keepInitial(p: { startTimeUnixNano: bigint; timeUnixNano: bigint }): boolean {
+    if (p.startTimeUnixNano >= this.startTimeUnixNano && p.timeUnixNano !== p.startTimeUnixNano) return true;
+    this.drops.initial++;
+    return false;
+  }
+
   private put(key: string, s: State): void {
-    if (this.journal && !this.journal.before.has(key)) this.journal.before.set(key, undefined);
+    if (this.journal && !this.journal.before.has(key)) this.journal.before.set(key, this.streams.has(key) ? cloneState(this.streams.get(key)!) : undefined);
     s.seq = ++this.seq;
     if (!this.streams.has(key) && this.streams.size >= this.maxStreams) {
       this.streams.delete(this.streams.keys().next().value as string);
@@ -194,7 +243,7 @@ export class TemporalityConverter {
     } else if (d.type === 'histogram') {
       d.dataPoints = (d.dataPoints as HistogramDataPoint[]).filter((p) => this.histPoint(`${prefix}\u0003h${attrsKey(p.attributes)}`, p));
     } else {
-      for (const p of d.dataPoints as ExponentialHistogramDataPoint[]) this.expPoint(`${prefix}\u0003e${attrsKey(p.attributes)}`, p);
+      d.dataPoints = (d.dataPoints as ExponentialHistogramDataPoint[]).filter((p) => this.expPoint(`${prefix}\u0003e${attrsKey(p.attributes)}`, p));
     }
     d.aggregationTemporality = want;
     return before - d.dataPoints.length;
@@ -205,7 +254,7 @@ export class TemporalityConverter {
     const prev = this.get(key, 'sum');
     if (this.target === 'delta') {
       this.put(key, { kind: 'sum', seq: 0, start: p.startTimeUnixNano, value: p.value, time: p.timeUnixNano });
-      if (!prev) return false; // no history: the delta is unknown
+      if (!prev) return this.keepInitial(p); // kept: the value is the delta since its start
       if (prev.start !== p.startTimeUnixNano || p.value < prev.value) return true; // reset: the value is the delta since the new start
       p.value = typeof p.value === 'bigint' ? p.value - BigInt(prev.value) : p.value - Number(prev.value);
       p.startTimeUnixNano = prev.time;
@@ -216,6 +265,8 @@ export class TemporalityConverter {
       this.put(key, { kind: 'sum', seq: 0, start: p.startTimeUnixNano, value: p.value, time: p.timeUnixNano });
       return true;
     }
+    if (!this.inOrder(prev.start, prev.time, p)) return false;
+    this.touch(key, prev);
     const v = typeof p.value === 'bigint' && typeof prev.value === 'bigint' ? prev.value + p.value : Number(prev.value) + Number(p.value);
     prev.value = v;
     prev.time = p.timeUnixNano;
@@ -237,7 +288,7 @@ export class TemporalityConverter {
     };
     if (this.target === 'delta') {
       this.put(key, fresh());
-      if (!prev) return false;
+      if (!prev) return this.keepInitial(p); // kept as is: min/max describe (start, time] too
       if (!sameLayout || prev.start !== p.startTimeUnixNano || p.count < prev.count) return true; // reset
       p.count -= prev.count;
       if (p.sum !== undefined) p.sum -= prev.sum ?? 0;
@@ -248,10 +299,12 @@ export class TemporalityConverter {
       return true;
     }
     // delta → cumulative; other bounds cannot be added up: restart the stream from this point.
+    if (prev && !this.inOrder(prev.start, prev.time, p)) return false;
     if (!prev || !sameLayout) {
       this.put(key, fresh());
       return true;
     }
+    this.touch(key, prev);
     addSummary(prev, p);
     for (let i = 0; i < prev.buckets.length; i++) prev.buckets[i] += p.bucketCounts[i];
     prev.time = p.timeUnixNano;
@@ -266,13 +319,15 @@ export class TemporalityConverter {
   }
 
   /** delta → cumulative only (the caller leaves cumulative exponential histograms alone). */
-  private expPoint(key: string, p: ExponentialHistogramDataPoint): void {
-    if (p.flags & NO_RECORDED_VALUE) return;
+  private expPoint(key: string, p: ExponentialHistogramDataPoint): boolean {
+    if (p.flags & NO_RECORDED_VALUE) return true;
     const prev = this.get(key, 'exp');
     if (!prev) {
       this.put(key, { kind: 'exp', seq: 0, start: p.startTimeUnixNano, point: cloneExp(p) });
-      return;
+      return true;
     }
+    if (!this.inOrder(prev.start, prev.point.timeUnixNano, p)) return false;
+    this.touch(key, prev);
     const acc = prev.point;
     mergeExponential(acc, p);
     acc.timeUnixNano = p.timeUnixNano;
@@ -287,6 +342,7 @@ export class TemporalityConverter {
       if (acc[f] !== undefined) p[f] = acc[f];
       else delete p[f];
     }
+    return true;
   }
 }
 
