@@ -5,6 +5,7 @@
 // and differs from its time).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { MetricsRegistry, SelfTelemetry } from '../../collector/src/telemetry/metrics.ts';
 import { TemporalityConverter, TemporalityJournal, HistogramToExponential, validateHistogramToExponentialConfig } from '../../collector/src/processors/histogram_to_exponential/index.ts';
 import { PrometheusExporter, validatePrometheusExporterConfig } from '../../collector/src/exporters/prometheus/index.ts';
 import { RetryableError } from '../../collector/src/component/errors.ts';
@@ -118,12 +119,14 @@ test('processor: a duplicate delta batch is counted in droppedPoints, and a refu
 });
 
 test('prometheus scrape: the same delta point twice is counted once', async () => {
-  const ex = new PrometheusExporter({ id: 'prom', logger: testLogger() }, validatePrometheusExporterConfig({ endpoint: '127.0.0.1:0', target_info: { enabled: false } }, 'x'));
+  const telemetry = new SelfTelemetry(new MetricsRegistry());
+  const ex = new PrometheusExporter({ id: 'prom', logger: testLogger(), telemetry }, validatePrometheusExporterConfig({ endpoint: '127.0.0.1:0', target_info: { enabled: false } }, 'x'));
   const d = () => batch({ type: 'sum', aggregationTemporality: DELTA, isMonotonic: true, dataPoints: [num(5, T, T + S)] }, 'req');
   await ex.consume(d(), {});
   await ex.consume(d(), {});
   // Old code: req_total 10.
   assert.match(ex.render(), /^req_total\{[^}]*\} 5$/m);
+  assert.match(telemetry.registry.render(), /kscope_exporter_temporality_dropped_points_total\{exporter="prom"\} 1/, 'the dropped point is counted');
 });
 
 // Item 2: cumulative → delta keeps a first point whose whole count is new (contrib initial_value: auto).

@@ -13,7 +13,7 @@ import { RateLimitedLog, type Logger as PinoLogger } from '../../../../lib/log.t
 import { parseEndpoint, type Endpoint } from '../../receivers/otlp/config.ts';
 import { TemporalityConverter } from '../../processors/histogram_to_exponential/temporality.ts';
 import { cloneSignal } from '../../pipeline/clone.ts';
-import { translate, seriesKey, type PromFamily, type PromSeries, type PromType } from '../prometheus_common/translate.ts';
+import { translate, seriesKey, type PromFamily, type PromSeries, type PromType, DROPPED_POINTS_HELP, DROPPED_POINTS_METRIC } from '../prometheus_common/translate.ts';
 
 export interface PrometheusExporterConfig {
   endpoint: Endpoint;
@@ -92,6 +92,7 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
   private readonly temporality: TemporalityConverter;
   private readonly now: () => number;
   private readonly refusedCounter?: { value: number };
+  private readonly droppedPointsCounter?: { value: number };
   private unregisterTelemetry?: () => void;
   private readonly refusalLog: RateLimitedLog;
   private lastSweep = -Infinity;
@@ -103,10 +104,12 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
     // RateLimitedLog only calls warn(obj, msg), which the component Logger has.
     this.refusalLog = new RateLimitedLog(settings.logger as unknown as PinoLogger, REFUSAL_WARN_INTERVAL_MS, 1, 1, this.now);
     const reg = settings.telemetry?.registry;
-    if (reg)
+    if (reg) {
       this.refusedCounter = reg
         .counter('kscope_prometheus_exporter_refused_series_total', 'New series the prometheus exporter refused because max_series was reached.')
         .at({ exporter: settings.id });
+      this.droppedPointsCounter = reg.counter(DROPPED_POINTS_METRIC, DROPPED_POINTS_HELP).at({ exporter: settings.id });
+    }
   }
 
   /** Series currently held (for tests and self-telemetry). */
@@ -156,7 +159,8 @@ export class PrometheusExporter<S extends SignalType> implements Component, Cons
     if (this.temporality.wouldConvert(d.resourceMetrics)) {
       // Accumulation rewrites points: work on a copy, other exporters may share this batch.
       d = cloneSignal('metrics', d);
-      this.temporality.convert(d.resourceMetrics);
+      const dropped = this.temporality.convert(d.resourceMetrics);
+      if (this.droppedPointsCounter) this.droppedPointsCounter.value += dropped;
     }
     const now = this.now();
     // Free expired series before checking the limit, so they do not cause refusals.

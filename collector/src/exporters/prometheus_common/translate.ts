@@ -305,3 +305,7 @@ export function seriesKey(labels: Array<[string, string]>): string {
   for (const [n, v] of labels) k += `${n}\u0000${v}\u0001`;
   return k;
 }
+
+/** Both exporters count the delta points their cumulative conversion drops (duplicate, out of order, older than the stream). */
+export const DROPPED_POINTS_METRIC = 'kscope_exporter_temporality_dropped_points_total';
+export const DROPPED_POINTS_HELP = 'Delta points dropped while accumulating to cumulative: not after the stream\'s last point, or starting before it.';

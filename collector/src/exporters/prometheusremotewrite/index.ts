@@ -23,7 +23,7 @@ import { otlpBatchCodec } from '../../exporterhelper/otlp-codec.ts';
 import { PbWriter } from '../../util/pb.ts';
 import { TemporalityConverter, TemporalityJournal } from '../../processors/histogram_to_exponential/temporality.ts';
 import { cloneSignal } from '../../pipeline/clone.ts';
-import { translate, seriesKey, STALE_NAN_BITS, type PromSeries } from '../prometheus_common/translate.ts';
+import { translate, seriesKey, STALE_NAN_BITS, type PromSeries, DROPPED_POINTS_HELP, DROPPED_POINTS_METRIC } from '../prometheus_common/translate.ts';
 import { toNativeHistogram, writeHistogram, type NativeHistogram } from './native.ts';
 
 export type ExponentialHistogramMode = 'native' | 'classic';
@@ -230,8 +230,11 @@ export class SentBuckets {
 
 /** QueuedExporter that makes delta metrics cumulative once per batch, before queueing it. */
 class RemoteWriteExporter<S extends SignalType> extends QueuedExporter<S> {
+  private readonly droppedPoints?: { value: number };
+
   constructor(settings: CreateSettings, cfg: ExporterHelperConfig, signal: S, push: PushFn<S>, hooks: ExporterHooks, private readonly temporality: TemporalityConverter) {
     super(settings, cfg, signal, push, hooks);
+    this.droppedPoints = settings.telemetry?.registry.counter(DROPPED_POINTS_METRIC, DROPPED_POINTS_HELP).at({ exporter: settings.id });
   }
 
   override async consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
@@ -240,7 +243,8 @@ class RemoteWriteExporter<S extends SignalType> extends QueuedExporter<S> {
     // Accumulating rewrites points: convert a copy, other exporters may share this batch.
     const copy = cloneSignal('metrics', d);
     const journal = new TemporalityJournal();
-    this.temporality.convert(copy.resourceMetrics, journal);
+    const dropped = this.temporality.convert(copy.resourceMetrics, journal);
+    if (this.droppedPoints) this.droppedPoints.value += dropped;
     try {
       await super.consume(copy as SignalData[S], ctx);
     } catch (err) {
