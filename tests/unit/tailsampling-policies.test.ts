@@ -138,12 +138,14 @@ test('trace_flags: sampled bit', () => {
   assert.equal(s.decide(trace([{ flags: 0 }]), NOW), false);
 });
 
-test('rate_limiting: spans per second window', () => {
+test('rate_limiting: token bucket, burst 2 × spans_per_second', () => {
   const s = set([{ name: 'r', type: 'rate_limiting', rate_limiting: { spans_per_second: 5 } }]);
-  assert.equal(s.decide(trace([{}, {}, {}]), 1000), true); // 3
-  assert.equal(s.decide(trace([{}, {}]), 1500), true); // 5
-  assert.equal(s.decide(trace([{}]), 1999), false); // would be 6
-  assert.equal(s.decide(trace([{}]), 2000), true); // new second
+  const n = (k: number) => trace(Array.from({ length: k }, () => ({})));
+  assert.equal(s.decide(n(3), 1000), true); // full bucket 10 → 7
+  assert.equal(s.decide(n(2), 1500), true); // +2.5 → 9.5 → 7.5
+  assert.equal(s.decide(n(7), 1500), true); // 0.5 left
+  assert.equal(s.decide(n(1), 1500), false); // would go below 0
+  assert.equal(s.decide(n(1), 1700), true); // +1 after 200 ms: no reset at a second boundary
 });
 
 test('bytes_limiting: token bucket with burst', () => {

@@ -11,8 +11,8 @@ function fmix32(h: number): number {
   return h >>> 0;
 }
 
-// A seed distinct from the one tail sampling's probabilistic policy uses, so which backend a trace
-// lands on is independent of whether a probabilistic policy keeps it.
+// Seeded, and unlike tail sampling's probabilistic policy (64-bit FNV-1a, contrib's), so which
+// backend a trace lands on is independent of whether a probabilistic policy keeps it.
 const RING_SEED = 0x9747b28c;
 
 /** 32-bit hash of bytes (FNV-1a core, seeded, murmur finaliser). No allocation. */

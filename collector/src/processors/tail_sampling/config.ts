@@ -17,7 +17,7 @@ export type PolicyConfig =
   | { name: string; type: 'span_count'; minSpans: number; maxSpans: number }
   | { name: string; type: 'trace_state'; key: string; values: string[] }
   | { name: string; type: 'trace_flags' }
-  | { name: string; type: 'rate_limiting'; spansPerSecond: number }
+  | { name: string; type: 'rate_limiting'; spansPerSecond: number; burstCapacity: number }
   | { name: string; type: 'bytes_limiting'; bytesPerSecond: number; burstCapacity: number }
   | { name: string; type: 'and'; subPolicies: PolicyConfig[] }
   | { name: string; type: 'not'; subPolicy: PolicyConfig }
@@ -181,8 +181,9 @@ export function validatePolicy(raw: unknown, path: string, depth = 0): PolicyCon
     case 'latency': {
       const b = block(raw, type, path, true);
       checkKeys(b, ['threshold_ms', 'upper_threshold_ms'], bp);
-      const thresholdMs = b.threshold_ms === undefined ? 0 : num(b.threshold_ms, `${bp}.threshold_ms`, { min: 0 });
-      const upperThresholdMs = b.upper_threshold_ms === undefined ? 0 : num(b.upper_threshold_ms, `${bp}.upper_threshold_ms`, { min: 0 });
+      // Whole milliseconds, as the reference: the trace duration is compared truncated to ms.
+      const thresholdMs = b.threshold_ms === undefined ? 0 : num(b.threshold_ms, `${bp}.threshold_ms`, { min: 0, int: true });
+      const upperThresholdMs = b.upper_threshold_ms === undefined ? 0 : num(b.upper_threshold_ms, `${bp}.upper_threshold_ms`, { min: 0, int: true });
       if (thresholdMs === 0 && upperThresholdMs === 0) throw new ConfigError(`${bp}.threshold_ms`, 'set threshold_ms or upper_threshold_ms');
       if (upperThresholdMs && upperThresholdMs < thresholdMs) throw new ConfigError(`${bp}.upper_threshold_ms`, 'must be ≥ threshold_ms');
       return { name, type, thresholdMs, upperThresholdMs };
@@ -257,8 +258,11 @@ export function validatePolicy(raw: unknown, path: string, depth = 0): PolicyCon
     }
     case 'rate_limiting': {
       const b = block(raw, type, path, true);
-      checkKeys(b, ['spans_per_second'], bp);
-      return { name, type, spansPerSecond: num(b.spans_per_second, `${bp}.spans_per_second`, { min: 1 }) };
+      checkKeys(b, ['spans_per_second', 'burst_capacity'], bp);
+      const spansPerSecond = num(b.spans_per_second, `${bp}.spans_per_second`, { min: 1 });
+      // As the reference: absent or 0 → a bucket of 2 × spans_per_second.
+      const burst = b.burst_capacity === undefined ? 0 : num(b.burst_capacity, `${bp}.burst_capacity`, { min: 0 });
+      return { name, type, spansPerSecond, burstCapacity: burst || 2 * spansPerSecond };
     }
     case 'bytes_limiting': {
       const b = block(raw, type, path, true);

@@ -7,7 +7,7 @@ import type { PolicyConfig } from './config.ts';
 export const enum Decision {
   NotSampled = 0,
   Sampled = 1,
-  /** An invert_match policy whose value did not match: counts as "sample". */
+  /** An invert_match policy whose value did not match: samples only if no policy said NotSampled. */
   InvertSampled = 2,
   /** An invert_match policy whose value matched: vetoes sampling (unless a drop already decided). */
   InvertNotSampled = 3,
@@ -71,14 +71,82 @@ function matchDecision(matched: boolean, invert: boolean): Decision {
 
 const textEncoder = new TextEncoder();
 
-/** FNV-1a 32-bit over salt then trace id: deterministic on every replica and tier. */
-export function traceIdHash(salt: Uint8Array, id: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < salt.length; i++) { h ^= salt[i]; h = Math.imul(h, 0x01000193); }
-  for (let i = 0; i < id.length; i++) { h ^= id[i]; h = Math.imul(h, 0x01000193); }
-  // Final avalanche (murmur3 fmix32) so nearby ids spread over the whole range.
-  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b); h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35); h ^= h >>> 16;
-  return h >>> 0;
+/** The reference's salt when hash_salt is empty: same default, same decisions. */
+export const DEFAULT_HASH_SALT = 'default-hash-seed';
+
+// 64-bit FNV-1a state as two 32-bit halves (BigInt would allocate per byte). Module scratch, so
+// hashing a trace id allocates nothing.
+let fnvHi = 0, fnvLo = 0;
+
+function fnvBytes(b: Uint8Array): void {
+  let hi = fnvHi, lo = fnvLo;
+  for (let i = 0; i < b.length; i++) {
+    lo = (lo ^ b[i]) >>> 0;
+    // h * 0x100000001b3 mod 2^64 = h * 0x1b3 + (h << 40); lo * 0x1b3 < 2^41 is exact in a double.
+    const t = lo * 0x1b3;
+    hi = (Math.imul(hi, 0x1b3) + Math.floor(t / 0x100000000) + (lo << 8)) >>> 0;
+    lo = t >>> 0;
+  }
+  fnvHi = hi;
+  fnvLo = lo;
+}
+
+/**
+ * FNV-1a 64-bit over the salt's UTF-8 bytes then the trace id bytes, as the reference's
+ * probabilistic policy hashes (hashTraceID): replicas and mixed fleets pick the same traces.
+ */
+export function traceIdHash(salt: Uint8Array, id: Uint8Array): bigint {
+  fnvHi = 0xcbf29ce4; fnvLo = 0x84222325;
+  fnvBytes(salt);
+  fnvBytes(id);
+  return (BigInt(fnvHi) << 32n) | BigInt(fnvLo);
+}
+
+const MAX_U64 = (1n << 64n) - 1n;
+
+/**
+ * The reference's calculateThreshold: MaxUint64 × (percentage / 100) in a 64-bit-mantissa
+ * big.Float (rounded to nearest even), truncated to an integer. A trace is sampled when its hash
+ * is ≤ this, so 100% keeps every trace and 0% keeps only a hash of exactly 0.
+ */
+export function probabilisticThreshold(percentage: number): bigint {
+  const ratio = percentage / 100;
+  if (!(ratio > 0)) return 0n;
+  const dv = new DataView(new ArrayBuffer(8));
+  dv.setFloat64(0, ratio);
+  const bits = dv.getBigUint64(0);
+  const biased = Number(bits >> 52n);
+  // ratio = m · 2^e exactly.
+  let m = bits & ((1n << 52n) - 1n), e: number;
+  if (biased === 0) e = -1074;
+  else { m |= 1n << 52n; e = biased - 1075; }
+  let p = MAX_U64 * m;
+  const len = p.toString(2).length;
+  if (len > 64) {
+    const sh = BigInt(len - 64);
+    const q = p >> sh, rem = p - (q << sh), half = 1n << (sh - 1n);
+    p = rem > half || (rem === half && (q & 1n) === 1n) ? q + 1n : q;
+    e += len - 64;
+  }
+  const v = e >= 0 ? p << BigInt(e) : p >> BigInt(-e);
+  return v > MAX_U64 ? MAX_U64 : v;
+}
+
+/**
+ * A token bucket with golang.org/x/time/rate's AllowN semantics, as the reference's limiting
+ * policies use: starts full, refills continuously at perSecond up to burst, and takes n tokens
+ * only when all n are there (so n > burst never passes).
+ */
+function tokenBucket(perSecond: number, burst: number): (n: number, nowMs: number) => boolean {
+  const perMs = perSecond / 1000;
+  let tokens = burst, last = -1;
+  return (n, nowMs) => {
+    if (last >= 0 && nowMs > last) tokens = Math.min(burst, tokens + (nowMs - last) * perMs);
+    last = nowMs;
+    if (n > tokens) return false;
+    tokens -= n;
+    return true;
+  };
 }
 
 // ------------------------------------------------------------------ bounded memo for regexes
@@ -105,8 +173,10 @@ export function buildPolicy(cfg: PolicyConfig): Policy {
       return { name, type: cfg.type, evaluate: () => Decision.Sampled };
 
     case 'latency': {
-      const lo = BigInt(Math.round(cfg.thresholdMs * 1e6));
-      const hi = cfg.upperThresholdMs ? BigInt(Math.round(cfg.upperThresholdMs * 1e6)) : -1n;
+      // As the reference: whole milliseconds (duration truncated), `ms >= threshold` without an
+      // upper bound, `threshold < ms <= upper` with one.
+      const lo = BigInt(cfg.thresholdMs);
+      const hi = cfg.upperThresholdMs ? BigInt(cfg.upperThresholdMs) : -1n;
       return {
         name, type: cfg.type,
         evaluate(t) {
@@ -118,9 +188,9 @@ export function buildPolicy(cfg: PolicyConfig): Policy {
             if (s.endTimeUnixNano > max) max = s.endTimeUnixNano;
           }
           if (min < 0n) return Decision.NotSampled;
-          const d = max - min;
-          if (hi >= 0n) return d >= lo && d <= hi ? Decision.Sampled : Decision.NotSampled;
-          return d >= lo ? Decision.Sampled : Decision.NotSampled;
+          const ms = (max - min) / 1_000_000n;
+          if (hi >= 0n) return lo < ms && ms <= hi ? Decision.Sampled : Decision.NotSampled;
+          return ms >= lo ? Decision.Sampled : Decision.NotSampled;
         },
       };
     }
@@ -137,12 +207,19 @@ export function buildPolicy(cfg: PolicyConfig): Policy {
     }
 
     case 'probabilistic': {
-      const salt = textEncoder.encode(cfg.hashSalt);
-      // Threshold on the 32-bit hash; 100% must accept 0xffffffff too.
-      const threshold = cfg.samplingPercentage >= 100 ? 2 ** 32 : Math.floor((cfg.samplingPercentage / 100) * 2 ** 32);
+      // Hashed once: every trace's hash continues from the salt's state.
+      fnvHi = 0xcbf29ce4; fnvLo = 0x84222325;
+      fnvBytes(textEncoder.encode(cfg.hashSalt || DEFAULT_HASH_SALT));
+      const saltHi = fnvHi, saltLo = fnvLo;
+      const th = probabilisticThreshold(cfg.samplingPercentage);
+      const thHi = Number(th >> 32n), thLo = Number(th & 0xffffffffn);
       return {
         name, type: cfg.type,
-        evaluate: (t) => (traceIdHash(salt, t.traceId) < threshold ? Decision.Sampled : Decision.NotSampled),
+        evaluate(t) {
+          fnvHi = saltHi; fnvLo = saltLo;
+          fnvBytes(t.traceId);
+          return fnvHi < thHi || (fnvHi === thHi && fnvLo <= thLo) ? Decision.Sampled : Decision.NotSampled;
+        },
       };
     }
 
@@ -224,34 +301,15 @@ export function buildPolicy(cfg: PolicyConfig): Policy {
       };
 
     case 'rate_limiting': {
-      const limit = cfg.spansPerSecond;
-      let second = -1, spent = 0;
-      return {
-        name, type: cfg.type,
-        evaluate(t, nowMs) {
-          const s = Math.floor(nowMs / 1000);
-          if (s !== second) { second = s; spent = 0; }
-          if (spent + t.spanCount > limit) return Decision.NotSampled;
-          spent += t.spanCount;
-          return Decision.Sampled;
-        },
-      };
+      // A trace of up to burst_capacity spans (default 2 × spans_per_second) can be sampled, and
+      // over any interval T at most burst + rate × T spans pass.
+      const take = tokenBucket(cfg.spansPerSecond, cfg.burstCapacity);
+      return { name, type: cfg.type, evaluate: (t, nowMs) => (take(t.spanCount, nowMs) ? Decision.Sampled : Decision.NotSampled) };
     }
 
     case 'bytes_limiting': {
-      const rate = cfg.bytesPerSecond / 1000;
-      const burst = cfg.burstCapacity;
-      let tokens = burst, last = -1;
-      return {
-        name, type: cfg.type,
-        evaluate(t, nowMs) {
-          if (last >= 0 && nowMs > last) tokens = Math.min(burst, tokens + (nowMs - last) * rate);
-          last = nowMs;
-          if (t.wireBytes > tokens) return Decision.NotSampled;
-          tokens -= t.wireBytes;
-          return Decision.Sampled;
-        },
-      };
+      const take = tokenBucket(cfg.bytesPerSecond, cfg.burstCapacity);
+      return { name, type: cfg.type, evaluate: (t, nowMs) => (take(t.wireBytes, nowMs) ? Decision.Sampled : Decision.NotSampled) };
     }
 
     case 'and': {
@@ -267,7 +325,17 @@ export function buildPolicy(cfg: PolicyConfig): Policy {
 
     case 'not': {
       const sub = buildPolicy(cfg.subPolicy);
-      return { name, type: cfg.type, evaluate: (t, now) => (isSample(sub.evaluate(t, now)) ? Decision.NotSampled : Decision.Sampled) };
+      return {
+        name, type: cfg.type,
+        // As the reference: only Sampled and NotSampled flip; inverted and Dropped decisions pass
+        // through, so a matched invert_match inside a `not` still vetoes.
+        evaluate(t, now) {
+          const d = sub.evaluate(t, now);
+          if (d === Decision.Sampled) return Decision.NotSampled;
+          if (d === Decision.NotSampled) return Decision.Sampled;
+          return d;
+        },
+      };
     }
 
     case 'drop': {
@@ -323,11 +391,12 @@ export interface PolicyCounters {
 
 /**
  * A policy set: the ordered policies for one tier / tenant mapping, and the rule that turns their
- * individual decisions into one:
- *   1. drop policies are evaluated first; any Dropped → not sampled;
+ * individual decisions into one (the reference's makeDecision precedence):
+ *   1. drop policies are evaluated first; any Dropped (from any policy) → not sampled;
  *   2. any InvertNotSampled (an invert_match policy that matched) → not sampled;
- *   3. any Sampled or InvertSampled → sampled;
- *   4. otherwise → not sampled.
+ *   3. any Sampled → sampled;
+ *   4. any InvertSampled, and no policy returned NotSampled → sampled;
+ *   5. otherwise → not sampled.
  * With sampleOnFirstMatch, evaluation stops at the first Sampled (rule 2 then only sees the
  * policies before it).
  */
@@ -358,18 +427,31 @@ export class PolicySet {
       }
       this.dropCounters[i].notSampled++;
     }
-    let sample = false, veto = false;
+    let sampled = false, invertSampled = false, notSampled = false, veto = false;
     for (let i = 0; i < this.others.length; i++) {
       const d = this.others[i].evaluate(t, nowMs);
       const c = this.otherCounters[i];
-      if (d === Decision.InvertNotSampled) { veto = true; c.notSampled++; continue; }
-      if (isSample(d)) {
-        sample = true;
+      if (d === Decision.Dropped) {
+        // e.g. a `not` around a drop: Dropped wins as from a drop policy.
+        c.dropped++;
+        this.tracesNotSampled++;
+        return false;
+      }
+      if (d === Decision.Sampled) {
+        sampled = true;
         c.sampled++;
-        if (this.sampleOnFirstMatch && d === Decision.Sampled) break;
-      } else c.notSampled++;
+        if (this.sampleOnFirstMatch) break;
+      } else if (d === Decision.InvertSampled) {
+        invertSampled = true;
+        c.sampled++;
+      } else {
+        if (d === Decision.InvertNotSampled) veto = true;
+        else notSampled = true;
+        c.notSampled++;
+      }
     }
-    const keep = sample && !veto;
+    // The reference's precedence: an InvertSampled keeps only when no policy said NotSampled.
+    const keep = !veto && (sampled || (invertSampled && !notSampled));
     if (keep) this.tracesSampled++;
     else this.tracesNotSampled++;
     return keep;

@@ -235,6 +235,7 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
           if (span.traceId.length !== 16) { this.m.invalidSpans++; continue; }
           const key = traceKey(span.traceId);
           let e = this.pending.get(key);
+          let wire: number;
           if (e === undefined) {
             if (this.sampledCache.touch(key)) {
               this.m.lateSampled++;
@@ -244,6 +245,14 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
               continue;
             }
             if (this.notSampledCache.touch(key)) { this.m.lateNotSampled++; continue; }
+            wire = spanWireBytes(span);
+            if (cfg.maxTraceSizeBytes && wire > cfg.maxTraceSizeBytes) {
+              // A first span that alone exceeds the size cap is dropped before it opens a trace:
+              // no entry to charge (or leak) and no live trace evicted to make room for it.
+              this.m.oversizeDropped++;
+              this.counters.dropped++;
+              continue;
+            }
             if (this.pending.size >= cfg.numTraces) this.evictOldest();
             set ??= this.policySetFor(ctx);
             e = {
@@ -260,13 +269,11 @@ export class TailSamplingProcessor implements Component, Consumer<'traces'> {
               this.bufferedHeap += ENCODED_TRACE_OVERHEAD;
             }
             this.pending.set(key, e);
-          }
-          const wire = spanWireBytes(span);
+          } else wire = spanWireBytes(span);
           if ((cfg.maxSpansPerTrace && e.spanCount >= cfg.maxSpansPerTrace) || (cfg.maxTraceSizeBytes && e.wireBytes + wire > cfg.maxTraceSizeBytes)) {
-            if (cfg.onOversize === 'drop_excess' || e.spanCount === 0) {
-              // A first span that alone exceeds the size cap leaves no trace behind.
-              if (e.spanCount === 0) this.pending.delete(e.key);
+            if (cfg.onOversize === 'drop_excess') {
               this.m.oversizeDropped++;
+              this.counters.dropped++;
               continue;
             }
             // decide_early: the trace is decided now on what it holds; this span and later ones
