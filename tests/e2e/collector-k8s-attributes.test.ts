@@ -26,6 +26,11 @@ test('k8s_attributes enriches from a real API server (pod IP association)', { ti
     assert.equal(created.status, 201, created.body);
     const status = await kube.request('PATCH', '/api/v1/namespaces/shop/pods/cart-0/status', { status: { phase: 'Running', podIP: '10.42.0.17', podIPs: [{ ip: '10.42.0.17' }] } }, { contentType: 'application/merge-patch+json' });
     assert.equal(status.status, 200, status.body);
+    // a two-container Pod: the container comes from the resource's k8s.container.name
+    const two = await kube.request('POST', '/api/v1/namespaces/shop/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'cart-1', namespace: 'shop' }, spec: { nodeName: 'node-7', containers: [{ name: 'cart', image: 'cart:1.4' }, { name: 'sidecar', image: 'envoy:1.30' }] } });
+    assert.equal(two.status, 201, two.body);
+    const twoStatus = await kube.request('PATCH', '/api/v1/namespaces/shop/pods/cart-1/status', { status: { phase: 'Running', podIP: '10.42.0.18', podIPs: [{ ip: '10.42.0.18' }] } }, { contentType: 'application/merge-patch+json' });
+    assert.equal(twoStatus.status, 200, twoStatus.body);
 
     const cfg = parseConfig(parseYaml(`
 receivers: { otlp: { protocols: { http: { endpoint: "127.0.0.1:0" } } } }
@@ -60,6 +65,16 @@ service:
     assert.equal(getAttr(attrs, 'team'), 'payments');
     assert.equal(getAttr(attrs, 'k8s.pod.annotations.example.com/owner'), 'ana');
     assert.equal(getAttr(attrs, 'k8s.pod.annotations.example.com/other'), undefined, 'only the selected annotations');
+
+    // through the real decoder: an empty k8s.namespace.name is filled, and the sidecar named by
+    // k8s.container.name is the container (the Pod was found by its IP)
+    const r2 = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: encodeSignal('traces', makeTraces(1, [{ key: 'k8s.pod.ip', value: '10.42.0.18' }, { key: 'k8s.container.name', value: 'sidecar' }, { key: 'k8s.namespace.name', value: '' }])) as never });
+    assert.equal(r2.status, 200);
+    const attrs2 = sinkOf('capture/k8s', 'traces').batches[1].batch.resourceSpans[0].resource.attributes;
+    assert.equal(getAttr(attrs2, 'k8s.pod.name'), 'cart-1');
+    assert.equal(getAttr(attrs2, 'k8s.namespace.name'), 'shop', 'empty value filled');
+    assert.equal(getAttr(attrs2, 'container.image.name'), 'envoy', 'container chosen by k8s.container.name');
+    assert.equal(getAttr(attrs2, 'k8s.container.name'), 'sidecar');
   } finally {
     await col?.shutdown();
     await kube.stop();

@@ -2,13 +2,14 @@
 // in order (first match wins): the connection's peer IP (ctx.peerAddress; only meaningful when the
 // agent sends directly, so put this before anything that re-batches), or a resource attribute
 // k8s.pod.ip, k8s.pod.uid or container.id. Metadata comes from the shared Pod store of lib/k8s
-// (one informer on the API server, bounded store); attributes already present are never overwritten.
+// (one informer on the API server, bounded store); attributes already present are never overwritten,
+// except empty strings, which are filled (as contrib's setResourceAttribute does).
 import type { KeyValue, LogsData, MetricsData, SignalData, SignalType, TracesData } from '../../../../proto/src/model.ts';
 import { getAttr } from '../../../../proto/src/model.ts';
 import { ConfigError } from '../../component/errors.ts';
 import type { Component, Consumer, CreateSettings, Host, ProcessorFactory, RequestContext } from '../../component/index.ts';
 import { ConfigReader } from '../../config/reader.ts';
-import type { PodMeta } from '../../../../lib/k8s/pod-model.ts';
+import type { ContainerMeta, PodMeta } from '../../../../lib/k8s/pod-model.ts';
 
 /** What the processor needs from a Pod source (lib/k8s PodStore implements it). */
 export interface PodLookup {
@@ -63,7 +64,10 @@ export function validateK8sAttributesConfig(raw: unknown, path: string): K8sAttr
       const k = lr.str('key');
       if (!k) throw new ConfigError(lr.field('key'), 'is required');
       const tagName = lr.str('tag_name', `${prefix}.${k}`);
-      lr.skip('from'); // only pod labels are supported; accepted for otelcol compatibility
+      // Only the Pod's own labels/annotations are in the store; namespace, node or workload ones
+      // would need informers of their own. Refused rather than silently answered with the Pod's.
+      const from = lr.str('from', 'pod');
+      if (from !== 'pod') throw new ConfigError(lr.field('from'), `only "pod" is supported, got ${JSON.stringify(from)} (namespace, node and workload ${key} are not extracted)`);
       lr.done();
       return { key: k, tagName };
     });
@@ -95,8 +99,20 @@ export function peerIp(addr: string | undefined): string | undefined {
   return a;
 }
 
-function metadataValue(pod: PodMeta, key: MetadataKey, containerId: string | undefined): string | undefined {
-  const c = containerId ? pod.containers.find((x) => x.id === containerId) : pod.containers.length === 1 ? pod.containers[0] : undefined;
+/**
+ * The container the resource belongs to, as contrib's addContainerAttributes picks it: by the
+ * resource's k8s.container.name, else its container.id (whatever the Pod was associated by), else
+ * the Pod's only container. A name or id the Pod does not have: none.
+ */
+function pickContainer(pod: PodMeta, attrs: KeyValue[]): ContainerMeta | undefined {
+  const name = getAttr(attrs, 'k8s.container.name');
+  if (typeof name === 'string' && name) return pod.containers.find((x) => x.name === name);
+  const id = getAttr(attrs, 'container.id');
+  if (typeof id === 'string' && id) return pod.containers.find((x) => x.id === id);
+  return pod.containers.length === 1 ? pod.containers[0] : undefined;
+}
+
+function metadataValue(pod: PodMeta, key: MetadataKey, c: ContainerMeta | undefined): string | undefined {
   switch (key) {
     case 'k8s.namespace.name': return pod.namespace;
     case 'k8s.pod.name': return pod.name;
@@ -154,11 +170,10 @@ export class K8sAttributesProcessor<S extends SignalType> implements Component, 
     this.informer = undefined;
   }
 
-  private findPod(attrs: KeyValue[], ctx: RequestContext): { pod: PodMeta; containerId?: string } | undefined {
+  private findPod(attrs: KeyValue[], ctx: RequestContext): PodMeta | undefined {
     const l = this.lookup!;
     for (const src of this.cfg.podAssociation) {
       let pod: PodMeta | undefined;
-      let containerId: string | undefined;
       if (src === 'connection') {
         const ip = peerIp(ctx.peerAddress);
         if (ip) pod = l.getByIp(ip);
@@ -167,12 +182,9 @@ export class K8sAttributesProcessor<S extends SignalType> implements Component, 
         if (typeof v !== 'string' || !v) continue;
         if (src === 'k8s.pod.ip') pod = l.getByIp(v);
         else if (src === 'k8s.pod.uid') pod = l.getByUid(v);
-        else {
-          pod = l.getByContainerId(v);
-          containerId = v;
-        }
+        else pod = l.getByContainerId(v);
       }
-      if (pod) return { pod, containerId };
+      if (pod) return pod;
     }
     return undefined;
   }
@@ -183,20 +195,26 @@ export class K8sAttributesProcessor<S extends SignalType> implements Component, 
       this.signal === 'traces' ? (batch as TracesData).resourceSpans : this.signal === 'metrics' ? (batch as MetricsData).resourceMetrics : (batch as LogsData).resourceLogs;
     for (const res of list) {
       const attrs = res.resource.attributes;
-      const found = this.findPod(attrs, ctx);
-      if (!found) {
+      const pod = this.findPod(attrs, ctx);
+      if (!pod) {
         this.stats.unassociated++;
         continue;
       }
       this.stats.associated++;
-      const { pod, containerId } = found;
-      const present = new Set(attrs.map((a) => a.key));
+      const container = pickContainer(pod, attrs);
+      // key → index of a present attribute that may still be filled (an empty string: contrib's
+      // setResourceAttribute writes when the attribute is absent or empty), or -1: keep it
+      const present = new Map<string, number>();
+      attrs.forEach((a, i) => present.has(a.key) || present.set(a.key, a.value === '' ? i : -1)); // first wins, as in getAttr
       const put = (key: string, value: string | undefined) => {
-        if (value === undefined || value === '' || present.has(key)) return;
-        attrs.push({ key, value });
-        present.add(key);
+        if (value === undefined || value === '') return;
+        const at = present.get(key);
+        if (at === undefined) attrs.push({ key, value });
+        else if (at >= 0) attrs[at] = { key, value }; // a new KeyValue: decoders share them (model.ts)
+        else return;
+        present.set(key, -1);
       };
-      for (const k of this.cfg.metadata) put(k, metadataValue(pod, k, containerId));
+      for (const k of this.cfg.metadata) put(k, metadataValue(pod, k, container));
       for (const lb of this.cfg.labels) put(lb.tagName, pod.labels[lb.key]);
       for (const an of this.cfg.annotations) put(an.tagName, pod.annotations[an.key]);
     }

@@ -1,17 +1,20 @@
-// OTLP/HTTP server: POST /v1/{traces,metrics,logs}, protobuf or JSON, optional gzip/deflate.
+// OTLP/HTTP server: POST /v1/{traces,metrics,logs}, protobuf or JSON, with the Content-Encodings
+// of core's confighttp except lz4 (gzip, deflate, zlib, zstd, snappy, x-snappy-framed).
 // Status codes per the OTLP spec: 200 with an ExportServiceResponse; 400 malformed; 401 no or
 // unknown tenant; 404 unknown path or signal not in any pipeline; 405 not POST; 413 body over
 // max_request_body_size (checked on Content-Length, while streaming, and after decompression);
-// 415 other content types; 429/503 with Retry-After from ThrottledError/RetryableError.
+// 415 other content types and encodings; 429/503 with Retry-After from ThrottledError/RetryableError.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { gunzip, inflate } from 'node:zlib';
 import { promisify } from 'node:util';
+import snappy from 'snappyjs';
 import type { SignalType } from '../../../../proto/src/model.ts';
 import { countItems } from '../../../../proto/src/model.ts';
 import { decodeSignal, decodeJson, encodeExportResponse } from '../../../../proto/src/otlp/index.ts';
 import { countEncodedItems } from '../../../../proto/src/otlp/count.ts';
+import { DecompressionLimitError, zstdDecompress } from '../../../../proto/src/zstd.ts';
 import type { Consumer, Logger, RequestContext } from '../../component/index.ts';
 import type { SelfTelemetry } from '../../telemetry/metrics.ts';
 import { AuthError, resolveIdentity, type AuthConfig } from '../common/auth.ts';
@@ -55,6 +58,132 @@ class ClientGoneError extends Error {
   constructor(cause?: Error) {
     super(`client closed the request${cause ? `: ${cause.message}` : ''}`, cause ? { cause } : undefined);
   }
+}
+
+/** The decoded body would pass max_request_body_size (→ 413). */
+class BodyLimitError extends Error {}
+
+/**
+ * Snappy block header: the decoded length (uvarint, at most 32 bits as in Go's snappy.DecodedLen).
+ * Read here, not by snappyjs, so the limit is checked before anything is allocated (snappyjs turns
+ * lengths of 2^31 and more into negative numbers).
+ */
+function snappyDecodedLen(block: Uint8Array): number {
+  let v = 0;
+  for (let i = 0; i < 5 && i < block.length; i++) {
+    v += (block[i] & 0x7f) * 2 ** (7 * i);
+    if (block[i] < 0x80) {
+      if (v > 0xffffffff) break;
+      return v;
+    }
+  }
+  throw new Error('corrupt snappy block length');
+}
+
+/** Content-Encoding `snappy` is the block format (one block, length first), as core sends it. */
+function snappyBlock(body: Buffer, max: number): Buffer {
+  const n = snappyDecodedLen(body);
+  if (n > max) throw new BodyLimitError();
+  return snappy.uncompress(body, n);
+}
+
+const CRC32C = (() => {
+  const t = new Int32Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    t[i] = c;
+  }
+  return t;
+})();
+
+/** The framing format's checksum: CRC-32C (Castagnoli), masked. */
+function maskedCrc32c(data: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < data.length; i++) c = CRC32C[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  const crc = ~c >>> 0;
+  return (((crc >>> 15) | (crc << 17)) + 0xa282ead8) >>> 0;
+}
+
+/** Stream identifier chunk: type 0xff, length 6, "sNaPpY" — the first 10 bytes of every framed stream. */
+const SNAPPY_FRAMED_MAGIC = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
+const SNAPPY_FRAME_MAX = 65536;
+
+/**
+ * Snappy framing format (x-snappy-framed; google/snappy framing_format.txt), as Go's snappy.Reader
+ * reads it: checksums verified, reserved unskippable chunks refused, skippable ones and padding
+ * skipped. Each chunk decodes to at most 64 KiB and the running total is checked before decoding.
+ */
+function snappyFramed(body: Buffer, max: number): Buffer {
+  const out: Buffer[] = [];
+  let total = 0;
+  let pos = 0;
+  let identified = false;
+  while (pos < body.length) {
+    if (pos + 4 > body.length) throw new Error('truncated snappy chunk header');
+    const type = body[pos];
+    const len = body[pos + 1] | (body[pos + 2] << 8) | (body[pos + 3] << 16);
+    pos += 4;
+    if (pos + len > body.length) throw new Error('truncated snappy chunk');
+    const chunk = body.subarray(pos, pos + len);
+    pos += len;
+    if (type === 0xff) {
+      if (!chunk.equals(SNAPPY_FRAMED_MAGIC.subarray(4))) throw new Error('bad snappy stream identifier');
+      identified = true;
+      continue;
+    }
+    if (!identified) throw new Error('snappy stream identifier missing');
+    if (type === 0x00 || type === 0x01) {
+      if (len < 4) throw new Error('snappy chunk too short');
+      const payload = chunk.subarray(4);
+      const n = type === 0x00 ? snappyDecodedLen(payload) : payload.length;
+      if (n > SNAPPY_FRAME_MAX) throw new Error('snappy chunk over 64 KiB');
+      if (total + n > max) throw new BodyLimitError();
+      const data = type === 0x00 ? snappy.uncompress(payload, n) : payload;
+      if (maskedCrc32c(data) !== chunk.readUInt32LE(0)) throw new Error('snappy checksum mismatch');
+      out.push(data);
+      total += n;
+    } else if (type <= 0x7f) {
+      throw new Error(`reserved unskippable snappy chunk type 0x${type.toString(16)}`);
+    } // 0x80-0xfe: reserved skippable chunks and padding
+  }
+  return out.length === 1 ? out[0] : Buffer.concat(out, total);
+}
+
+/** What core's confighttp decodes, lz4 aside (no maintained lz4 package in this repo's dependencies). */
+const ENCODINGS = ['gzip', 'deflate', 'zlib', 'zstd', 'snappy', 'x-snappy-framed'];
+
+/**
+ * Decodes the body per Content-Encoding, never producing more than `max` bytes: each codec is
+ * bounded before or while it allocates, so a small bomb costs at most the limit (413).
+ * `deflate` is zlib-wrapped, as core reads it; `snappy` is the block format unless the body starts
+ * with the framing format's stream identifier (core's fallback for collectors before v0.125 that
+ * sent framed snappy under that name).
+ */
+async function decodeContentEncoding(enc: string, body: Buffer, max: number): Promise<Buffer> {
+  try {
+    switch (enc) {
+      case 'identity':
+      case '':
+        return body;
+      case 'gzip':
+        return await gunzipAsync(body, { maxOutputLength: max });
+      case 'deflate':
+      case 'zlib':
+        return await inflateAsync(body, { maxOutputLength: max });
+      case 'zstd':
+        return await zstdDecompress(body, max);
+      case 'snappy':
+        return body.subarray(0, SNAPPY_FRAMED_MAGIC.length).equals(SNAPPY_FRAMED_MAGIC) ? snappyFramed(body, max) : snappyBlock(body, max);
+      case 'x-snappy-framed':
+        return snappyFramed(body, max);
+    }
+  } catch (err) {
+    if (err instanceof BodyLimitError || err instanceof DecompressionLimitError || (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError)
+      throw new HttpError(413, `decompressed body larger than ${max} bytes`);
+    throw new HttpError(400, `invalid ${enc} body: ${(err as Error).message}`);
+  }
+  throw new HttpError(415, `unsupported content encoding ${JSON.stringify(enc)}; supported: ${ENCODINGS.join(', ')}`);
 }
 
 export { normalisePeerAddress as normalisePeer } from '../common/context.ts';
@@ -195,18 +324,8 @@ export class OtlpHttpServer {
         res.setHeader('Connection', 'close');
         throw new HttpError(413, `request body of ${declared} bytes larger than ${max}`);
       }
-      let body = await this.readBody(req, max);
-      const enc = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
-      if (enc === 'gzip' || enc === 'deflate') {
-        try {
-          body = await (enc === 'gzip' ? gunzipAsync : inflateAsync)(body, { maxOutputLength: max });
-        } catch (err) {
-          if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw new HttpError(413, `decompressed body larger than ${max} bytes`);
-          throw new HttpError(400, `invalid ${enc} body: ${(err as Error).message}`);
-        }
-      } else if (enc !== 'identity' && enc !== '') {
-        throw new HttpError(415, `unsupported content encoding ${JSON.stringify(enc)}`);
-      }
+      const enc = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+      const body = await decodeContentEncoding(enc, await this.readBody(req, max), max);
       const refusal = consumer.refusal?.();
       if (refusal) {
         // refused before decoding: the items are counted from the encoding (JSON is not parsed)
