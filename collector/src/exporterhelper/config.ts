@@ -32,7 +32,7 @@ export interface QueueConfig {
   numConsumers: number;
   /** Max queued requests (in-memory queue). */
   queueSize: number;
-  /** Wait for room instead of refusing when full. */
+  /** Wait for room instead of refusing when full (either queue kind), until the caller's deadline if it has one. */
   blockOnOverflow: boolean;
   /** How long shutdown drains the in-memory queue before dropping what is left. */
   drainTimeoutMs: number;
@@ -40,6 +40,7 @@ export interface QueueConfig {
 }
 
 export interface ExporterHelperConfig {
+  /** Per attempt, bounded by the caller's deadline too (no queue); 0 = no timeout (as in core). */
   timeoutMs: number;
   retry: RetryConfig;
   queue: QueueConfig;

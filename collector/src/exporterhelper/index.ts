@@ -6,7 +6,10 @@
 //   PermanentError                      → dropped and counted (never retried)
 //   RetryableError / ThrottledError     → retried after max(backoff, retryAfterMs)
 //   any other error (network, timeout)  → treated as retryable
-// Retries stop after retry_on_failure.max_elapsed_time (dropped, counted) or at shutdown.
+// Retries stop after retry_on_failure.max_elapsed_time (counted), at the caller's deadline (no
+// queue only) or at shutdown. With a queue the data is then dropped; without one the caller gets a
+// RetryableError (core's "no more retries left" is not permanent: the receiver answers
+// UNAVAILABLE / 503 and the client sends again), and a PermanentError only for a permanent one.
 import { countItems, type SignalData, type SignalType } from '../../../proto/src/model.ts';
 import {
   PermanentError,
@@ -80,7 +83,17 @@ function sleep(ms: number, abort: AbortSignal): Promise<boolean> {
   });
 }
 
-type SendResult = 'sent' | 'dropped' | 'aborted';
+/** How a send ended: delivered, aborted by shutdown, or given up on (counted in send_failed). */
+type SendResult = 'sent' | 'aborted' | { gaveUp: 'permanent' | 'retryable'; err: unknown };
+
+function withoutDeadline(ctx: RequestContext): RequestContext {
+  if (ctx.deadline === undefined) return ctx;
+  const { deadline: _, ...rest } = ctx;
+  return rest;
+}
+
+/** Longest single setTimeout (larger values fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A bounded FIFO of requests with waiting consumers (ring buffer; no per-item closures). */
 class MemoryQueue<T> {
@@ -112,9 +125,22 @@ class MemoryQueue<T> {
     return true;
   }
 
-  /** Resolves when there may be room (block_on_overflow). */
-  waitForSpace(): Promise<void> {
-    return new Promise((r) => this.spaceWaiters.push(r));
+  /** Resolves when there may be room (block_on_overflow), or after `ms` without. */
+  waitForSpace(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      let t: NodeJS.Timeout | undefined;
+      const w = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.spaceWaiters.push(w);
+      if (ms !== undefined)
+        t = setTimeout(() => {
+          const i = this.spaceWaiters.indexOf(w);
+          if (i >= 0) this.spaceWaiters.splice(i, 1);
+          resolve();
+        }, Math.min(ms, MAX_TIMER_MS));
+    });
   }
 
   take(): Promise<T | undefined> | T | undefined {
@@ -162,6 +188,10 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
   private idleWaiters: Array<() => void> = [];
   private unregisterCollect?: () => void;
   private readonly now: () => number;
+  /** Appends waiting for room in the persistent queue (block_on_overflow), woken by acks. */
+  private readonly diskSpaceWaiters = new Set<() => void>();
+  /** Bumped whenever the persistent queue may have room again, so a wake-up between a refused append and its wait is not missed. */
+  private diskSpaceGen = 0;
 
   constructor(
     private readonly settings: CreateSettings,
@@ -185,6 +215,11 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
   /** Items waiting in the queue (not counting in-flight sends). */
   get queueSize(): number {
     return this.memQueue?.size ?? this.diskQueue?.pendingCount ?? 0;
+  }
+
+  /** Records the persistent queue still holds (pending or unacknowledged); 0 without one. */
+  get persistedCount(): number {
+    return this.diskQueue?.size ?? 0;
   }
 
   async start(host: Host): Promise<void> {
@@ -216,37 +251,94 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
   }
 
   async consume(batch: SignalData[S], ctx: RequestContext): Promise<void> {
+    // block_on_overflow waits for room until the caller's deadline (no deadline: until room or shutdown).
+    return this.accept(batch, ctx, this.cfg.queue.blockOnOverflow ? (ctx.deadline ?? Infinity) : undefined);
+  }
+
+  /**
+   * Like consume(), but a full queue is waited on until `until` (ms since epoch; undefined = not
+   * at all) whatever block_on_overflow says. The load balancer uses it for the parts of a split
+   * batch, so one momentarily full backend does not make the client resend the parts others
+   * already queued, and to re-route a retiring backend's data without waiting.
+   */
+  consumeUntil(batch: SignalData[S], ctx: RequestContext, until: number | undefined): Promise<void> {
+    return this.accept(batch, ctx, until);
+  }
+
+  /** `waitUntil`: how long a full queue is waited on; undefined = refuse at once. */
+  private async accept(batch: SignalData[S], ctx: RequestContext, waitUntil: number | undefined): Promise<void> {
     if (this.state !== 'running') throw new ShutdownError(`exporter ${this.settings.id} is not running`);
     const items = countItems(this.signal, batch);
     // Nothing to send: a record of an empty batch would cost an index entry and a write, and a
     // stream of them could fill the queue's count with nothing.
     if (items === 0) return;
+    // A queued request outlives the caller's: its deadline bounds only the wait for room (core's
+    // queue sender detaches the context the same way), not the sends.
+    const queuedCtx = this.memQueue || this.diskQueue ? withoutDeadline(ctx) : ctx;
     if (this.diskQueue) {
-      const payload = this.encodeRecord(batch, ctx);
-      try {
-        await this.diskQueue.append(payload);
-      } catch (err) {
-        this.enqueueFailed.value += items;
-        if (err instanceof QueueFullError) throw new RetryableError(`exporter ${this.settings.id}: ${err.message}`, 1000);
-        throw new RetryableError(`exporter ${this.settings.id}: persistent queue write failed: ${(err as Error).message}`, 1000, { cause: err });
+      const payload = this.encodeRecord(batch, queuedCtx);
+      for (;;) {
+        const gen = this.diskSpaceGen;
+        try {
+          await this.diskQueue.append(payload);
+          return;
+        } catch (err) {
+          if (err instanceof QueueFullError && !err.neverFits && waitUntil !== undefined && (await this.waitForDiskSpace(gen, waitUntil))) continue;
+          this.enqueueFailed.value += items;
+          if (err instanceof QueueFullError) throw new RetryableError(`exporter ${this.settings.id}: ${err.message}`, 1000);
+          throw new RetryableError(`exporter ${this.settings.id}: persistent queue write failed: ${(err as Error).message}`, 1000, { cause: err });
+        }
       }
-      return;
     }
     if (this.memQueue) {
-      const item: QueueItem<S> = { batch, ctx, items };
+      const item: QueueItem<S> = { batch, ctx: queuedCtx, items };
       while (!this.memQueue.offer(item)) {
-        if (!this.cfg.queue.blockOnOverflow || this.memQueue.closed) {
+        const left = waitUntil === undefined ? 0 : waitUntil - this.now();
+        if (left <= 0 || this.memQueue.closed) {
           this.enqueueFailed.value += items;
           throw new RetryableError(`exporter ${this.settings.id}: sending queue is full (${this.cfg.queue.queueSize} requests)`, 1000);
         }
-        await this.memQueue.waitForSpace();
+        await this.memQueue.waitForSpace(Number.isFinite(left) ? left : undefined);
       }
       return;
     }
-    // No queue: send in the caller's context and report the outcome.
+    // No queue: send in the caller's context (its deadline bounds attempts and retries) and report
+    // the outcome. Only a permanent error is permanent: anything else the caller may send again.
     const r = await this.send(batch, ctx, items);
-    if (r === 'dropped') throw new PermanentError(`exporter ${this.settings.id}: data dropped (see logs)`);
+    if (r === 'sent') return;
     if (r === 'aborted') throw new ShutdownError();
+    const msg = `exporter ${this.settings.id}: ${(r.err as Error)?.message ?? String(r.err)}`;
+    if (r.gaveUp === 'permanent') throw new PermanentError(msg, { cause: r.err });
+    throw new RetryableError(msg, retryDelayOf(r.err), { cause: r.err });
+  }
+
+  /**
+   * Waits until the persistent queue may have room (an acknowledgement freed a segment), `until`
+   * passes (false) or the exporter aborts (false). True at once if room came since `gen`.
+   */
+  private waitForDiskSpace(gen: number, until: number): Promise<boolean> {
+    if (this.diskSpaceGen !== gen) return Promise.resolve(true);
+    const left = until - this.now();
+    if (left <= 0 || this.abort.signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (v: boolean) => {
+        clearTimeout(t);
+        this.diskSpaceWaiters.delete(wake);
+        this.abort.signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      };
+      const wake = () => done(true);
+      const onAbort = () => done(false);
+      // Room can also come back without an ack (a failed write releases its reservation): look again now and then.
+      const t = setTimeout(() => done(this.now() < until), Math.min(left, 1000));
+      this.diskSpaceWaiters.add(wake);
+      this.abort.signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private diskSpaceMayBeFree(): void {
+    this.diskSpaceGen++;
+    for (const w of [...this.diskSpaceWaiters]) w();
   }
 
   private encodeRecord(batch: SignalData[S], ctx: RequestContext): Uint8Array {
@@ -306,9 +398,12 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
           this.settings.logger.error({ err, seq: rec.seq }, 'persistent queue: undecodable record dropped');
           this.failed.add({ ...this.labels, reason: 'corrupt' }, 1);
         }
-        const r = decoded ? await this.send(decoded.batch, decoded.ctx, countItems(this.signal, decoded.batch)) : 'dropped';
+        const r = decoded ? await this.send(decoded.batch, decoded.ctx, countItems(this.signal, decoded.batch)) : undefined;
         // Aborted sends stay unacknowledged: the next start replays them.
-        if (r !== 'aborted') await this.acknowledge(q, rec.seq);
+        if (r !== 'aborted') {
+          await this.acknowledge(q, rec.seq);
+          this.diskSpaceMayBeFree();
+        }
       } finally {
         this.inFlight--;
         this.checkIdle();
@@ -334,29 +429,63 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
     }
   }
 
-  private checkIdle(): void {
-    if (this.inFlight === 0 && this.queueSize === 0) for (const w of this.idleWaiters.splice(0)) w();
+  /**
+   * Requests not finished yet. The persistent queue's count includes records a worker has claimed
+   * but not received yet (still being read): its pending count alone would call a queue idle that
+   * is not, and a shutdown right after start would abort instead of draining.
+   */
+  private get unfinished(): number {
+    return this.inFlight + (this.memQueue?.size ?? this.diskQueue?.size ?? 0);
   }
 
-  /** One request through timeout + retry. Never throws. */
+  private checkIdle(): void {
+    if (this.unfinished === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /**
+   * One request through timeout + retry. Never throws. `ctx.deadline` (set only on the no-queue
+   * path: queued requests drop it) bounds every attempt, and retrying stops once the next attempt
+   * would start after it (core's retry sender: "request will be cancelled before next retry").
+   */
   private async send(batch: SignalData[S], ctx: RequestContext, items: number): Promise<SendResult> {
     const r = this.cfg.retry;
     const started = this.now();
+    const callerDeadline = ctx.deadline;
+    const queued = this.memQueue !== undefined || this.diskQueue !== undefined;
+    // Without a queue the caller gets the error back and may send again: nothing is dropped here.
+    const outcome = queued ? 'data dropped' : 'returned to the caller as retryable';
+    let err: unknown;
     for (let attempt = 0; ; attempt++) {
-      let err: unknown;
+      const now = this.now();
+      if (callerDeadline !== undefined && now >= callerDeadline) {
+        // Normally before the first attempt only: later ones are checked before the backoff sleep.
+        this.failed.add({ ...this.labels, reason: 'deadline' }, items);
+        return { gaveUp: 'retryable', err: err ?? new RetryableError(`the caller's deadline passed before the request was sent`) };
+      }
+      // timeout 0 = no timeout of our own (core adds no timeout sender then); the caller's
+      // deadline, if any, still bounds the attempt.
+      const ownDeadline = this.cfg.timeoutMs > 0 ? now + this.cfg.timeoutMs : undefined;
+      const byCaller = callerDeadline !== undefined && (ownDeadline === undefined || callerDeadline < ownDeadline);
+      const deadline = byCaller ? callerDeadline : ownDeadline;
+      const attemptCtx: RequestContext = { ...ctx };
+      if (deadline !== undefined) attemptCtx.deadline = deadline;
       const ac = new AbortController();
       const onAbort = () => ac.abort(this.abort.signal.reason);
       this.abort.signal.addEventListener('abort', onAbort, { once: true });
       let timer: NodeJS.Timeout | undefined;
       try {
-        const deadline = this.now() + this.cfg.timeoutMs;
-        const timeout = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            ac.abort(new Error('timeout'));
-            reject(new RetryableError(`exporter ${this.settings.id}: request timed out after ${this.cfg.timeoutMs} ms`));
-          }, this.cfg.timeoutMs);
-        });
-        const partial = await Promise.race([this.push(batch, { ...ctx, deadline }, ac.signal), timeout]);
+        let pushed = this.push(batch, attemptCtx, ac.signal);
+        if (deadline !== undefined) {
+          const ms = deadline - now;
+          const timeout = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => {
+              ac.abort(new Error('timeout'));
+              reject(new RetryableError(byCaller ? `exporter ${this.settings.id}: the caller's deadline passed during the request` : `exporter ${this.settings.id}: request timed out after ${this.cfg.timeoutMs} ms`));
+            }, Math.min(ms, MAX_TIMER_MS));
+          });
+          pushed = Promise.race([pushed, timeout]);
+        }
+        const partial = await pushed;
         const rejected = partial ? Math.min(items, Math.max(0, partial.rejectedItems)) : 0;
         if (partial) {
           this.failed.add({ ...this.labels, reason: 'rejected' }, rejected);
@@ -373,22 +502,28 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
       if (err instanceof PermanentError) {
         this.failed.add({ ...this.labels, reason: 'permanent' }, items);
         this.settings.logger.warn({ err: (err as Error).message, items }, 'permanent error: data dropped');
-        return 'dropped';
+        return { gaveUp: 'permanent', err };
       }
       if (this.abort.signal.aborted) return this.giveUp(items, 'shutdown');
       if (!r.enabled) {
         this.failed.add({ ...this.labels, reason: 'retry_disabled' }, items);
-        this.settings.logger.warn({ err: (err as Error)?.message, items }, 'send failed and retry is disabled: data dropped');
-        return 'dropped';
+        this.settings.logger.warn({ err: (err as Error)?.message, items }, `send failed and retry is disabled: ${outcome}`);
+        return { gaveUp: 'retryable', err };
       }
       const hinted = retryDelayOf(err) ?? 0;
       const base = backoffDelay(r, attempt);
       const jitter = 1 + r.randomizationFactor * (Math.random() * 2 - 1);
       const wait = Math.max(hinted, base * jitter);
-      if (r.maxElapsedMs > 0 && this.now() - started + wait > r.maxElapsedMs) {
+      const after = this.now();
+      if (r.maxElapsedMs > 0 && after - started + wait > r.maxElapsedMs) {
         this.failed.add({ ...this.labels, reason: 'retries_exhausted' }, items);
-        this.settings.logger.warn({ err: (err as Error)?.message, items, elapsedMs: this.now() - started }, 'retries exhausted: data dropped');
-        return 'dropped';
+        this.settings.logger.warn({ err: (err as Error)?.message, items, elapsedMs: after - started }, `retries exhausted: ${outcome}`);
+        return { gaveUp: 'retryable', err };
+      }
+      if (callerDeadline !== undefined && after + wait >= callerDeadline) {
+        this.failed.add({ ...this.labels, reason: 'deadline' }, items);
+        this.settings.logger.warn({ err: (err as Error)?.message, items, elapsedMs: after - started }, `the next retry would start after the caller's deadline: ${outcome}`);
+        return { gaveUp: 'retryable', err };
       }
       this.retries.value++;
       this.settings.logger.debug({ err: (err as Error)?.message, attempt, waitMs: Math.round(wait) }, 'send failed, retrying');
@@ -396,7 +531,7 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
     }
   }
 
-  private giveUp(items: number, reason: string): SendResult {
+  private giveUp(items: number, reason: string): 'aborted' {
     // Persistent queue: the record stays on disk, so this is not a loss.
     if (!this.diskQueue) this.failed.add({ ...this.labels, reason }, items);
     return 'aborted';
@@ -411,7 +546,7 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
       }
       this.state = 'stopping';
       if (this.memQueue || this.diskQueue) {
-        if (this.inFlight > 0 || this.queueSize > 0) {
+        if (this.unfinished > 0) {
           const idle = new Promise<void>((r) => this.idleWaiters.push(r));
           let t: NodeJS.Timeout | undefined;
           const timeout = new Promise<void>((r) => (t = setTimeout(r, this.cfg.queue.drainTimeoutMs)));

@@ -76,6 +76,10 @@ type AppendReq = { buf: Buffer; payloadLen: number; seq: number } & Waiter<void>
 
 export class QueueFullError extends Error {
   readonly code = 'QUEUE_FULL';
+  /** The record is larger than max_bytes: no amount of waiting makes room for it. */
+  constructor(message: string, readonly neverFits = false) {
+    super(message);
+  }
 }
 
 function segName(firstSeq: number): string {
@@ -488,7 +492,7 @@ export class PersistentQueue {
   append(payload: Uint8Array): Promise<void> {
     if (this.closed) return Promise.reject(new Error('persistent queue is closed'));
     const need = HEADER + payload.length;
-    if (need > this.cfg.maxBytes) return Promise.reject(this.fullError(need));
+    if (need > this.cfg.maxBytes) return Promise.reject(this.fullError(need, true));
     // Appends waiting for room go first, or a later one could take the room an earlier one made.
     if (this.roomWaiters === 0 && this.bytes + need <= this.cfg.maxBytes) return this.enqueue(payload, need);
     this.roomWaiters++;
@@ -520,8 +524,8 @@ export class PersistentQueue {
     });
   }
 
-  private fullError(need: number): QueueFullError {
-    return new QueueFullError(`persistent queue is full (${this.bytes} of ${this.cfg.maxBytes} bytes, ${need} more needed)`);
+  private fullError(need: number, neverFits = false): QueueFullError {
+    return new QueueFullError(`persistent queue is full (${this.bytes} of ${this.cfg.maxBytes} bytes, ${need} more needed)`, neverFits);
   }
 
   /** Runs `fn` after every earlier segment write/seal has finished. */

@@ -1,6 +1,6 @@
 // Configuration of the load-balancing exporter. The per-endpoint queue / retry / timeout use the
 // collector's exporterhelper section (timeout, retry_on_failure, sending_queue) and apply to
-// every backend separately.
+// every backend separately (sending_queue.storage: one directory per backend, see exporter.ts).
 import { ConfigError } from '../../component/errors.ts';
 import { ConfigReader, type Raw } from '../../config/reader.ts';
 import { defaultExporterHelperConfig, readExporterHelperConfig, type ExporterHelperConfig } from '../../exporterhelper/config.ts';
