@@ -15,8 +15,9 @@ import type { AgentConfig } from './config.ts';
 import type { KernelEvent } from './decode/decoder.ts';
 import { Enrichment, recordedHostOf } from './enrich/index.ts';
 import { AgentPipeline, type AgentExporters, type SignalExporter } from './pipeline.ts';
-import { LiveSource } from './sources/live.ts';
+import { LiveSource, type ProbeFailure } from './sources/live.ts';
 import { sumPerCpuU64 } from './bpf/object.ts';
+import { UnixClock } from './bpf/clock.ts';
 import { kernelCapabilities } from './bpf/probe.ts';
 import { knownProbes } from './sources/probes.ts';
 import { ReplaySource } from './sources/replay.ts';
@@ -32,10 +33,9 @@ export interface AgentOptions {
   logger?: Logger;
 }
 
-/** Wall-clock offset for CLOCK_MONOTONIC timestamps (bpf_ktime_get_ns and hrtime share the clock). */
-export function monotonicToUnixOffset(): bigint {
-  return BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
-}
+/** Wall-clock offset for CLOCK_MONOTONIC timestamps (bpf_ktime_get_ns and hrtime share the clock):
+ * CLOCK_REALTIME − CLOCK_MONOTONIC to the ns (not Date.now(): whole ms, up to 1 ms early). */
+export { monotonicToUnixOffset, UnixClock } from './bpf/clock.ts';
 
 /** Zstd level of the agent's OTel Arrow payloads: level 1 costs ~1.4× less CPU than the collector's
  * default 3 for ~2% more bytes (measured on agent traces), and the agent's CPU is the budget. */
@@ -127,19 +127,29 @@ export class Agent {
     const specs = [];
     if (cfg.probes.tcp) specs.push({ ...knownProbes.tcp, enable: syscallTracepoints ? [] : ['ks_raw_sys_exit_accept'], globals });
     if (cfg.probes.proc) specs.push({ ...knownProbes.proc, globals });
+    const failed = (f: ProbeFailure): void => {
+      this.log.error({ err: f.message, probe: f.probe, program: f.program, verifierLog: f.verifierLog }, 'BPF probe failed to load');
+      this.bpfFailures.push({ program: f.program ?? `(${f.probe} object)`, message: f.message, verifierLog: f.verifierLog });
+    };
     try {
+      // A probe that does not load is reported (log + OTel log record) and the others run.
       const source = new LiveSource(specs, {
         ringBytes: cfg.probes.ringBufferBytes,
+        maxEntries: { tcp: { sockets: cfg.probes.maxSockets } },
         ring: { pollTimeoutMs: cfg.probes.pollIntervalMs },
         onError: (err, probe) => this.log.error({ err: String(err), probe: probe.name }, 'ring buffer batch handler failed'),
       });
-      const offset = monotonicToUnixOffset();
+      for (const f of source.failures) failed(f);
       // bpf_ktime_get_ns is this host's CLOCK_MONOTONIC: one offset serves both clocks.
-      return { source, toUnixNano: (m) => m + offset, now: () => process.hrtime.bigint() + offset };
+      const clock = new UnixClock();
+      return { source, toUnixNano: clock.toUnixNano, now: clock.now };
     } catch (err) {
-      const e = err as Error & { verifierLog?: string; program?: string };
-      this.log.error({ err: e.message, program: e.program, verifierLog: e.verifierLog }, 'BPF load failed');
-      this.bpfFailures.push({ program: e.program ?? '(object)', message: e.message, verifierLog: e.verifierLog ?? '' });
+      const e = err as Error & { verifierLog?: string; program?: string; probeFailures?: ProbeFailure[] };
+      if (e.probeFailures) for (const f of e.probeFailures) failed(f);
+      else {
+        this.log.error({ err: e.message, program: e.program, verifierLog: e.verifierLog }, 'BPF load failed');
+        this.bpfFailures.push({ program: e.program ?? '(object)', message: e.message, verifierLog: e.verifierLog ?? '' });
+      }
       if (!cfg.probes.fallbackFixture) throw err;
       this.log.warn({ fixture: cfg.probes.fallbackFixture }, '*** live eBPF unavailable: REPLAYING A RECORDED FIXTURE instead ***');
       return this.openReplay(cfg.probes.fallbackFixture, 'recorded');
@@ -153,8 +163,7 @@ export class Agent {
     const startMono = BigInt(source.header.startMonotonicNs);
     const offset = BigInt(Date.now()) * 1_000_000n - startMono;
     // Events are on the recording host's monotonic clock; collection times are this host's.
-    const wall = monotonicToUnixOffset();
-    return { source, toUnixNano: (m) => m + offset, now: () => process.hrtime.bigint() + wall };
+    return { source, toUnixNano: (m) => m + offset, now: new UnixClock().now };
   }
 
   async start(): Promise<void> {
@@ -243,10 +252,23 @@ export class Agent {
     if (!(source instanceof LiveSource)) return;
     const t = this.pipeline.telemetry;
     const lost = t.counter('kscope_agent_ring_lost_events_total', 'Events the BPF programs could not reserve ring-buffer space for, by probe.');
+    const sockIns = t.counter('kscope_agent_tcp_socket_table_inserts_total', 'Sockets added to the tcp probe\'s socket-owner table (new entries).');
+    const sockDel = t.counter('kscope_agent_tcp_socket_table_deletes_total', 'Entries removed from the tcp socket-owner table (socket destroyed, connect failed).');
+    const sockFail = t.counter('kscope_agent_tcp_socket_table_insert_failures_total', 'Socket owners the tcp probe could not record (map update failed).');
+    const sockEntries = t.gauge('kscope_agent_tcp_socket_table_entries', 'Inserts minus deletes: the table\'s size while below capacity; near or above capacity (probes.max_sockets) the LRU evicts live sockets\' owners, at least the excess.');
+    const sockCap = t.gauge('kscope_agent_tcp_socket_table_capacity', 'Entries the tcp socket-owner table holds (probes.max_sockets).');
     t.onCollect(() => {
       for (const p of source.probes) {
         const v = p.object.mapLookup('lost_events', 0);
         if (v) lost.set({ probe: p.name }, Number(sumPerCpuU64(v)));
+      }
+      for (const s of source.socketTables()) {
+        const l = { probe: s.probe };
+        sockIns.set(l, Number(s.inserted));
+        sockDel.set(l, Number(s.deleted));
+        sockFail.set(l, Number(s.insertFailed));
+        sockEntries.set(l, Number(s.inserted - s.deleted));
+        sockCap.set(l, s.capacity);
       }
     });
   }

@@ -20,6 +20,9 @@ export interface ProbesConfig {
   pollIntervalMs: number;
   /** Only trace this process (0 = all); mostly for tests and demos. */
   targetTgid: number;
+  /** Entries of the tcp probe's socket-owner table (`sockets` LRU map); past it the least
+   * recently used socket's owner is forgotten (see kscope_agent_tcp_socket_table_*). */
+  maxSockets: number;
   /** Fall back to replaying this fixture when live eBPF is not possible (said loudly). */
   fallbackFixture: string;
 }
@@ -37,6 +40,11 @@ export interface AgentConfig {
   /** The agent's own traces over OTLP/gRPC (agent/src/telemetry.ts); metrics stay on /metrics. */
   selfTelemetry: SelfTelemetryConfig;
 }
+
+/** The tcp probe's `sockets` table: its compiled size, and the most the config accepts (~120 bytes
+ * of kernel memory per entry, preallocated: 4 Mi entries ≈ 0.5 GiB). */
+export const DEFAULT_MAX_SOCKETS = 65_536;
+export const MAX_MAX_SOCKETS = 4 * 1024 * 1024;
 
 const SNAKE = /_([a-z])/g;
 const camel = (k: string) => k.replace(SNAKE, (_, c: string) => c.toUpperCase());
@@ -98,6 +106,7 @@ export function parseAgentConfig(doc: unknown, env: NodeJS.ProcessEnv = process.
     // and bursts still wake the reader early (BPF wakeup_bytes).
     pollIntervalMs: pr.duration('poll_interval', 200),
     targetTgid: pr.num('target_tgid', 0, { min: 0, integer: true }),
+    maxSockets: pr.num('max_sockets', DEFAULT_MAX_SOCKETS, { min: 1024, max: MAX_MAX_SOCKETS, integer: true }),
     fallbackFixture: pr.str('fallback_fixture', ''),
   };
   if (probes.pollIntervalMs < 1 || probes.pollIntervalMs > 1000) throw new ConfigError(pr.field('poll_interval'), 'must be between 1ms and 1s');

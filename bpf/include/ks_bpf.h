@@ -101,7 +101,8 @@ static __always_inline void ks_fill_header_current(struct ks_event_header *hdr, 
 						   __u64 ts, __u64 cgroup_id)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct task_struct *task = bpf_get_current_task_btf();
+	/* not bpf_get_current_task_btf(): that helper needs 5.11, and only CO-RE reads follow */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
 	hdr->ts_ns = ts;
 	hdr->cgroup_id = cgroup_id;

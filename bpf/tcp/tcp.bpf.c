@@ -39,7 +39,8 @@ struct sock_info {
 
 /* Socket pointer -> owner and timestamps. Entries are removed when the socket
  * is destroyed (tcp_destroy_sock) and overwritten when a new connection starts
- * at a reused address; the LRU bounds the map if a removal is missed. */
+ * at a reused address; the LRU bounds the map if a removal is missed. Its size
+ * is the agent's probes.max_sockets (set before load). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, KS_MAX_SOCKETS);
@@ -47,8 +48,57 @@ struct {
 	__type(value, struct sock_info);
 } sockets SEC(".maps");
 
+/*
+ * Per-CPU counters of the `sockets` table. An LRU map evicts silently (there is
+ * no hook for it), so these count what can be counted exactly: entries added
+ * for a new key and entries removed. inserted - deleted is the number of
+ * entries the table would hold without evictions: it equals the table's size
+ * until the table fills, and past max_entries the difference is at least the
+ * number of live sockets whose owner the LRU evicted.
+ */
+enum ks_sock_stat {
+	KS_SOCK_INSERTED = 0, /* new key added (an overwrite of an existing key is not counted) */
+	KS_SOCK_DELETED = 1,  /* existing key removed */
+	KS_SOCK_INSERT_FAILED = 2, /* bpf_map_update_elem failed: owner not remembered */
+	KS_SOCK_STAT_MAX = 3,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KS_SOCK_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} socket_stats SEC(".maps");
+
 /* Keeps struct ks_tcp_event in the object's BTF so user space can check its layout. */
 const struct ks_tcp_event *ks_btf_tcp_event __attribute__((unused));
+
+#define KS_ENOENT 2
+#define KS_EEXIST 17
+
+/* Inserts or overwrites the entry of a socket, counting new keys. */
+static __always_inline void sockets_put(__u64 key, const struct sock_info *info)
+{
+	long err = bpf_map_update_elem(&sockets, &key, info, BPF_NOEXIST);
+
+	if (err == -KS_EEXIST) {
+		err = bpf_map_update_elem(&sockets, &key, info, BPF_EXIST);
+		if (err == -KS_ENOENT) /* removed meanwhile */
+			err = bpf_map_update_elem(&sockets, &key, info, BPF_NOEXIST);
+		else if (err == 0)
+			return;
+	}
+	if (err == 0)
+		ks_count(&socket_stats, KS_SOCK_INSERTED);
+	else
+		ks_count(&socket_stats, KS_SOCK_INSERT_FAILED);
+}
+
+static __always_inline void sockets_del(__u64 key)
+{
+	if (bpf_map_delete_elem(&sockets, &key) == 0)
+		ks_count(&socket_stats, KS_SOCK_DELETED);
+}
 
 static __always_inline bool is_v4_mapped(const __u8 *a)
 {
@@ -58,6 +108,18 @@ static __always_inline bool is_v4_mapped(const __u8 *a)
 	__builtin_memcpy(&lo, a, 8);
 	__builtin_memcpy(&mid, a + 8, 2);
 	return lo == 0 && mid == 0 && a[10] == 0xff && a[11] == 0xff;
+}
+
+/* ::1, or ::ffff:127.0.0.0/104 (v4-mapped loopback) */
+static __always_inline bool is_v6_loopback(const __u8 *a)
+{
+	__u64 hi, lo;
+
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&lo, a + 8, 8);
+	if (hi == 0 && lo == bpf_cpu_to_be64(1))
+		return true;
+	return is_v4_mapped(a) && a[12] == 127;
 }
 
 static __always_inline void unmap_v4(__u8 *a)
@@ -108,10 +170,7 @@ static __always_inline bool fill_tuple(struct ks_tcp_event *e, const struct sock
 			e->hdr.flags |= KS_F_V4_MAPPED;
 			return e->daddr[0] == 127;
 		}
-		__u64 hi, lo;
-		__builtin_memcpy(&hi, e->daddr, 8);
-		__builtin_memcpy(&lo, e->daddr + 8, 8);
-		return hi == 0 && lo == bpf_cpu_to_be64(1);
+		return is_v6_loopback(e->daddr);
 	}
 	return false;
 }
@@ -152,12 +211,16 @@ new_sock_event(const struct sock *sk, const struct sock_info *info, __u16 type, 
 	bool known = info && info->has_owner;
 	__u64 cgroup_id;
 	struct ks_tcp_event *e;
+	bool full;
 
 	if (!known && target_tgid != 0)
 		return NULL;
 	if (known && !ks_tgid_wanted(info->tgid))
 		return NULL;
-	cgroup_id = known ? info->cgroup_id : sock_cgroup_id(sk);
+	/* sk_cgrp_data is in struct sock: a timewait or request sock (e.g. a reset sent
+	 * from TIME_WAIT) is smaller and has none, its cgroup stays 0 (unknown). */
+	full = is_full_sock(sk);
+	cgroup_id = known ? info->cgroup_id : full ? sock_cgroup_id(sk) : 0;
 	if (!ks_cgroup_wanted(cgroup_id))
 		return NULL;
 
@@ -176,7 +239,9 @@ new_sock_event(const struct sock *sk, const struct sock_info *info, __u16 type, 
 		e->hdr.tid = info->tid;
 		__builtin_memcpy(e->hdr.comm, info->comm, KS_COMM_LEN);
 	} else {
-		e->hdr.flags |= KS_F_OWNER_UNKNOWN | KS_F_CGROUP_FROM_SOCKET;
+		e->hdr.flags |= KS_F_OWNER_UNKNOWN;
+		if (full)
+			e->hdr.flags |= KS_F_CGROUP_FROM_SOCKET;
 	}
 	e->sock_cookie = info && info->cookie ? info->cookie
 					      : BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
@@ -216,7 +281,7 @@ static __always_inline void on_connect_start(const struct sock *sk, __u64 key, _
 	info.birth_ns = now;
 	info.cookie = bpf_get_socket_cookie((void *)sk);
 	remember_current_owner(&info);
-	bpf_map_update_elem(&sockets, &key, &info, BPF_ANY);
+	sockets_put(key, &info);
 }
 
 static __always_inline void on_connect_done(const struct sock *sk, __u64 key, __u64 now,
@@ -241,7 +306,7 @@ static __always_inline void on_connect_done(const struct sock *sk, __u64 key, __
 	if (ok)
 		info->established_ns = now;
 	else
-		bpf_map_delete_elem(&sockets, &key);
+		sockets_del(key);
 }
 
 /* LISTEN->SYN_RECV (child socket created, softirq): owner unknown until accept. */
@@ -252,7 +317,7 @@ static __always_inline void on_passive_child(const struct sock *sk, __u64 key, _
 	info.birth_ns = now;
 	info.passive = 1;
 	info.cookie = bpf_get_socket_cookie((void *)sk);
-	bpf_map_update_elem(&sockets, &key, &info, BPF_ANY);
+	sockets_put(key, &info);
 }
 
 static __always_inline void on_passive_established(const struct sock *sk, __u64 key, __u64 now)
@@ -267,7 +332,7 @@ static __always_inline void on_passive_established(const struct sock *sk, __u64 
 	fresh.established_ns = now;
 	fresh.passive = 1;
 	fresh.cookie = bpf_get_socket_cookie((void *)sk);
-	bpf_map_update_elem(&sockets, &key, &fresh, BPF_ANY);
+	sockets_put(key, &fresh);
 }
 
 /*
@@ -349,7 +414,7 @@ int BPF_PROG(ks_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 			on_close(sk, key, now, oldstate);
 	} else if (newstate == TCP_LISTEN) {
 		/* Not tracked; drop whatever a freed socket at this address left behind. */
-		bpf_map_delete_elem(&sockets, &key);
+		sockets_del(key);
 	}
 	return 0;
 }
@@ -358,9 +423,7 @@ int BPF_PROG(ks_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(ks_tcp_destroy_sock, struct sock *sk)
 {
-	__u64 key = (__u64)sk;
-
-	bpf_map_delete_elem(&sockets, &key);
+	sockets_del((__u64)sk);
 	return 0;
 }
 
@@ -408,7 +471,7 @@ static __always_inline int on_accept_exit(long ret)
 		fresh.passive = 1;
 		fresh.cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 		remember_current_owner(&fresh);
-		bpf_map_update_elem(&sockets, &key, &fresh, BPF_ANY);
+		sockets_put(key, &fresh);
 		info = bpf_map_lookup_elem(&sockets, &key);
 		if (!info)
 			return 0;
@@ -527,6 +590,8 @@ static __always_inline int reset_without_socket(const struct sk_buff *skb, __s32
 		e->family = AF_INET6;
 		__builtin_memcpy(e->saddr, &ip6.daddr, 16);
 		__builtin_memcpy(e->daddr, &ip6.saddr, 16);
+		if (ignore_loopback && is_v6_loopback(e->daddr))
+			goto drop;
 	}
 	e->error = reason;
 	ks_submit(e, KS_EV_TCP_RESET_SENT);

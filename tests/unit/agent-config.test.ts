@@ -50,7 +50,7 @@ test('snake_case YAML fields map onto the typed config', () => {
     log: { level: 'debug' },
   }, {});
   assert.equal(c.nodeName, 'node-a');
-  assert.deepEqual(c.probes, { tcp: true, proc: false, targetTgid: 42, ringBufferBytes: 1 << 20, pollIntervalMs: 20, fallbackFixture: '/x.kscope' });
+  assert.deepEqual(c.probes, { tcp: true, proc: false, targetTgid: 42, ringBufferBytes: 1 << 20, pollIntervalMs: 20, maxSockets: 65_536, fallbackFixture: '/x.kscope' });
   assert.equal(c.signals.spans, false);
   assert.equal(c.signals.metricsIntervalMs, 2000);
   assert.equal(c.signals.metrics.temporality, 'cumulative');

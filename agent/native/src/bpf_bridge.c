@@ -7,8 +7,9 @@
  * Both are externals tagged with a type tag, so a wrong or foreign value is a TypeError, never a
  * crash. close() is idempotent and also runs from an env cleanup hook at exit.
  *
- * Ring reader: one pthread per reader polls the ring (ring_buffer__poll with a short timeout, then
- * ring_buffer__consume, because producers mostly submit with BPF_RB_NO_WAKEUP) and packs records
+ * Ring reader: one pthread per reader waits on an epoll set holding the ring's epoll fd and an
+ * eventfd (stop wakes it at once), with the poll timeout, then calls ring_buffer__consume, because
+ * producers mostly submit with BPF_RB_NO_WAKEUP; it packs records
  * into batch buffers as [u32 length][u32 0][record][pad to 8]. Batch buffers are a fixed pool of
  * JS ArrayBuffers allocated up front; a full batch (or whatever is there at each poll timeout) is
  * handed to JS through a threadsafe function, one call per batch. The buffer goes back to the pool
@@ -26,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,22 +72,36 @@ static void log_append(const char *s, size_t n)
 
 static int print_fn(enum libbpf_print_level level, const char *fmt, va_list args)
 {
-	char line[2048];
+	char line[2048], *buf = line;
+	va_list again;
 	int n;
 
 	if (level == LIBBPF_DEBUG && !log_debug)
 		return 0;
+	va_copy(again, args);
 	n = vsnprintf(line, sizeof(line), fmt, args);
-	if (n < 0)
-		return 0;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
-	pthread_mutex_lock(&log_mu);
-	log_append(line, (size_t)n);
-	pthread_mutex_unlock(&log_mu);
-	if (log_echo)
-		fputs(line, stderr);
-	return n;
+	if (n >= (int)sizeof(line)) {
+		/* libbpf prints a whole verifier log in one call, and its end is the rejection: format
+		 * it completely (log_append keeps the tail if it exceeds the capture). */
+		buf = malloc((size_t)n + 1);
+		if (buf)
+			n = vsnprintf(buf, (size_t)n + 1, fmt, again);
+		else {
+			buf = line;
+			n = sizeof(line) - 1;
+		}
+	}
+	va_end(again);
+	if (n > 0) {
+		pthread_mutex_lock(&log_mu);
+		log_append(buf, (size_t)n);
+		pthread_mutex_unlock(&log_mu);
+		if (log_echo)
+			fputs(buf, stderr);
+	}
+	if (buf != line)
+		free(buf);
+	return n < 0 ? 0 : n;
 }
 
 static void log_reset(void)
@@ -136,6 +153,8 @@ typedef struct batch {
 typedef struct reader {
 	bridge_obj *owner;   /* NULL once detached from its object */
 	struct ring_buffer *rb;
+	int wake_fd;         /* eventfd written by stop, so the worker does not sleep out its timeout */
+	int ep_fd;           /* epoll set: the ring's epoll fd and wake_fd */
 	pthread_t thread;
 	int thread_started;
 	atomic_int stop;
@@ -159,7 +178,7 @@ typedef struct reader {
 
 	/* statistics, written by the worker, read by JS */
 	atomic_uint_least64_t records, bytes, batches, waits, wait_ns, dropped_stopping, oversize,
-		poll_errors, callback_errors, delivered_batches;
+		poll_errors, callback_errors, delivered_batches, renewed_buffers, lost_buffers;
 	int last_poll_error;
 } reader;
 
@@ -375,10 +394,15 @@ static void live_remove(reader *r)
 /* Stops and joins the worker (no N-API calls: also used at exit). */
 static void reader_halt_thread(reader *r)
 {
+	uint64_t one = 1;
+
 	pthread_mutex_lock(&r->mu);
 	atomic_store(&r->stop, 1);
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
+	if (r->wake_fd >= 0 && write(r->wake_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is already non-zero, the worker is awake anyway */
+	}
 	if (r->thread_started)
 		pthread_join(r->thread, NULL);
 	r->thread_started = 0;
@@ -398,6 +422,10 @@ static void reader_unref(reader *r)
 {
 	if (--r->refs > 0)
 		return;
+	if (r->ep_fd >= 0)
+		close(r->ep_fd);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	free(r->free_stack);
@@ -439,13 +467,17 @@ static void obj_close(bridge_obj *o)
 	if (o->closed)
 		return;
 	o->closed = 1;
-	for (int i = 0; i < MAX_READERS; i++)
-		if (o->readers[i])
-			reader_stop(o->readers[i]);
+	/* Detach first, then stop the readers: their last drain then sees every record the
+	 * programs submitted (the other order loses, uncounted, what arrives in between). */
 	for (int i = 0; i < o->nprogs; i++) {
 		if (o->links && o->links[i])
 			bpf_link__destroy(o->links[i]);
+		if (o->links)
+			o->links[i] = NULL;
 	}
+	for (int i = 0; i < MAX_READERS; i++)
+		if (o->readers[i])
+			reader_stop(o->readers[i]);
 	if (o->obj)
 		bpf_object__close(o->obj);
 	o->obj = NULL;
@@ -474,20 +506,35 @@ static void obj_finalize(napi_env env, void *data, void *hint)
 	free(o);
 }
 
-/* open(path) → handle */
+/* open(path, opts?) → handle. opts.btfCustomPath: resolve CO-RE relocations against this BTF
+ * file instead of the running kernel's (attach targets still come from the kernel). */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
-	napi_value argv[1], handle;
-	char path[PATH_CAP];
+	napi_value argv[2], handle, v;
+	napi_valuetype t;
+	char path[PATH_CAP], btf_path[PATH_CAP];
 	struct bpf_object *obj;
 	struct bpf_program *p;
 	bridge_obj *o;
+	bool has = false;
 	int n = 0, err;
+	LIBBPF_OPTS(bpf_object_open_opts, open_opts);
 
-	if (get_args(env, info, 1, argv) || get_string(env, argv[0], path, sizeof(path), "path"))
+	if (get_args(env, info, 2, argv) || get_string(env, argv[0], path, sizeof(path), "path"))
 		return NULL;
+	if (napi_typeof(env, argv[1], &t) != napi_ok || (t != napi_undefined && t != napi_null && t != napi_object)) {
+		napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "options must be an object");
+		return NULL;
+	}
+	if (t == napi_object && napi_has_named_property(env, argv[1], "btfCustomPath", &has) == napi_ok && has &&
+	    napi_get_named_property(env, argv[1], "btfCustomPath", &v) == napi_ok &&
+	    napi_typeof(env, v, &t) == napi_ok && t != napi_undefined) {
+		if (get_string(env, v, btf_path, sizeof(btf_path), "btfCustomPath"))
+			return NULL;
+		open_opts.btf_custom_path = btf_path;
+	}
 	log_reset();
-	obj = bpf_object__open_file(path, NULL);
+	obj = bpf_object__open_file(path, &open_opts);
 	if (!obj) {
 		err = errno ? errno : EINVAL;
 		char what[PATH_CAP + 32];
@@ -518,10 +565,14 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	n = 0;
 	bpf_object__for_each_program(p, obj) o->progs[n++] = p;
 
-	if (napi_create_external(env, o, obj_finalize, NULL, &handle) != napi_ok ||
-	    napi_type_tag_object(env, handle, &OBJ_TAG) != napi_ok) {
+	if (napi_create_external(env, o, obj_finalize, NULL, &handle) != napi_ok) {
 		obj_close(o);
 		free(o);
+		return NULL;
+	}
+	if (napi_type_tag_object(env, handle, &OBJ_TAG) != napi_ok) {
+		/* the external exists: its finalizer frees o, so only close it here */
+		obj_close(o);
 		return NULL;
 	}
 	if (napi_add_env_cleanup_hook(env, obj_cleanup_hook, o) == napi_ok)
@@ -946,6 +997,29 @@ static int map_fd_checked(napi_env env, bridge_obj *o, struct bpf_map *m)
 	return fd;
 }
 
+/* mapId(h, map) → the kernel's id of a loaded map (for bpftool map … id N) */
+static napi_value js_map_id(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2], out;
+	bridge_obj *o;
+	struct bpf_map *m;
+	struct bpf_map_info mi;
+	uint32_t len = sizeof(mi);
+	int fd;
+
+	if (get_args(env, info, 2, argv) || !(o = get_obj(env, argv[0], 1)) || !(m = find_map(env, o, argv[1])) ||
+	    require_loaded(env, o, 1))
+		return NULL;
+	fd = bpf_map__fd(m);
+	memset(&mi, 0, sizeof(mi));
+	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &mi, &len)) {
+		throw_errno(env, "map info", fd < 0 ? EBADF : errno);
+		return NULL;
+	}
+	CHECK(napi_create_uint32(env, mi.id, &out));
+	return out;
+}
+
 /* mapLookup(h, map, key) → Buffer | null */
 static napi_value js_map_lookup(napi_env env, napi_callback_info info)
 {
@@ -1204,8 +1278,11 @@ static int on_sample(void *ctx, void *data, size_t size)
 	if (r->cur >= 0 && r->pool[r->cur].len + need > r->batch_bytes)
 		batch_flush(r);
 	if (r->cur < 0 && batch_acquire(r) < 0) {
-		/* stopping with every batch still held by JS: count the rest of the ring as dropped
-		 * (and keep consuming so the count is complete; programs are detached by then) */
+		/* stopping with every batch still held by JS: count the rest of the ring as dropped,
+		 * consuming it so the count covers everything in the ring at the last drain. Only
+		 * obj_close detaches the programs before that drain; a reader stopped on its own
+		 * (RingReader.stop) while programs are attached leaves later records uncounted in
+		 * the ring (LiveSource.drain detaches first for that reason). */
 		atomic_fetch_add(&r->dropped_stopping, 1);
 		return 0;
 	}
@@ -1226,13 +1303,15 @@ static int on_sample(void *ctx, void *data, size_t size)
 static void *reader_main(void *arg)
 {
 	reader *r = arg;
+	struct epoll_event evs[2];
 	int n;
 
 	while (!atomic_load(&r->stop)) {
-		n = ring_buffer__poll(r->rb, r->timeout_ms);
-		if (n < 0 && n != -EINTR && n != -ECANCELED) {
+		/* wakes on a forced ring wakeup or on stop (wake_fd); else drains on the timeout */
+		n = epoll_wait(r->ep_fd, evs, 2, r->timeout_ms);
+		if (n < 0 && errno != EINTR) {
 			atomic_fetch_add(&r->poll_errors, 1);
-			r->last_poll_error = -n;
+			r->last_poll_error = errno;
 		}
 		if (atomic_load(&r->stop))
 			break;
@@ -1252,6 +1331,38 @@ static void *reader_main(void *arg)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Ring reader: JS side */
+
+/*
+ * The callback may have detached the batch's ArrayBuffer (structuredClone/postMessage with
+ * transfer): its memory now belongs to another ArrayBuffer that JS owns and may free, so the
+ * worker must never write there again. Gives the slot a fresh ArrayBuffer (main thread; the worker
+ * only touches b->data once the batch is back in the free stack). Returns -1 if none could be
+ * made: the caller then keeps the slot out of the pool.
+ */
+static int batch_renew_if_detached(napi_env env, reader *r, batch *b, napi_value ab)
+{
+	bool detached = false;
+	napi_value fresh;
+	napi_ref ref;
+	void *data;
+
+	if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok || !detached)
+		return 0;
+	atomic_fetch_add(&r->renewed_buffers, 1);
+	if (napi_create_arraybuffer(env, r->batch_bytes, &data, &fresh) != napi_ok ||
+	    napi_create_reference(env, fresh, 1, &ref) != napi_ok) {
+		bool pending = false;
+		napi_value exc;
+		if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+			napi_get_and_clear_last_exception(env, &exc);
+		atomic_fetch_add(&r->lost_buffers, 1);
+		return -1;
+	}
+	napi_delete_reference(env, b->ab_ref);
+	b->ab_ref = ref;
+	b->data = data;
+	return 0;
+}
 
 static void call_js(napi_env env, napi_value cb, void *context, void *data)
 {
@@ -1280,6 +1391,8 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data)
 		atomic_fetch_add(&r->callback_errors, 1);
 	}
 	atomic_fetch_add(&r->delivered_batches, 1);
+	if (batch_renew_if_detached(env, r, b, ab) < 0)
+		return; /* no replacement: the slot leaves the pool rather than alias JS memory */
 	batch_release(r, b);
 }
 
@@ -1389,6 +1502,8 @@ static napi_value js_open_ring(napi_env env, napi_callback_info info)
 	}
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
+	r->wake_fd = -1;
+	r->ep_fd = -1;
 	r->cur = -1;
 	r->batch_bytes = batch_bytes;
 	r->timeout_ms = (int)timeout;
@@ -1410,6 +1525,19 @@ static napi_value js_open_ring(napi_env env, napi_callback_info info)
 	}
 	errno = 0;
 	r->rb = ring_buffer__new(fd, on_sample, r, NULL);
+	if (r->rb) {
+		struct epoll_event ev = { .events = EPOLLIN };
+		r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		r->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+		if (r->wake_fd < 0 || r->ep_fd < 0 ||
+		    epoll_ctl(r->ep_fd, EPOLL_CTL_ADD, ring_buffer__epoll_fd(r->rb), &ev) ||
+		    epoll_ctl(r->ep_fd, EPOLL_CTL_ADD, r->wake_fd, &ev)) {
+			err = errno ? errno : EINVAL;
+			ring_buffer__free(r->rb);
+			r->rb = NULL;
+			errno = err;
+		}
+	}
 	if (!r->rb) {
 		err = errno ? errno : EINVAL;
 		for (uint32_t i = 0; i < npool; i++)
@@ -1436,11 +1564,16 @@ static napi_value js_open_ring(napi_env env, napi_callback_info info)
 	napi_acquire_threadsafe_function(r->tsfn);
 	r->owner = o;
 	o->readers[slot] = r;
-	if (napi_create_external(env, r, reader_handle_finalize, NULL, &handle) != napi_ok ||
-	    napi_type_tag_object(env, handle, &READER_TAG) != napi_ok) {
+	if (napi_create_external(env, r, reader_handle_finalize, NULL, &handle) != napi_ok) {
 		napi_release_threadsafe_function(r->tsfn, napi_tsfn_release); /* the worker's */
 		reader_stop(r);
-		reader_unref(r);
+		reader_unref(r); /* the JS handle's reference: there is no handle */
+		return NULL;
+	}
+	if (napi_type_tag_object(env, handle, &READER_TAG) != napi_ok) {
+		/* the external exists: reader_handle_finalize drops the handle's reference later */
+		napi_release_threadsafe_function(r->tsfn, napi_tsfn_release); /* the worker's */
+		reader_stop(r);
 		return NULL;
 	}
 	err = pthread_create(&r->thread, NULL, reader_main, r);
@@ -1530,6 +1663,8 @@ static napi_value js_reader_stats(napi_env env, napi_callback_info info)
 	set_num(env, s, "oversize", (double)atomic_load(&r->oversize));
 	set_num(env, s, "pollErrors", (double)atomic_load(&r->poll_errors));
 	set_num(env, s, "callbackErrors", (double)atomic_load(&r->callback_errors));
+	set_num(env, s, "renewedBuffers", (double)atomic_load(&r->renewed_buffers));
+	set_num(env, s, "lostBuffers", (double)atomic_load(&r->lost_buffers));
 	set_num(env, s, "poolSize", r->npool);
 	set_num(env, s, "batchBytes", r->batch_bytes);
 	set_bool(env, s, "running", !r->stopped);
@@ -1597,6 +1732,7 @@ static napi_value init(napi_env env, napi_value exports)
 		FN("load", js_load),
 		FN("attach", js_attach),
 		FN("detach", js_detach),
+		FN("mapId", js_map_id),
 		FN("mapLookup", js_map_lookup),
 		FN("mapUpdate", js_map_update),
 		FN("mapDelete", js_map_delete),

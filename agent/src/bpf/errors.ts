@@ -35,13 +35,17 @@ export class BpfError extends Error {
 const beginMarker = '-- BEGIN PROG LOAD LOG --';
 const endMarker = '-- END PROG LOAD LOG --';
 
-/** The verifier log inside libbpf's output (its last 40 lines), or the output's last lines. */
+/** The verifier log inside libbpf's output (its last 40 lines), or the output's last lines. A log
+ * longer than the capture keeps its end: then only the end marker may be left. */
 export function verifierTail(log: string, maxLines = 40): string {
   const b = log.lastIndexOf(beginMarker);
   let body = log;
   if (b >= 0) {
     const e = log.indexOf(endMarker, b);
     body = log.slice(b + beginMarker.length, e >= 0 ? e : undefined);
+  } else {
+    const e = log.lastIndexOf(endMarker);
+    if (e >= 0) body = log.slice(0, e);
   }
   const lines = body.split('\n').filter((l) => l.trim() !== '');
   return lines.slice(-maxLines).join('\n');

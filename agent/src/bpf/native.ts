@@ -62,6 +62,10 @@ export interface NativeReaderStats {
   oversize: number;
   pollErrors: number;
   callbackErrors: number;
+  /** batch ArrayBuffers the callback detached (transferred) and the reader replaced */
+  renewedBuffers: number;
+  /** detached batch buffers that could not be replaced (the pool shrank) */
+  lostBuffers: number;
   poolSize: number;
   batchBytes: number;
   running: boolean;
@@ -69,8 +73,13 @@ export interface NativeReaderStats {
 
 export type NativeBatchCallback = (buf: ArrayBuffer, byteLength: number, count: number) => void;
 
+export interface NativeOpenOptions {
+  /** resolve CO-RE relocations against this BTF file instead of the running kernel's */
+  btfCustomPath?: string;
+}
+
 export interface NativeBridge {
-  open(path: string): ObjectHandle;
+  open(path: string, opts?: NativeOpenOptions): ObjectHandle;
   close(h: ObjectHandle): void;
   programs(h: ObjectHandle): NativeProgramInfo[];
   maps(h: ObjectHandle): NativeMapInfo[];
@@ -82,6 +91,7 @@ export interface NativeBridge {
   load(h: ObjectHandle): void;
   attach(h: ObjectHandle, prog: string): NativeAttachResult;
   detach(h: ObjectHandle, prog: string): boolean;
+  mapId(h: ObjectHandle, map: string): number;
   mapLookup(h: ObjectHandle, map: string, key: Uint8Array): Buffer | null;
   mapUpdate(h: ObjectHandle, map: string, key: Uint8Array, value: Uint8Array): void;
   mapDelete(h: ObjectHandle, map: string, key: Uint8Array): boolean;

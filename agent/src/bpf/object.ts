@@ -1,13 +1,13 @@
 // BpfObject: a libbpf object through the native bridge, in the spirit of cilium/ebpf.
 //
 // Lifecycle: open(path) → configure (setGlobal, setAutoload, setMaxEntries) → load() → attach(...)
-// → openRingBuffer / map access → close(). close() stops ring readers, detaches every link and
-// frees the object; it is idempotent and also happens at process exit. Links belong to the object:
-// closing it detaches them.
+// → openRingBuffer / map access → close(). close() detaches every link, then stops the ring
+// readers (their last drain sees everything the programs submitted) and frees the object; it is
+// idempotent and also happens at process exit. Links belong to the object: closing it detaches them.
 import { BpfError, BpfLoadError, failedProgram } from './errors.ts';
 import {
   native, type NativeBtfStruct, type NativeGlobalInfo, type NativeMapInfo,
-  type NativeProgramInfo, type NativeReaderStats, type ObjectHandle, type ReaderHandle,
+  type NativeOpenOptions, type NativeProgramInfo, type NativeReaderStats, type ObjectHandle, type ReaderHandle,
 } from './native.ts';
 
 export { BpfError, BpfLoadError } from './errors.ts';
@@ -16,6 +16,7 @@ export type ProgramInfo = NativeProgramInfo;
 export type MapInfo = NativeMapInfo;
 export type GlobalInfo = NativeGlobalInfo;
 export type BtfStruct = NativeBtfStruct;
+export type OpenOptions = NativeOpenOptions;
 export type ReaderStats = NativeReaderStats & { userCallbackErrors: number };
 
 /** Result of one attach; an attach failure is a result, never an exception. */
@@ -120,10 +121,12 @@ export class BpfObject {
     this.#h = h;
   }
 
-  /** Parses the ELF object (no kernel work yet). */
-  static open(path: string): BpfObject {
+  /** Parses the ELF object (no kernel work yet). `btfCustomPath` makes CO-RE relocations use that
+   * BTF instead of the running kernel's (tests of other kernels' type shapes). */
+  static open(path: string, opts: OpenOptions = {}): BpfObject {
     if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
-    return new BpfObject(path, wrap(() => native().open(path)));
+    const o: NativeOpenOptions = opts.btfCustomPath !== undefined ? { btfCustomPath: opts.btfCustomPath } : {};
+    return new BpfObject(path, wrap(() => native().open(path, o)));
   }
 
   get closed(): boolean {
@@ -198,6 +201,11 @@ export class BpfObject {
     return r;
   }
 
+  /** The kernel's id of a map of the loaded object (what `bpftool map show` lists). */
+  mapId(map: string): number {
+    return this.#call(() => native().mapId(this.#h, map));
+  }
+
   /** The value for `key` (a Buffer, or a number for u32 keys); per-CPU maps return every CPU's
    * value, each padded to 8 bytes, concatenated. null when absent. */
   mapLookup(map: string, key: Buffer | Uint8Array | number): Buffer | null {
@@ -222,12 +230,14 @@ export class BpfObject {
     return this.#call(() => native().btfStruct(this.#h, name));
   }
 
-  /** Stops readers, detaches links, frees the object. Idempotent. */
+  /** Detaches links, then stops readers (after a last drain), frees the object. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const r of [...this.#readers]) void r.stop();
+    // native close detaches before it stops the readers; stop() afterwards only settles their
+    // promises (readerStop of a stopped reader is a no-op that still reports delivery)
     native().close(this.#h);
+    for (const r of [...this.#readers]) void r.stop();
   }
 
   #assertOpen(): void {

@@ -57,7 +57,8 @@ function probeCounters(src: LiveSource, probe: SourceProbe): Record<string, stri
 
 export async function record(opts: RecordOptions): Promise<RecordSummary> {
   const maxProcesses = opts.maxProcesses ?? 65_536;
-  const src = new LiveSource(opts.probes, { globals: opts.globals });
+  // all or nothing: a fixture silently missing a probe would mislead whoever replays it
+  const src = new LiveSource(opts.probes, { globals: opts.globals, strict: true });
   const writer = new FixtureWriter(opts.out);
   const processes = new Map<number, ProcessInfo | null>();
   const clock = clockPair();
