@@ -9,6 +9,7 @@ import type { ProcEventFields, TcpEventFields } from './events.ts';
 import { ATTR_DIRECTION, METRICS, MetricsAggregator, type MetricsConfig, defaultMetricsConfig } from './metrics.ts';
 import { EndpointTable, OTHER_ENDPOINT } from './endpoints.ts';
 import { buildTcpSpan, connectFailure, cookieIds, type SpanIdSource } from './spans.ts';
+import { monotonicToUnixOffset } from '../bpf/clock.ts';
 
 export const SCOPE = { name: 'kernelscope.agent', version: '0.1.0' };
 
@@ -59,7 +60,7 @@ const SEV_ERROR = 17;
  * it never steps back (collection times must not: a delta point starts at the previous one).
  */
 export function wallClock(): () => bigint {
-  const offset = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  const offset = monotonicToUnixOffset(); // to the ns; Date.now() alone is up to 1 ms early
   return () => process.hrtime.bigint() + offset;
 }
 
