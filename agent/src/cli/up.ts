@@ -158,7 +158,12 @@ export const upCommand: Command = {
       refresh = setInterval(draw, 2000);
       const durationMs = values.duration ? Number(values.duration) * 1000 : Infinity;
       const stopped = untilAborted(signal);
-      await Promise.race([stopped, ...(Number.isFinite(durationMs) ? [sleep(durationMs)] : [])]);
+      // The duration's timer is cleared on Ctrl-C: a pending one would keep the process alive
+      // until the whole duration had passed.
+      const durationTimer = new AbortController();
+      const elapsed = Number.isFinite(durationMs) ? [sleep(durationMs, undefined, { signal: durationTimer.signal }).catch(() => undefined)] : [];
+      await Promise.race([stopped, ...elapsed]);
+      durationTimer.abort();
       clearInterval(refresh);
       refresh = undefined;
       await workload?.stop();
