@@ -139,6 +139,7 @@ export class AgentPipeline {
    * still falls in the interval of the fork. Forks are rare next to TCP events: a copy is fine.
    */
   private deferStart(v: ProcEventView): void {
+    this.enricher.onFork(v.childPid); // a reused pid must not resolve to the previous process
     const m = this.pendingForks;
     if (m.size >= MAX_PENDING_FORKS) this.settleStart(m.keys().next().value!);
     m.set(v.childPid, { ev: v.toObject(), cg: v.cgroupIdNumber });

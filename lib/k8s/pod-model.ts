@@ -4,10 +4,19 @@ import type { V1Pod, V1OwnerReference, V1ContainerStatus } from '@kubernetes/cli
 
 export type QosClass = 'guaranteed' | 'burstable' | 'besteffort';
 
+/** Set by the kubelet on the mirror pod of a static pod; the value is the static pod's own uid. */
+export const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror';
+
 export interface ContainerMeta {
   name: string;
   /** Runtime container id without the scheme (`containerd://`), '' until the kubelet reports it. */
   id: string;
+  /**
+   * The id of the instance before the last restart (`lastState.terminated.containerID`), '' when
+   * none: events of the old instance still draining from its cgroup keep the container's name.
+   * Optional only for hand-built metas; podMetaFromV1 always sets it.
+   */
+  previousId?: string;
   /** Runtime from the id scheme: containerd, cri-o, docker... ('' when unknown). */
   runtime: string;
   /** Image reference as in the spec. */
@@ -33,6 +42,12 @@ export interface Workloads {
 
 export interface PodMeta {
   uid: string;
+  /**
+   * Mirror pods (a static pod as the API shows it): the uid the kubelet runs the pod under — its
+   * config hash, annotation `kubernetes.io/config.mirror` — which the pod's cgroup paths carry
+   * instead of `uid`. '' for other pods. Optional only for hand-built metas; podMetaFromV1 sets it.
+   */
+  mirrorUid?: string;
   name: string;
   namespace: string;
   nodeName: string;
@@ -188,9 +203,10 @@ export function podMetaFromV1(pod: V1Pod, opts: PodModelOptions, parent?: { kind
   const add = (kind: ContainerMeta['kind'], prefix: string, name: string, image: string | undefined) => {
     const s = statusByName.get(prefix + name);
     const { runtime, id } = splitContainerId(s?.containerID);
+    const prev = splitContainerId(s?.lastState?.terminated?.containerID).id;
     const img = image ?? s?.image ?? '';
     const { name: imageName, tag: imageTag } = parseImage(img);
-    containers.push({ name, id, runtime, image: img, imageName, imageTag, kind });
+    containers.push({ name, id, previousId: prev !== id ? prev : '', runtime, image: img, imageName, imageTag, kind });
   };
   for (const c of spec?.containers ?? []) add('container', 'c/', c.name, c.image);
   for (const c of spec?.initContainers ?? []) add('init', 'i/', c.name, c.image);
@@ -199,6 +215,7 @@ export function podMetaFromV1(pod: V1Pod, opts: PodModelOptions, parent?: { kind
   const name = md.name ?? '';
   return {
     uid: md.uid ?? '',
+    mirrorUid: md.annotations?.[MIRROR_ANNOTATION] ?? '',
     name,
     namespace: md.namespace ?? '',
     nodeName: spec?.nodeName ?? '',
@@ -217,8 +234,16 @@ export function podMetaFromV1(pod: V1Pod, opts: PodModelOptions, parent?: { kind
   };
 }
 
-/** Finds the container a runtime id belongs to (ids compared without scheme). */
+/**
+ * Finds the container a runtime id belongs to (ids compared without scheme): its current instance,
+ * else the one before its last restart.
+ */
 export function containerById(pod: PodMeta, id: string): ContainerMeta | undefined {
-  for (const c of pod.containers) if (c.id !== '' && c.id === id) return c;
-  return undefined;
+  if (id === '') return undefined;
+  let previous: ContainerMeta | undefined;
+  for (const c of pod.containers) {
+    if (c.id === id) return c;
+    if (previous === undefined && c.previousId === id) previous = c;
+  }
+  return previous;
 }

@@ -1,6 +1,7 @@
-// Pods indexed by uid, container id and pod IP, plus a bounded cache of recently deleted pods so
-// events still in flight after a deletion resolve. Fed by PodInformer (or directly, in tests and in
-// the collector's processor).
+// Pods indexed by uid, container id (current and previous instance), pod IP and — for mirror pods —
+// the static pod's own uid, plus a bounded cache of recently deleted pods so events still in flight
+// after a deletion resolve. Fed by PodInformer (or directly, in tests and in the collector's
+// processor).
 import type { PodMeta } from './pod-model.ts';
 
 export type PodChange = 'add' | 'update' | 'delete';
@@ -32,7 +33,9 @@ export class PodStore {
   private readonly byUid = new Map<string, PodMeta>();
   private readonly byContainer = new Map<string, PodMeta>();
   private readonly byIp = new Map<string, PodMeta>();
+  private readonly byMirror = new Map<string, PodMeta>(); // static pod uid (config hash) → mirror pod
   private readonly deleted = new Map<string, Tomb>();
+  private readonly deletedByMirror = new Map<string, string>(); // static pod uid → mirror pod uid
   private readonly deletedByContainer = new Map<string, string>(); // container id → pod uid
   private readonly deletedByIp = new Map<string, string>(); // pod IP → pod uid
   private readonly listeners: PodListener[] = [];
@@ -90,8 +93,12 @@ export class PodStore {
       this.forgetDeleted(oldest);
     }
     this.deleted.set(uid, { pod, expires: this.now() + this.opts.deletedTtlMs });
-    for (const c of pod.containers) if (c.id) this.deletedByContainer.set(c.id, uid);
+    for (const c of pod.containers) {
+      if (c.id) this.deletedByContainer.set(c.id, uid);
+      if (c.previousId) this.deletedByContainer.set(c.previousId, uid);
+    }
     if (!pod.hostNetwork) for (const ip of ipsOf(pod)) this.deletedByIp.set(ip, uid);
+    if (pod.mirrorUid) this.deletedByMirror.set(pod.mirrorUid, uid);
     this.counters.deletes++;
     this.emit(pod, 'delete');
   }
@@ -99,6 +106,17 @@ export class PodStore {
   /** Live pod, else a recently deleted one. */
   getByUid(uid: string): PodMeta | undefined {
     return this.byUid.get(uid) ?? this.liveTomb(uid);
+  }
+
+  /**
+   * The mirror pod of the static pod the kubelet runs under `uid` (its config hash: what cgroup
+   * paths carry), live else recently deleted.
+   */
+  getByMirrorUid(uid: string): PodMeta | undefined {
+    const p = this.byMirror.get(uid);
+    if (p) return p;
+    const mirror = this.deletedByMirror.get(uid);
+    return mirror ? this.liveTomb(mirror) : undefined;
   }
 
   getByContainerId(id: string): PodMeta | undefined {
@@ -151,18 +169,31 @@ export class PodStore {
     const t = this.deleted.get(uid);
     if (!t) return;
     this.deleted.delete(uid);
-    for (const c of t.pod.containers) if (c.id && this.deletedByContainer.get(c.id) === uid) this.deletedByContainer.delete(c.id);
+    for (const c of t.pod.containers) {
+      if (c.id && this.deletedByContainer.get(c.id) === uid) this.deletedByContainer.delete(c.id);
+      if (c.previousId && this.deletedByContainer.get(c.previousId) === uid) this.deletedByContainer.delete(c.previousId);
+    }
     for (const ip of ipsOf(t.pod)) if (this.deletedByIp.get(ip) === uid) this.deletedByIp.delete(ip);
+    if (t.pod.mirrorUid && this.deletedByMirror.get(t.pod.mirrorUid) === uid) this.deletedByMirror.delete(t.pod.mirrorUid);
   }
 
   private index(pod: PodMeta): void {
-    for (const c of pod.containers) if (c.id) this.byContainer.set(c.id, pod);
+    // A restarted container's previous id too: its cgroup may still be draining events.
+    for (const c of pod.containers) {
+      if (c.previousId) this.byContainer.set(c.previousId, pod);
+      if (c.id) this.byContainer.set(c.id, pod);
+    }
     if (!pod.hostNetwork) for (const ip of ipsOf(pod)) this.byIp.set(ip, pod);
+    if (pod.mirrorUid) this.byMirror.set(pod.mirrorUid, pod);
   }
 
   private unindex(pod: PodMeta): void {
-    for (const c of pod.containers) if (c.id && this.byContainer.get(c.id)?.uid === pod.uid) this.byContainer.delete(c.id);
+    for (const c of pod.containers) {
+      if (c.id && this.byContainer.get(c.id)?.uid === pod.uid) this.byContainer.delete(c.id);
+      if (c.previousId && this.byContainer.get(c.previousId)?.uid === pod.uid) this.byContainer.delete(c.previousId);
+    }
     for (const ip of ipsOf(pod)) if (this.byIp.get(ip)?.uid === pod.uid) this.byIp.delete(ip);
+    if (pod.mirrorUid && this.byMirror.get(pod.mirrorUid)?.uid === pod.uid) this.byMirror.delete(pod.mirrorUid);
   }
 
   private emit(pod: PodMeta, change: PodChange): void {

@@ -6,12 +6,18 @@
 // Hosts: pure v2 (cgroup2 at /sys/fs/cgroup) and hybrid (cgroup2 at /sys/fs/cgroup/unified). On a
 // v1-only host there are no ids to map; callers fall back to pathOfPid().
 //
+// Cgroup namespaces: the kernel shows /proc/PID/cgroup relative to the *reader's* namespace root, so
+// an agent in its own cgroup namespace (containerd gives one to every non-privileged container on
+// cgroup v2) reads `0::/../../kubepods-burstable.slice/…`. start() finds the host path of that root
+// once (the directory whose cgroup.procs lists this process, less this process's own relative
+// path), and (2) resolves such paths against it; the inode check still guards every answer.
+//
 // Replay: an index built from a fixture's recorded table (`new CgroupIndex(cfg, now, table)`) answers
 // from that table only. It never reads this host's cgroupfs or /proc: the recorded ids are another
 // host's inodes, so anything learned here would describe an unrelated local cgroup or process.
 import { existsSync, readFileSync, statSync, type Dirent } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { pathFromProcCgroup } from './cgroup-paths.ts';
 
 export type CgroupLayout = 'unified' | 'hybrid' | 'legacy';
@@ -67,6 +73,11 @@ export class CgroupIndex {
   private scanning: Promise<number> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners: Array<(id: number, path: string) => void> = [];
+  /**
+   * Host path (under the mount) of this process's cgroup-namespace root: '/' outside a namespace,
+   * undefined until start() found it (or when it could not).
+   */
+  private nsRoot: string | undefined;
 
   constructor(
     readonly cfg: CgroupIndexConfig,
@@ -111,9 +122,15 @@ export class CgroupIndex {
     this.listeners.push(cb);
   }
 
+  /** Host path of the cgroup namespace /proc paths are relative to ('/' for none; undefined: unknown). */
+  get namespaceRoot(): string | undefined {
+    return this.nsRoot;
+  }
+
   /** Initial scan and periodic rescans. */
   async start(): Promise<void> {
     if (!this.mount) return;
+    if (this.nsRoot === undefined) this.nsRoot = await this.findNamespaceRoot(this.mount);
     await this.rescan();
     if (this.cfg.rescanIntervalMs > 0 && !this.timer) {
       this.timer = setInterval(() => void this.rescan(), this.cfg.rescanIntervalMs);
@@ -143,25 +160,83 @@ export class CgroupIndex {
       return undefined;
     }
     const { unified } = pathFromProcCgroup(text);
-    if (!unified) return undefined;
+    const path = unified ? this.hostPath(unified) : undefined;
+    if (path === undefined) return undefined;
     try {
-      if (cgroupIdOf(join(this.mount, unified)) !== id) return undefined;
+      if (cgroupIdOf(join(this.mount, path)) !== id) return undefined;
     } catch {
-      return undefined; // path relative to another cgroup namespace, or already removed
+      return undefined; // already removed (or relative to a namespace root we could not find)
     }
-    this.put(id, unified);
+    this.put(id, path);
     this.counters.learnedFromPid++;
-    return unified;
+    return path;
   }
 
   /** v1 / unknown-id fallback: the most container-like path in /proc/PID/cgroup. */
   pathOfPid(pid: number): string | undefined {
     if (!this.hostLookups) return undefined;
     try {
-      return pathFromProcCgroup(readFileSync(`${this.cfg.procRoot}/${pid}/cgroup`, 'utf8')).best || undefined;
+      const { unified, best } = pathFromProcCgroup(readFileSync(`${this.cfg.procRoot}/${pid}/cgroup`, 'utf8'));
+      // A relative v2 path that cannot be resolved still names its pod and container segments.
+      return (best === unified ? this.hostPath(best) ?? best : best) || undefined;
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * A v2 path from /proc/PID/cgroup as a path under the mount: resolved against our namespace root.
+   * Undefined when it climbs out of a namespace root that is not known.
+   */
+  private hostPath(p: string): string | undefined {
+    const r = this.nsRoot;
+    if (r !== undefined && r !== '/') return posix.join(r, p); // normalises the '..' segments
+    return p === '/..' || p.startsWith('/../') ? undefined : p;
+  }
+
+  /**
+   * The host path of our cgroup-namespace root. Outside a namespace /proc/self/cgroup names our own
+   * cgroup, whose cgroup.procs lists us: one read. Inside one it names a path relative to the root
+   * ('/', usually): walk the tree (once, unbounded by maxEntries) for the directory listing our pid
+   * and strip that relative part. cgroup.procs shows pids in the reader's pid namespace, so our own
+   * pid matches with or without hostPID.
+   */
+  private async findNamespaceRoot(mount: string): Promise<string | undefined> {
+    let self: string;
+    try {
+      self = pathFromProcCgroup(await readFile('/proc/self/cgroup', 'utf8')).unified;
+    } catch {
+      return undefined;
+    }
+    if (!self || self === '/..' || self.startsWith('/../')) return undefined; // moved out of its own root: no way to tell
+    const pid = String(process.pid);
+    const lists = async (rel: string): Promise<boolean> => {
+      try {
+        return (await readFile(join(mount, rel, 'cgroup.procs'), 'utf8')).split('\n').includes(pid);
+      } catch {
+        return false;
+      }
+    };
+    if (await lists(self)) return '/';
+    const selfDepth = self.split('/').filter(Boolean).length;
+    const stack: string[] = ['/'];
+    while (stack.length > 0) {
+      const rel = stack.pop()!;
+      if (rel !== '/' && (await lists(rel))) {
+        // A process is in one cgroup: this is ours. Its path must end with what we see as our own.
+        const segs = rel.split('/').filter(Boolean);
+        if (selfDepth > 0 && segs.slice(-selfDepth).join('/') !== self.slice(1)) return undefined; // moved meanwhile
+        return '/' + segs.slice(0, segs.length - selfDepth).join('/');
+      }
+      let entries: Dirent[];
+      try {
+        entries = await readdir(rel === '/' ? mount : mount + rel, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const e of entries) if (e.isDirectory()) stack.push(rel === '/' ? '/' + e.name : rel + '/' + e.name);
+    }
+    return undefined;
   }
 
   /** Asks for a rescan; ignored (false) within rescanMinIntervalMs of the last one. */

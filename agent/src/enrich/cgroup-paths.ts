@@ -1,7 +1,7 @@
 // cgroup path → container id, runtime, pod uid and QoS class. Table-driven: each row is tried on
 // each path segment, so the systemd driver (`…-pod<uid_>.slice/cri-containerd-<id>.scope`), the
-// cgroupfs driver (`/kubepods/<qos>/pod<uid>/<id>`), kind's nested `kubelet-` slices and plain
-// docker/podman all go through the same loop.
+// cgroupfs driver (`/kubepods/<qos>/pod<uid>/<id>`, CRI-O's `…/pod<uid>/crio-<id>`), kind's nested
+// `kubelet-` slices and plain docker/podman all go through the same loop.
 import type { QosClass } from '../../../lib/k8s/pod-model.ts';
 
 export interface ContainerRule {
@@ -28,8 +28,9 @@ export const CONTAINER_RULES: readonly ContainerRule[] = [
   { name: 'containerd systemd scope', re: new RegExp(`^cri-containerd-${HEX64}\\.scope$`), runtime: 'containerd' },
   // cgroup v1 + containerd with the systemd driver: "kubepods-…-pod<uid>.slice:cri-containerd:<id>"
   { name: 'containerd v1 slice:prefix:id', re: new RegExp(`:cri-containerd:${HEX64}$`), runtime: 'containerd' },
-  { name: 'cri-o conmon scope', re: new RegExp(`^crio-conmon-${HEX64}\\.scope$`), runtime: 'cri-o', monitor: true },
-  { name: 'cri-o systemd scope', re: new RegExp(`^crio-${HEX64}\\.scope$`), runtime: 'cri-o' },
+  // CRI-O names the cgroup `crio-<id>.scope` under the systemd driver and `crio-<id>` under cgroupfs.
+  { name: 'cri-o conmon scope', re: new RegExp(`^crio-conmon-${HEX64}(?:\\.scope)?$`), runtime: 'cri-o', monitor: true },
+  { name: 'cri-o systemd scope', re: new RegExp(`^crio-${HEX64}(?:\\.scope)?$`), runtime: 'cri-o' },
   { name: 'cri-o v1 slice:prefix:id', re: new RegExp(`:crio:${HEX64}$`), runtime: 'cri-o' },
   { name: 'docker systemd scope', re: new RegExp(`^docker-${HEX64}\\.scope$`), runtime: 'docker' },
   { name: 'podman scope', re: new RegExp(`^libpod-${HEX64}\\.scope$`), runtime: 'podman' },

@@ -275,6 +275,11 @@ export class Enricher<T = unknown> {
       }
     }
     if (this.index.layout === 'legacy' && this.index.hostLookups) this.rl.info('layout', { cgroupRoot: this.cfg.cgroupRoot }, 'no cgroup2 hierarchy: resolving containers from /proc/PID/cgroup');
+    if (this.index.canLearn) {
+      const nsRoot = this.index.namespaceRoot;
+      if (nsRoot === undefined) this.rl.warn('cgroupns', { cgroupRoot: this.cfg.cgroupRoot }, 'own cgroup not found under the cgroup2 mount: /proc/PID/cgroup paths relative to a cgroup namespace cannot be resolved (new cgroups wait for a rescan)');
+      else if (nsRoot !== '/') this.rl.info('cgroupns', { namespaceRoot: nsRoot }, 'in a cgroup namespace: /proc/PID/cgroup paths are resolved against its root');
+    }
     if (!this.sweepTimer) {
       this.sweepTimer = setInterval(() => this.sweep(), Math.max(1000, Math.floor(this.cfg.processExitTtlMs / 4)));
       this.sweepTimer.unref();
@@ -345,7 +350,10 @@ export class Enricher<T = unknown> {
   /** Feed from exec events: refreshes the process and drops its interned resource. */
   onExec(tgid: number, facts?: ExecFacts): void {
     this.dropPid(tgid, false); // also when the cache never knew the pid (its resource lacks process facts)
-    // Same process, same cgroup: its pid-keyed mapping stays (saves a /proc/PID/cgroup read).
+    // A pid-keyed mapping is rechecked: exec is where a process lands in its container (runc joins
+    // the cgroup, then execs) and where a reused pid shows first. Unchanged, it stays.
+    const mapped = this.pidEntry.get(tgid);
+    if (mapped !== undefined && (this.index.pathOfPid(tgid) ?? '/') !== mapped.path) this.unmapPid(tgid);
     this.execPid = tgid;
     try {
       this.processes.onExec(tgid, facts);
@@ -354,8 +362,20 @@ export class Enricher<T = unknown> {
     }
   }
 
+  /**
+   * Feed from fork events (the child's pid): anything known under that pid is an earlier process's,
+   * even where the hot path would still hit (a reused pid in the same cgroup).
+   */
+  onFork(childPid: number): void {
+    this.processes.onFork(childPid); // a cached process is forgotten: dropPid through onForget
+    this.dropPid(childPid, true);
+  }
+
   /** Feed from exit events: the process stays resolvable for processExitTtlMs. */
   onExit(tgid: number): void {
+    // Nothing cached keeps a pid the cache never had (gone before /proc was read): forget its
+    // mapping now, or the next process with this pid would inherit it.
+    if (this.processes.peek(tgid) === undefined) this.dropPid(tgid, true);
     this.processes.onExit(tgid);
   }
 
@@ -390,6 +410,7 @@ export class Enricher<T = unknown> {
 
   private slowResolve(cg: number, tgid: number): Resource {
     this.counters.slowPath++;
+    this.processes.revalidate(tgid); // a reused pid drops its old facts and mapping before target() uses them
     const e = this.target(cg, tgid, false);
     if (e.state === READY) return this.intern(e, tgid, cg);
     return this.transient(e, tgid);
@@ -397,6 +418,7 @@ export class Enricher<T = unknown> {
 
   private slowEnrich(cg: number, tgid: number, ts: bigint, item: T): Resource | undefined {
     this.counters.slowPath++;
+    this.processes.revalidate(tgid); // as in slowResolve
     const owner = this.entryOf(cg);
     const e = this.target(cg, tgid, true);
     if (e.state === READY) {
@@ -490,8 +512,8 @@ export class Enricher<T = unknown> {
     let containerKey: string | undefined;
     if (this.pods) {
       if (info.podUid) {
-        pod = this.pods.getByUid(info.podUid);
-        podKey = info.podUid;
+        pod = this.podOfUid(info.podUid);
+        podKey = info.podUid; // a static pod's stays its config hash: onPodChange looks under both
         if (!pod) complete = false;
         else if (info.containerId) {
           container = containerById(pod, info.containerId);
@@ -542,10 +564,18 @@ export class Enricher<T = unknown> {
     return r;
   }
 
+  /**
+   * The pod a cgroup path's uid names. Static pods run under their config hash, not the uid of the
+   * mirror pod the API shows; the mirror pod carries the hash (kubernetes.io/config.mirror).
+   */
+  private podOfUid(uid: string): PodMeta | undefined {
+    return this.pods!.getByUid(uid) ?? this.pods!.getByMirrorUid(uid);
+  }
+
   /** A resource with what is known now, not interned (pending cgroup, overflow). */
   private transient(e: CgroupEntry, tgid: number): Resource {
     const info = e.info ?? parseCgroupPath(e.path ?? '');
-    const pod = info.podUid && this.pods ? this.pods.getByUid(info.podUid) : undefined;
+    const pod = info.podUid && this.pods ? this.podOfUid(info.podUid) : undefined;
     const container = pod && info.containerId ? containerById(pod, info.containerId) : undefined;
     return buildResource(cgroupAttributes(info, pod, container, this.attrOpts), pod, tgid, this.processes.get(tgid), this.attrOpts);
   }
@@ -578,6 +608,7 @@ export class Enricher<T = unknown> {
         keep.push(h);
         continue;
       }
+      this.processes.revalidate(h.tgid); // as in slowResolve
       const target = this.target(h.cg, h.tgid, now < h.deadline);
       if (target.state !== READY) {
         blocked.add(h.cg);
@@ -624,9 +655,15 @@ export class Enricher<T = unknown> {
     }
     const set = this.byPodUid.get(pod.uid);
     if (set) for (const e of set) this.invalidate(e);
+    // A static pod's cgroups are filed under its config hash (the mirror pod's mirrorUid).
+    const mirror = pod.mirrorUid ? this.byPodUid.get(pod.mirrorUid) : undefined;
+    if (mirror) for (const e of mirror) this.invalidate(e);
     for (const c of pod.containers) {
       const byC = c.id ? this.byContainer.get(c.id) : undefined;
-      if (byC) for (const e of byC) if (!set?.has(e)) this.invalidate(e);
+      if (byC) for (const e of byC) if (!set?.has(e) && !mirror?.has(e)) this.invalidate(e);
+      // A restarted container's old cgroup, if it was filed by container id.
+      const byPrev = c.previousId ? this.byContainer.get(c.previousId) : undefined;
+      if (byPrev) for (const e of byPrev) if (!set?.has(e) && !mirror?.has(e)) this.invalidate(e);
     }
     if (this.held.length > 0) setImmediate(() => this.processHeld());
   }
@@ -729,7 +766,7 @@ export class Enricher<T = unknown> {
   private pruneDeletedPods(): void {
     if (!this.pods) return;
     for (const [uid, set] of this.byPodUid) {
-      if (this.pods.getByUid(uid) !== undefined) continue;
+      if (this.podOfUid(uid) !== undefined) continue;
       for (const e of set) {
         // Held events decrement their entry's count on release: keep it until then.
         if (e.pod === undefined || e.held > 0) continue;

@@ -75,7 +75,8 @@ export function parseProcStat(text: string): { comm: string; ppid: number; start
 export class ProcessCache {
   private readonly byPid = new Map<number, ProcessInfo>();
   private readonly exitListeners: Array<(pid: number) => void> = [];
-  readonly counters = { procReads: 0, procMisses: 0, execs: 0, exits: 0, evicted: 0, expired: 0, recordedDropped: 0 };
+  /** `reused`: entries dropped because their pid was taken by a new process (fork, start time). */
+  readonly counters = { procReads: 0, procMisses: 0, execs: 0, exits: 0, evicted: 0, expired: 0, recordedDropped: 0, reused: 0 };
   /** Recorded facts by pid when seeded from a fixture; null when misses go to this host's /proc. */
   private readonly recorded: ReadonlyMap<number, RecordedProcess> | null;
 
@@ -117,10 +118,14 @@ export class ProcessCache {
     this.exitListeners.push(cb);
   }
 
-  /** Cached entry, else read from /proc (undefined when the process is gone and was never seen). */
+  /**
+   * Cached entry, else read from /proc (undefined when the process is gone and was never seen). An
+   * exited entry is kept for late events, but its pid may have gone to a new process meanwhile: only
+   * then (never for a running one) /proc/PID/stat is read to compare start times.
+   */
   get(pid: number): ProcessInfo | undefined {
     const e = this.byPid.get(pid);
-    if (e !== undefined) return e;
+    if (e !== undefined && (e.exitedAt === 0 || !this.reused(e))) return e;
     const fresh = this.readProc(pid, 0);
     if (fresh) this.put(fresh);
     return fresh;
@@ -157,6 +162,22 @@ export class ProcessCache {
     return info;
   }
 
+  /**
+   * Drops an exited entry whose pid went to a new process (see get()); true when it did. A running
+   * or unknown pid costs one Map lookup, nothing read.
+   */
+  revalidate(pid: number): boolean {
+    const e = this.byPid.get(pid);
+    return e !== undefined && e.exitedAt !== 0 && this.reused(e);
+  }
+
+  /** A fork event created `pid`: whatever is cached under it belongs to an earlier process. */
+  onFork(pid: number): void {
+    if (!this.byPid.has(pid)) return;
+    this.counters.reused++;
+    this.forget(pid);
+  }
+
   /** An exit event: keep the entry for exitTtlMs. */
   onExit(pid: number): void {
     this.counters.exits++;
@@ -186,6 +207,23 @@ export class ProcessCache {
       this.counters.evicted++;
     }
     this.byPid.set(info.pid, info);
+  }
+
+  /** Whether an exited entry's pid now runs another process (forgotten if so). Not for replay. */
+  private reused(e: ProcessInfo): boolean {
+    if (this.recorded) return false;
+    let st: ReturnType<typeof parseProcStat>;
+    try {
+      st = parseProcStat(readFileSync(`${this.cfg.procRoot}/${e.pid}/stat`, 'utf8'));
+    } catch {
+      return false; // gone: the exited entry is all there is
+    }
+    // Same start time: still the exited process (a zombie not yet reaped). startTicks 0 (facts from
+    // an exec event, /proc already gone then) never matches a live process: that one is new.
+    if (!st || st.startTicks === e.startTicks) return false;
+    this.counters.reused++;
+    this.forget(e.pid);
+    return true;
   }
 
   private forget(pid: number): void {
