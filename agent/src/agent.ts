@@ -168,8 +168,15 @@ export class Agent {
 
   async start(): Promise<void> {
     const st = this.selfTelemetry;
-    await st.start();
-    await st.trace(SELF_SPANS.start, { 'kscope.exporter': this.opts.config.exporter.type }, undefined, (span) => this.startTraced(span));
+    try {
+      await st.start();
+      await st.trace(SELF_SPANS.start, { 'kscope.exporter': this.opts.config.exporter.type }, undefined, (span) => this.startTraced(span));
+    } catch (err) {
+      // a failure after the server or the probes are up must not leave a half-started agent
+      // (probes attached, /healthz 200) behind: stop what started, then report the failure
+      await this.stop().catch((e: unknown) => this.log.error({ err: String(e) }, 'stop after a failed start failed'));
+      throw err;
+    }
   }
 
   private async startTraced(span: Span): Promise<void> {
@@ -218,7 +225,14 @@ export class Agent {
     if (this.enrichment.informer && !this.enrichment.informer.synced)
       this.log.warn('pod informer not synced yet; events wait for metadata as configured (enrich.hold_ms)');
     const attachStart = Date.now();
-    this.sourceDone = source.start(this.pipeline.onBatch);
+    this.sourceDone = source.start(this.pipeline.onBatch).catch(async (err: unknown) => {
+      // e.g. a fixture corrupt partway: stop (flushing what was delivered), and let
+      // sourceFinished() report it
+      this.log.error({ err: (err as Error)?.message ?? String(err) }, 'event source failed; stopping');
+      await this.stop();
+      throw err;
+    });
+    this.sourceDone.catch(() => undefined); // observed: sourceFinished() rethrows it
     if (source instanceof LiveSource) {
       st.recordProbes(span, source.probes, { start: loadStart, end: loadEnd }, { start: attachStart, end: Date.now() });
       for (const p of source.probes)
@@ -273,9 +287,17 @@ export class Agent {
     });
   }
 
-  /** Resolves when a replay source has delivered everything (live sources never finish). */
+  /** Resolves when a replay source has delivered everything (live sources never finish); rejects
+   * with the source's error if it failed (the agent is stopped by then). */
   async sourceFinished(): Promise<void> {
     await this.sourceDone;
+  }
+
+  /** Never resolves; rejects when the source failed (the agent stopped itself). For commands
+   * that otherwise wait only for a signal. */
+  async sourceFailed(): Promise<never> {
+    await this.sourceDone;
+    return new Promise<never>(() => undefined);
   }
 
   private startServer(): Promise<void> {
@@ -283,7 +305,7 @@ export class Agent {
     this.server = createServer((req, res) => {
       const url = req.url ?? '/';
       if (url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-      if (url === '/readyz') return void res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'ready\n' : 'starting\n');
+      if (url === '/readyz') return void res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'ready\n' : this.stopping ? 'stopping\n' : 'starting\n');
       if (url === '/metrics') {
         return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(this.pipeline?.telemetry.render() ?? '');
       }

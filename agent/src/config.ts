@@ -84,7 +84,12 @@ export function applyEnvOverrides(doc: Raw, env: NodeJS.ProcessEnv = process.env
       if (!isObject(cur[p])) cur[p] = {};
       cur = cur[p] as Raw;
     }
-    cur[path[path.length - 1]] = parseYaml(value);
+    try {
+      cur[path[path.length - 1]] = parseYaml(value);
+    } catch (err) {
+      // the YAML parser's message alone does not say which variable held the bad value
+      throw new ConfigError(path.join('.'), `${name}: not a valid YAML value (${(err as Error).message.split('\n')[0]})`);
+    }
   }
   return doc;
 }

@@ -174,7 +174,7 @@ test('corrupt or truncated fixtures are refused with FixtureFormatError', (t) =>
     const f = join(dir, 'bad.kfx');
     writeFileSync(f, 'not a fixture at all');
     assert.throws(() => new FixtureReader(f), FixtureFormatError);
-    const header = Buffer.from(JSON.stringify({ format: 'kscope-fixture', version: 1, probes: [] }).padEnd(64));
+    const header = Buffer.from(JSON.stringify({ format: 'kscope-fixture', version: 1, probes: [], startMonotonicNs: '0', endMonotonicNs: '0', cgroups: [], processes: [] }).padEnd(128));
     const pre = Buffer.alloc(16);
     pre.write('KSCOPEFX', 0, 'latin1');
     pre.writeUInt32LE(1, 8);

@@ -52,3 +52,16 @@ export function parseSets(sets: string[]): Record<string, Record<string, bigint 
   }
   return out;
 }
+
+/** Longest timer Node honours (2^31−1 ms, ~24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `--NAME SECONDS` as milliseconds: a positive number within the timer limit, else UsageError. */
+export function parseDurationSeconds(name: string, text: string | undefined): number {
+  const seconds = Number(text);
+  const ms = seconds * 1000;
+  if (!text || !Number.isFinite(seconds) || seconds <= 0 || ms > MAX_TIMER_MS) {
+    throw new UsageError(`--${name} must be a positive number of seconds, at most ${Math.floor(MAX_TIMER_MS / 1000)}, got '${text ?? ''}'`);
+  }
+  return ms;
+}

@@ -32,9 +32,15 @@ export async function main(argv: string[], io: CliIO = stdio, list: Command[] = 
     return 2;
   }
   const ac = new AbortController();
-  const onSignal = (): void => ac.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // The first signal asks for a clean stop (flush); a second one means "now": exit at once, but
+  // say so, since whatever was still held is lost.
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (!ac.signal.aborted) return ac.abort();
+    io.err(`agent ${cmd.name}: second signal: exiting without flushing`);
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     return await cmd.run(rest, io, ac.signal);
   } catch (err) {

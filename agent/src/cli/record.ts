@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { record } from '../sources/recorder.ts';
 import { knownProbes, probeAvailable, type ProbeSpec } from '../sources/probes.ts';
-import { parseSets, UsageError, type Command } from './command.ts';
+import { parseDurationSeconds, parseSets, UsageError, type Command } from './command.ts';
 
 const usage = `Usage: agent record --out FILE --duration SECONDS [--probe tcp,proc] [--set probe.global=value]...
 
@@ -49,15 +49,15 @@ export const recordCommand: Command = {
       return 0;
     }
     if (!values.out) throw new UsageError('--out is required');
-    const seconds = Number(values.duration);
-    if (!values.duration || !Number.isFinite(seconds) || seconds <= 0) throw new UsageError('--duration must be a positive number of seconds');
+    const durationMs = parseDurationSeconds('duration', values.duration);
+    const seconds = durationMs / 1000;
     const probes = resolveProbes(values.probe);
     const globals = parseSets(values.set);
     for (const p of Object.keys(globals)) {
       if (!probes.some((s) => s.name === p)) throw new UsageError(`--set names probe '${p}', which is not recorded`);
     }
     io.err(`recording ${probes.map((p) => p.name).join(', ')} for ${seconds} s into ${values.out}`);
-    const s = await record({ out: values.out, probes, durationMs: seconds * 1000, globals, signal });
+    const s = await record({ out: values.out, probes, durationMs, globals, signal });
     for (const [name, p] of Object.entries(s.perProbe)) {
       io.out(`${name}: ${p.records} records; attached ${p.attached.join(', ') || 'nothing'}`
         + (p.failedAttach.length ? `; not attached: ${p.failedAttach.map((f) => `${f.program} (${f.error})`).join(', ')}` : ''));

@@ -26,12 +26,21 @@ export interface ReplaySummary {
   probes: { id: number; name: string; records: number; byType?: Record<string, number>; byLength: Record<string, number> }[];
   processes: number;
   cgroups: number;
+  /** batches whose handling threw (e.g. the decoder refused a record) */
+  handlerErrors: number;
+  /** records whose length runs past their batch (the rest of that batch is skipped) */
+  badRecords: number;
+  /** the first few problems, for the report */
+  problems: string[];
 }
 
 /** Replays a file and counts records per probe, type and length. */
 export async function summarise(file: string, speed: ReplaySpeed, dump = 0, onDump?: (line: string) => void,
   onEvent?: (line: string) => void, stop?: AbortSignal): Promise<ReplaySummary> {
-  const src = new ReplaySource(file, { speed });
+  const problems: string[] = [];
+  const problem = (m: string): void => void (problems.length < 5 && problems.push(m));
+  const src = new ReplaySource(file, { speed, onError: (err) => problem(`batch failed: ${(err as Error)?.message ?? String(err)}`) });
+  let badRecords = 0;
   // Ctrl-C ends a (paced) replay early; the summary covers what was delivered
   stop?.addEventListener('abort', () => void src.stop(), { once: true });
   const json = (o: object): string => JSON.stringify(o, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
@@ -54,6 +63,12 @@ export async function summarise(file: string, speed: ReplaySpeed, dump = 0, onDu
     let off = 0;
     for (let i = 0; i < count && off + 8 <= byteLength; i++) {
       const len = v.getUint32(off, true);
+      if (len > byteLength - off - 8) {
+        // a corrupt length: counting or dumping it would read past the batch
+        badRecords++;
+        problem(`${probe.name}: record ${i} of batch ${src.stats.batches} has length ${len}, past the batch's ${byteLength} B`);
+        break;
+      }
       entry.records++;
       entry.byLength[len] = (entry.byLength[len] ?? 0) + 1;
       if (tOff !== undefined && tSize !== undefined && tOff + tSize <= len) {
@@ -79,6 +94,9 @@ export async function summarise(file: string, speed: ReplaySpeed, dump = 0, onDu
     probes: [...per.values()].map((p) => ({ id: p.id, name: p.name, records: p.records, byLength: p.byLength, ...(p.byType ? { byType: p.byType } : {}) })),
     processes: h.processes.length,
     cgroups: h.cgroups.length,
+    handlerErrors: src.stats.handlerErrors,
+    badRecords,
+    problems,
   };
 }
 
@@ -108,15 +126,21 @@ export const replayCommand: Command = {
     const dump = Number(values.dump);
     if (!Number.isInteger(dump) || dump < 0) throw new UsageError('--dump must be a non-negative integer');
     const s = await summarise(positionals[0]!, values.speed, dump, io.out, values.summary || values.json ? undefined : io.out, signal);
+    const failed = s.handlerErrors > 0 || s.badRecords > 0;
     if (values.json) {
       io.out(JSON.stringify(s, null, 2));
-      return 0;
+      return failed ? 1 : 0;
     }
     io.out(`${s.file}: recorded ${s.createdAt} on ${s.kernelRelease}, ${s.durationMs} ms, ${s.records} records in ${s.batches} batches, ${s.processes} processes, ${s.cgroups} cgroups`);
     for (const p of s.probes) {
       const types = p.byType ? `; by type ${Object.entries(p.byType).map(([t, n]) => `${t}:${n}`).join(' ')}` : '';
       const lens = Object.entries(p.byLength).map(([l, n]) => `${l}B:${n}`).join(' ');
       io.out(`  ${p.name} (probe ${p.id}): ${p.records} records; by length ${lens}${types}`);
+    }
+    if (failed) {
+      io.err(`agent replay: ${s.file} is corrupt: ${s.badRecords} bad records, ${s.handlerErrors} failed batches`);
+      for (const p of s.problems) io.err(`  ${p}`);
+      return 1;
     }
     return 0;
   },

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { loadAgentConfig } from '../config.ts';
 import { Agent } from '../agent.ts';
 import { agentExporterRegistry } from '../exporters.ts';
-import { untilAborted, type Command } from './command.ts';
+import { untilAborted, UsageError, type Command } from './command.ts';
 
 const usage = `Usage: agent run [--config FILE] [--replay FIXTURE [--speed max|recorded] [--exit-when-done]]
 
@@ -39,19 +39,23 @@ export const runCommand: Command = {
       io.out(usage);
       return 0;
     }
-    if (values.speed !== 'max' && values.speed !== 'recorded') throw new Error(`--speed must be max or recorded, got ${values.speed}`);
+    if (values.speed !== 'max' && values.speed !== 'recorded') throw new UsageError(`--speed must be max or recorded, got ${values.speed}`);
     const config = loadAgentConfig(values.config);
     const agent = new Agent({
       config,
       registry: agentExporterRegistry(),
       ...(values.replay ? { replay: { path: values.replay, speed: values.speed } } : {}),
     });
-    await agent.start();
+    await agent.start(); // stops what it started before throwing
     if (agent.mode === 'replay') io.err('agent: *** replaying a recorded fixture, not live kernel events ***');
     const stopped = untilAborted(signal);
-    if (values.replay && values['exit-when-done']) await Promise.race([agent.sourceFinished(), stopped]);
-    else await stopped;
-    await agent.stop();
+    try {
+      // a source that fails (corrupt fixture) has stopped the agent, flushing what it delivered
+      if (values.replay && values['exit-when-done']) await Promise.race([agent.sourceFinished(), stopped]);
+      else await Promise.race([agent.sourceFailed(), stopped]);
+    } finally {
+      await agent.stop();
+    }
     return 0;
   },
 };

@@ -15,7 +15,7 @@ import { repoRoot } from '../sources/probes.ts';
 import { ConnectionSummary, JsonLinesFollower } from './summary.ts';
 import { startDemoWorkload, type DemoWorkload } from './demo-workload.ts';
 import { COLLECTOR_NODE_FLAGS } from '../../../collector/src/runtime.ts';
-import { untilAborted, type Command } from './command.ts';
+import { parseDurationSeconds, untilAborted, type Command } from './command.ts';
 
 export const BUNDLED_FIXTURE = join(repoRoot, 'tests/fixtures/tcp-proc-loopback.kscope');
 /** How long `agent up` waits for its collector to drain and exit after SIGTERM (its own shutdown
@@ -108,6 +108,8 @@ export const upCommand: Command = {
       io.out(usage);
       return 0;
     }
+    // checked before anything starts: 'abc' must not mean "no limit"
+    const durationMs = values.duration !== undefined ? parseDurationSeconds('duration', values.duration) : Infinity;
     const out = resolve(values.out!);
     mkdirSync(out, { recursive: true });
     const port = await freePort();
@@ -123,6 +125,9 @@ export const upCommand: Command = {
       cwd: repoRoot,
       env: { ...process.env, KSCOPE_COLLECTOR_IGNORE_SIGINT: '1' },
     });
+    // a second Ctrl-C exits at once (cli/index.ts): the collector ignores SIGINT, so end it too
+    const killCollector = (): void => void collector.kill('SIGTERM');
+    process.once('exit', killCollector);
     let workload: DemoWorkload | undefined;
     let agent: Agent | undefined;
     let refresh: NodeJS.Timeout | undefined;
@@ -156,14 +161,17 @@ export const upCommand: Command = {
         else io.out(`${text}\n`);
       };
       refresh = setInterval(draw, 2000);
-      const durationMs = values.duration ? Number(values.duration) * 1000 : Infinity;
       const stopped = untilAborted(signal);
       // The duration's timer is cleared on Ctrl-C: a pending one would keep the process alive
       // until the whole duration had passed.
       const durationTimer = new AbortController();
       const elapsed = Number.isFinite(durationMs) ? [sleep(durationMs, undefined, { signal: durationTimer.signal }).catch(() => undefined)] : [];
-      await Promise.race([stopped, ...elapsed]);
-      durationTimer.abort();
+      // a failing source (corrupt fixture) stopped the agent: throw, and the collector stops below
+      try {
+        await Promise.race([stopped, agent.sourceFailed(), ...elapsed]);
+      } finally {
+        durationTimer.abort();
+      }
       clearInterval(refresh);
       refresh = undefined;
       await workload?.stop();
@@ -189,6 +197,7 @@ export const upCommand: Command = {
         collector.kill('SIGKILL');
         await exited;
       }
+      process.off('exit', killCollector);
     }
   },
 };

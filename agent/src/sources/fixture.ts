@@ -17,6 +17,7 @@
 import { closeSync, fstatSync, openSync, readSync, writeSync, unlinkSync, renameSync } from 'node:fs';
 import type { CgroupEntry, ProcessInfo } from './host.ts';
 import type { RecordLayout } from './types.ts';
+import { EVENT_HEADER, PROBE_LAYOUTS, type StructLayout } from '../decode/layouts.ts';
 
 export const FIXTURE_MAGIC = 'KSCOPEFX';
 export const FIXTURE_VERSION = 1;
@@ -179,8 +180,52 @@ export interface FixtureFrame {
   count: number;
   byteLength: number;
   monoNs: bigint;
+  /** where the frame starts in the file (for error messages) */
+  offset: number;
   /** the body; valid until the next frame is read */
   buf: ArrayBuffer;
+}
+
+const DECIMAL = /^\d{1,20}$/;
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Checks the header's shape (a hand-edited or foreign file must fail here, naming the field, not
+ * later as a TypeError) and that its record layouts are the ones this decoder reads.
+ */
+function checkHeader(path: string, h: FixtureHeader): void {
+  const bad = (field: string, why: string): never => { throw new FixtureFormatError(`${path}: header ${field} ${why}`); };
+  if (h.version !== FIXTURE_VERSION) bad('version', `is ${JSON.stringify(h.version)}, this agent reads ${FIXTURE_VERSION}`);
+  for (const f of ['startMonotonicNs', 'endMonotonicNs'] as const) if (typeof h[f] !== 'string' || !DECIMAL.test(h[f])) bad(f, `must be a decimal string, got ${JSON.stringify(h[f])}`);
+  if (BigInt(h.endMonotonicNs) < BigInt(h.startMonotonicNs)) bad('endMonotonicNs', 'is before startMonotonicNs');
+  for (const f of ['cgroups', 'processes'] as const) if (!Array.isArray(h[f])) bad(f, 'must be a list');
+  h.cgroups.forEach((c, i) => { if (!isObj(c) || typeof c.id !== 'string' || typeof c.path !== 'string') bad(`cgroups[${i}]`, 'must be {id, path} strings'); });
+  h.processes.forEach((p, i) => { if (!isObj(p) || !Number.isInteger(p.pid)) bad(`processes[${i}]`, 'must have an integer pid'); });
+  const ids = new Set<number>();
+  h.probes.forEach((p, i) => {
+    const at = `probes[${i}]`;
+    if (!isObj(p) || !Number.isInteger(p.id) || p.id < 0 || p.id > 0xffff || typeof p.name !== 'string') bad(at, 'must have an integer id (0-65535) and a name');
+    if (ids.has(p.id)) bad(`${at}.id`, `${p.id} is used twice`);
+    ids.add(p.id);
+    if (p.layout !== undefined) {
+      const l = p.layout as unknown as Record<string, unknown>;
+      if (!isObj(l) || typeof l.struct !== 'string' || !Number.isInteger(l.size)) bad(`${at}.layout`, 'must have a struct name and an integer size');
+      for (const k of ['pidOffset', 'typeOffset', 'typeSize'] as const) if (l[k] !== undefined && !Number.isInteger(l[k])) bad(`${at}.layout.${k}`, 'must be an integer');
+    }
+    if (p.decoder === 'kernel-events' && p.layout) checkLayout(path, at, p.name, p.layout);
+  });
+}
+
+/** A kernel-events probe's recorded layout must match the decoder's (PROBE_LAYOUTS): otherwise
+ * the fixture was recorded with other probe objects and would decode as garbage. */
+function checkLayout(path: string, at: string, probe: string, l: RecordLayout): void {
+  const known: readonly StructLayout[] = (PROBE_LAYOUTS as Record<string, readonly StructLayout[]>)[probe] ?? [EVENT_HEADER];
+  const s = known.find((k) => k.name === l.struct);
+  const hdr = s === EVENT_HEADER ? { pidOffset: EVENT_HEADER.fields.tgid.offset, typeOffset: EVENT_HEADER.fields.type.offset, typeSize: EVENT_HEADER.fields.type.size } : {};
+  const want = s ? { struct: s.name, size: s.size, ...hdr } : undefined;
+  const diff = !want ? `struct ${l.struct} is not one of ${known.map((k) => k.name).join(', ')}`
+    : (Object.keys(want) as (keyof RecordLayout)[]).filter((k) => l[k] !== want[k]).map((k) => `${k} ${l[k]} (expected ${want[k]})`).join(', ');
+  if (diff) throw new FixtureFormatError(`${path}: ${at} (${probe}) layout differs from this agent's decoder: ${diff}`);
 }
 
 /** Reads a fixture file frame by frame, with one reusable body buffer. */
@@ -193,6 +238,8 @@ export class FixtureReader {
   #hdr = Buffer.alloc(FRAME_HEADER);
   #body: Buffer;
   #ended = false;
+  /** records in the batch frames read so far (checked against the end frame's count) */
+  #records = 0;
   endRecords: number | undefined;
   endMonoNs: bigint | undefined;
 
@@ -216,9 +263,10 @@ export class FixtureReader {
       } catch (err) {
         throw new FixtureFormatError(`${path}: header is not valid JSON (${(err as Error).message})`);
       }
-      if (this.header.format !== 'kscope-fixture' || !Array.isArray(this.header.probes)) {
+      if (this.header?.format !== 'kscope-fixture' || !Array.isArray(this.header.probes)) {
         throw new FixtureFormatError(`${path}: header is not a kscope fixture header`);
       }
+      checkHeader(path, this.header);
       this.#pos = 16 + hlen;
       this.#body = Buffer.allocUnsafe(1 << 20);
     } catch (err) {
@@ -240,23 +288,29 @@ export class FixtureReader {
     const monoNs = h.readBigUInt64LE(16);
     this.#pos += FRAME_HEADER;
     if (magic === FRAME_END) {
+      // the end frame counts every record written: a mismatch means lost or corrupt frames
+      if (count !== this.#records) throw new FixtureFormatError(`${this.path}: end frame says ${count} records, the frames hold ${this.#records}`);
       this.#ended = true;
       this.endRecords = count;
       this.endMonoNs = monoNs;
       return undefined;
     }
     if (magic !== FRAME_BATCH) throw new FixtureFormatError(`${this.path}: bad frame magic at ${this.#pos - FRAME_HEADER}`);
+    if (byteLength <= MAX_FRAME_BYTES && byteLength % 8 === 0 && this.#pos + byteLength > this.#size) {
+      throw new FixtureFormatError(`${this.path}: truncated (frame at ${this.#pos - FRAME_HEADER} runs past the end of the file)`);
+    }
     if (byteLength > MAX_FRAME_BYTES || this.#pos + byteLength > this.#size || byteLength % 8 !== 0) {
       throw new FixtureFormatError(`${this.path}: bad frame length ${byteLength} at ${this.#pos - FRAME_HEADER}`);
     }
     if (byteLength > this.#body.length) this.#body = Buffer.allocUnsafe(byteLength);
     readSync(this.#fd, this.#body, 0, byteLength, this.#pos);
     this.#pos += byteLength;
+    this.#records += count;
     // hand out an ArrayBuffer whose offset 0 is the batch start, like the live bridge
     const ab = this.#body.byteOffset === 0 && this.#body.buffer.byteLength >= byteLength
       ? this.#body.buffer as ArrayBuffer
       : this.#copyOut(byteLength);
-    return { probeId, count, byteLength, monoNs, buf: ab };
+    return { probeId, count, byteLength, monoNs, offset: this.#pos - byteLength - FRAME_HEADER, buf: ab };
   }
 
   #own: ArrayBuffer | undefined;

@@ -1,7 +1,7 @@
 // Replay source: feeds a recorded fixture through the same batch callback as the live source,
 // as fast as possible or at the recorded pace (batch arrival times from the file).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FixtureReader, type FixtureHeader } from './fixture.ts';
+import { FixtureFormatError, FixtureReader, type FixtureHeader } from './fixture.ts';
 import type { BatchSource, SourceBatchHandler, SourceProbe } from './types.ts';
 
 export type ReplaySpeed = 'max' | 'recorded';
@@ -40,6 +40,8 @@ export class ReplaySource implements BatchSource {
     const byId = new Map(this.probes.map((p) => [p.id, p]));
     const paced = this.opts.speed === 'recorded';
     const t0 = process.hrtime.bigint();
+    const startNs = BigInt(this.header.startMonotonicNs);
+    const endNs = BigInt(this.header.endMonotonicNs);
     let first: bigint | undefined;
     let sinceYield = 0;
     for (;;) {
@@ -48,6 +50,10 @@ export class ReplaySource implements BatchSource {
       if (!f) return;
       const probe = byId.get(f.probeId) ?? { id: f.probeId, name: `probe-${f.probeId}` };
       if (paced) {
+        // pacing trusts frame times: one outside the recording (corrupt) would stall the replay
+        if (f.monoNs < startNs || f.monoNs > endNs) {
+          throw new FixtureFormatError(`${this.#reader.path}: frame at offset ${f.offset} has time ${f.monoNs}, outside the recording (${startNs}..${endNs})`);
+        }
         first ??= f.monoNs;
         const dueNs = f.monoNs - first - (process.hrtime.bigint() - t0);
         if (dueNs > 1_000_000n) await sleep(Number(dueNs / 1_000_000n), undefined, { signal: this.#wake.signal }).catch(() => undefined);

@@ -531,9 +531,18 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
     }
   }
 
+  /** Batches and items given up on at shutdown (in-memory queue), logged once after the drain. */
+  private givenUp = { batches: 0, items: 0 };
+
   private giveUp(items: number, reason: string): 'aborted' {
     // Persistent queue: the record stays on disk, so this is not a loss.
-    if (!this.diskQueue) this.failed.add({ ...this.labels, reason }, items);
+    if (!this.diskQueue) {
+      this.failed.add({ ...this.labels, reason }, items);
+      if (this.memQueue) {
+        this.givenUp.batches++;
+        this.givenUp.items += items;
+      } else this.settings.logger.warn({ items, reason }, 'send given up: data dropped');
+    }
     return 'aborted';
   }
 
@@ -566,6 +575,8 @@ export class QueuedExporter<S extends SignalType> implements Component, Consumer
         }
         this.diskQueue?.stopTaking();
         await Promise.all(this.workers);
+        // one line for all the sends cut short (a line each could flood the log at shutdown)
+        if (this.givenUp.items > 0) this.settings.logger.warn({ ...this.givenUp, reason: 'shutdown' }, 'shutdown: in-flight data dropped (sends given up)');
         if (this.diskQueue) await this.diskQueue.close();
         this.unregisterCollect?.();
       } else {
