@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../../agent/src/cli/up.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { until } from '../lib/wait.ts';
@@ -31,14 +31,6 @@ async function exitWithin(r: ReturnType<typeof agent>, ms: number): Promise<numb
   clearTimeout(t);
   if (res === 'still running') r.child.kill('SIGKILL');
   return res;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 function config(name: string, yaml: string): string {

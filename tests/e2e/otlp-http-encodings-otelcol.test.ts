@@ -15,20 +15,11 @@ import { testLogger } from '../../collector/src/testing/fixtures.ts';
 import type { OtlpReceiver } from '../../collector/src/receivers/otlp/index.ts';
 import { encodeSignal } from '../../proto/src/otlp/index.ts';
 import { agentTraces } from '../../proto/src/otlp/fixtures.ts';
+import { waitFor } from '../lib/wait.ts';
 
 const TIMEOUT = { timeout: 30 * 60_000 }; // a first peer build takes minutes
 const ACCEPTED = ['gzip', 'deflate', 'zlib', 'zstd', 'snappy', 'x-snappy-framed'] as const;
 const ALL = [...ACCEPTED, 'lz4'] as const;
-
-async function waitFor<T>(what: string, f: () => T | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('reference otlphttp exporter with every compression → our OTLP/HTTP receiver = sent (lz4: 415)', TIMEOUT, async (t) => {
   const peer = await tryEnsurePeer('otelcol');

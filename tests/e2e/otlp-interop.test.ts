@@ -17,6 +17,7 @@ import { countItems, type SignalData, type SignalType } from '../../proto/src/mo
 import { ThrottledError } from '../../collector/src/component/errors.ts';
 import { arbs } from '../unit/otlp-helpers.ts';
 import { completeLines } from '../lib/jsonl.ts';
+import { waitFor } from '../lib/wait.ts';
 
 const SIGNALS = ['traces', 'metrics', 'logs'] as const;
 const TIMEOUT = { timeout: 30 * 60_000 }; // a first peer build takes minutes
@@ -30,16 +31,6 @@ function payloads(): { [S in SignalType]: SignalData[S][] } {
       .filter((d) => countItems(s, d) > 0)
       .slice(0, 6);
   return { traces: [agentTraces(200), ...pick('traces', 1)], metrics: pick('metrics', 2), logs: pick('logs', 3) };
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 test('our client → reference otlp receiver → file exporter JSON → our JSON decoder = sent', TIMEOUT, async (t) => {

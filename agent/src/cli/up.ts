@@ -35,7 +35,8 @@ everything cleanly.
   --replay            replay the bundled fixture instead of attaching to the kernel
   -h, --help          this text`;
 
-async function freePort(): Promise<number> {
+/** A TCP port free on loopback right now (for the collector `up` starts; tests use it too). */
+export async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   const port = (s.address() as { port: number }).port;
