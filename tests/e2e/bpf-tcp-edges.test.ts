@@ -1,51 +1,18 @@
-// Live tests of bpf/tcp/tcp.bpf.o at its edges: a reset sent from a TIME_WAIT socket (no struct
+// LiveTcp tests of bpf/tcp/tcp.bpf.o at its edges: a reset sent from a TIME_WAIT socket (no struct
 // sock behind it: no cgroup from the socket), ignore_loopback for IPv6 resets without a socket,
 // and the socket-owner table's counters and size (probes.max_sockets, through LiveSource).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { hasBpf, requires } from '../lib/env.ts';
-import type { BpfObject, RingReader } from '../../agent/src/bpf/object.ts';
-import { EventDecoder, verifyProbeLayouts, EventType, EventFlag, AF_INET6, type TcpEvent } from '../../agent/src/decode/index.ts';
+import { EventType, EventFlag, AF_INET6, type TcpEvent } from '../../agent/src/decode/index.ts';
 import { LiveSource } from '../../agent/src/sources/live.ts';
 import { knownProbes } from '../../agent/src/sources/probes.ts';
+import { sleep, startTcpProbe, type LiveTcp } from './bpf-live.ts';
 
-const objPath = process.env.KSCOPE_BPF_TCP_OBJ ?? fileURLToPath(new URL('../../bpf/tcp/tcp.bpf.o', import.meta.url));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
 const TCP_TIME_WAIT = 'TIME_WAIT';
 
-interface Live {
-  obj: BpfObject;
-  events: TcpEvent[];
-  waitFor(pred: (evs: TcpEvent[]) => boolean, what: string, ms?: number): Promise<void>;
-  stop(): Promise<void>;
-}
 
-async function startTcpProbe(globals: Record<string, number | bigint | boolean>): Promise<Live> {
-  const { BpfObject } = await import('../../agent/src/bpf/object.ts');
-  const obj = BpfObject.open(objPath);
-  verifyProbeLayouts('tcp', obj);
-  for (const [k, v] of Object.entries(globals)) obj.setGlobal(k, v);
-  obj.load();
-  for (const a of obj.attachAll()) assert.ok(a.ok, `attach ${a.program}: ${a.error}`);
-  const events: TcpEvent[] = [];
-  const dec = new EventDecoder({ tcp: (v) => { events.push(v.toObject()); } });
-  const reader: RingReader = obj.openRingBuffer('events', (buf, len, count) => { dec.decodeBatch(buf, len, count); });
-  return {
-    obj,
-    events,
-    async waitFor(pred, what, ms = 3000) {
-      const deadline = Date.now() + ms;
-      while (!pred(events)) {
-        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; got ${JSON.stringify(events.slice(-20), big, 1).slice(0, 3000)}`);
-        await sleep(20);
-      }
-    },
-    async stop() { await reader.stop(); obj.close(); },
-  };
-}
 
 /** A port on `host` with nothing listening (bound once, then released). */
 async function closedPort(host: string): Promise<number> {

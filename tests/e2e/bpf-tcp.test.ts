@@ -1,4 +1,4 @@
-// Live test of bpf/tcp/tcp.bpf.o: loads the prebuilt object, drives loopback TCP traffic and
+// LiveTcp test of bpf/tcp/tcp.bpf.o: loads the prebuilt object, drives loopback TCP traffic and
 // checks the decoded events. The server runs in a child process so that an event attributed to
 // the softirq's current task (often the client, on loopback) instead of the socket owner fails.
 import { test } from 'node:test';
@@ -6,58 +6,17 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { hasBpf, requires } from '../lib/env.ts';
-import type { BpfObject, RingReader } from '../../agent/src/bpf/object.ts';
 import {
-  EventDecoder, verifyProbeLayouts, EventType, EventFlag, AF_INET, AF_INET6, type TcpEvent,
+  EventType, EventFlag, AF_INET, AF_INET6, type TcpEvent,
 } from '../../agent/src/decode/index.ts';
+import { sleep, startTcpProbe, type LiveTcp } from './bpf-live.ts';
 
-// KSCOPE_BPF_TCP_OBJ runs the same checks against another build (e.g. a deliberately broken one).
-const objPath = process.env.KSCOPE_BPF_TCP_OBJ ?? fileURLToPath(new URL('../../bpf/tcp/tcp.bpf.o', import.meta.url));
 const myNetns = statSync('/proc/self/ns/net').ino;
 const myComm = readFileSync('/proc/self/comm', 'utf8').trim();
 
-interface Live {
-  obj: BpfObject;
-  events: TcpEvent[];
-  waitFor(pred: (evs: TcpEvent[]) => boolean, what: string, ms?: number): Promise<void>;
-  emitted(type: number): Promise<bigint>;
-  lost(): Promise<bigint>;
-  stop(): Promise<void>;
-}
 
-async function startTcpProbe(globals: Record<string, number | bigint | boolean>,
-  autoload: Record<string, boolean> = {}): Promise<Live> {
-  const { BpfObject, sumPerCpuU64 } = await import('../../agent/src/bpf/object.ts');
-  const obj = BpfObject.open(objPath);
-  verifyProbeLayouts('tcp', obj);
-  for (const [k, v] of Object.entries(globals)) obj.setGlobal(k, v);
-  for (const [p, on] of Object.entries(autoload)) obj.setAutoload(p, on);
-  obj.load();
-  const attached = obj.attachAll();
-  for (const a of attached) assert.ok(a.ok, `attach ${a.program}: ${a.error}`);
-  const events: TcpEvent[] = [];
-  const dec = new EventDecoder({ tcp: (v) => { events.push(v.toObject()); } });
-  const reader: RingReader = obj.openRingBuffer('events', (buf, len, count) => { dec.decodeBatch(buf, len, count); });
-  return {
-    obj,
-    events,
-    async waitFor(pred, what, ms = 3000) {
-      const deadline = Date.now() + ms;
-      while (!pred(events)) {
-        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; got ${JSON.stringify(events, big, 1).slice(0, 3000)}`);
-        await sleep(20);
-      }
-    },
-    async emitted(type) { return sumPerCpuU64(obj.mapLookup('emitted_events', type) ?? Buffer.alloc(0)); },
-    async lost() { return sumPerCpuU64(obj.mapLookup('lost_events', 0) ?? Buffer.alloc(0)); },
-    async stop() { await reader.stop(); obj.close(); },
-  };
-}
 
-const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A TCP server in a child process. Reads everything, answers `reply` bytes, then closes its side

@@ -14,20 +14,12 @@ import { hasBpf, requires } from '../lib/env.ts';
 import { BpfObject, sumPerCpuU64 } from '../../agent/src/bpf/object.ts';
 import { BpfLoadError } from '../../agent/src/bpf/errors.ts';
 import { nativeAvailable } from '../../agent/src/bpf/native.ts';
-import { SELFTEST_EVENT as E, SYS_getppid, selftestObjectPath, spawnLoadgen } from '../../agent/src/bpf/selftest.ts';
+import { SELFTEST_EVENT as E, spawnLoadgen } from '../../agent/src/bpf/selftest.ts';
+import { openSelftestFor } from './bpf-live.ts';
 
 const verifierTailObject = fileURLToPath(new URL('../../bpf/selftest/verifier_tail.bpf.o', import.meta.url));
 const ready = (): boolean => hasBpf() && nativeAvailable();
 const bpftool = ['/usr/sbin/bpftool', '/usr/bin/bpftool', '/sbin/bpftool'].find((p) => existsSync(p));
-
-function openFor(pid: number, extra: (o: BpfObject) => void = () => {}): BpfObject {
-  const o = BpfObject.open(selftestObjectPath);
-  o.setGlobal('targ_tgid', pid);
-  o.setGlobal('targ_syscall', SYS_getppid);
-  extra(o);
-  o.load();
-  return o;
-}
 
 test('a verifier log longer than 2 KiB keeps its end: the rejection and the instruction count', (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
@@ -52,7 +44,7 @@ test('a verifier log longer than 2 KiB keeps its end: the rejection and the inst
 test('a batch buffer transferred away by the callback is replaced; its memory is never written again', async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const gen = spawnLoadgen(1, 20_000);
-  const o = openFor(gen.pid, (x) => x.setGlobal('cookie', 0x5eed5eedn));
+  const o = openSelftestFor(gen.pid, (x) => x.setGlobal('cookie', 0x5eed5eedn));
   try {
     const moved: { ab: ArrayBuffer; copy: Uint8Array }[] = [];
     let records = 0, bad = 0;
@@ -100,7 +92,7 @@ test('close() detaches before the readers\' last drain: every record emitted is 
   if (!requires(t, ready() && bpftool !== undefined && existsSync('/sys/fs/bpf'), 'root, BPF, the addon, bpftool and bpffs')) return;
   for (let round = 0; round < 3; round++) {
     const gen = spawnLoadgen(3, 0); // as fast as it can: records arrive during close
-    const o = openFor(gen.pid);
+    const o = openSelftestFor(gen.pid);
     // the stats map outlives the object through a pin, so the final count is readable after close
     const pin = `/sys/fs/bpf/kscope-test-stats-${process.pid}-${randomBytes(4).toString('hex')}`;
     execFileSync(bpftool!, ['map', 'pin', 'id', String(o.mapId('stats')), pin]);
@@ -132,7 +124,7 @@ test('close() detaches before the readers\' last drain: every record emitted is 
 
 test('stop() and close() wake polling readers at once, whatever their poll timeout', async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
-  const o = openFor(2 ** 31 - 1); // a pid that does not exist: the readers just poll
+  const o = openSelftestFor(2 ** 31 - 1); // a pid that does not exist: the readers just poll
   try {
     o.attachAll();
     const readers = [0, 1].map(() => o.openRingBuffer('events', () => {}, { pollTimeoutMs: 2000 }));

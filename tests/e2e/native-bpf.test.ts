@@ -14,22 +14,14 @@ import { nativeAvailable } from '../../agent/src/bpf/native.ts';
 import { SELFTEST_EVENT as E, SYS_getppid, selftestObjectPath, spawnLoadgen } from '../../agent/src/bpf/selftest.ts';
 import { kernelCapabilities, probeObject } from '../../agent/src/bpf/probe.ts';
 import { main } from '../../agent/src/cli/index.ts';
+import { openSelftestFor } from './bpf-live.ts';
 
 const ready = (): boolean => hasBpf() && nativeAvailable();
-
-function openFor(pid: number, extra: (o: BpfObject) => void = () => {}): BpfObject {
-  const o = BpfObject.open(selftestObjectPath);
-  o.setGlobal('targ_tgid', pid);
-  o.setGlobal('targ_syscall', SYS_getppid);
-  extra(o);
-  o.load();
-  return o;
-}
 
 test('records arrive in batches, complete and in order, with globals applied', async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const gen = spawnLoadgen(0.5, 40_000);
-  const o = openFor(gen.pid, (x) => { x.setGlobal('cookie', 0xc0ffee12345678n); x.setGlobal('track_tids', true); });
+  const o = openSelftestFor(gen.pid, (x) => { x.setGlobal('cookie', 0xc0ffee12345678n); x.setGlobal('track_tids', true); });
   try {
     const attach = o.attachAll();
     assert.deepEqual(attach, [{ program: 'emit_sys_enter', ok: true }]);
@@ -182,7 +174,7 @@ test('backpressure: a slow consumer stops the drain, the BPF side counts reserve
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const gen = spawnLoadgen(0.4, 0);
   // 16 KiB ring, 2 × 4 KiB batches: the ring overflows while the callback is slow
-  const o = openFor(gen.pid, (x) => x.setMaxEntries('events', 16 * 1024));
+  const o = openSelftestFor(gen.pid, (x) => x.setMaxEntries('events', 16 * 1024));
   try {
     let delivered = 0;
     const r = o.openRingBuffer('events', (_buf, _len, count) => {
@@ -211,7 +203,7 @@ test('backpressure: a slow consumer stops the drain, the BPF side counts reserve
 test('a throwing consumer is counted, reported and does not stop the reader', async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const gen = spawnLoadgen(0.2, 20_000);
-  const o = openFor(gen.pid);
+  const o = openSelftestFor(gen.pid);
   try {
     const errors: unknown[] = [];
     let calls = 0;
@@ -236,7 +228,7 @@ test('a throwing consumer is counted, reported and does not stop the reader', as
 test('close stops running readers and detaches; idempotent', async (t) => {
   if (!requires(t, ready(), 'root, BPF and the native addon')) return;
   const gen = spawnLoadgen(0.6, 20_000);
-  const o = openFor(gen.pid);
+  const o = openSelftestFor(gen.pid);
   let records = 0;
   const r = o.openRingBuffer('events', (_b, _l, count) => { records += count; });
   o.attachAll();
