@@ -1,8 +1,9 @@
-// Shared by the live BPF tests: the tcp probe loaded from its prebuilt object with a ring reader
-// decoding into an array, and the selftest object aimed at one pid.
+// Shared by the live BPF tests: a loaded probe object's ring decoded into an array (liveEvents),
+// the tcp probe started that way, and the selftest object aimed at one pid.
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, sumPerCpuU64, type RingReader } from '../../agent/src/bpf/object.ts';
+import type { ChildProcess } from 'node:child_process';
 import { EventDecoder, verifyProbeLayouts, type TcpEvent } from '../../agent/src/decode/index.ts';
 import { SYS_getppid, selftestObjectPath } from '../../agent/src/bpf/selftest.ts';
 
@@ -13,13 +14,39 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** JSON.stringify replacer for events holding bigints. */
 export const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
 
-export interface LiveTcp {
+/** A loaded, attached object's events as they arrive. */
+export interface LiveEvents<E> {
   obj: BpfObject;
-  events: TcpEvent[];
-  waitFor(pred: (evs: TcpEvent[]) => boolean, what: string, ms?: number): Promise<void>;
+  events: E[];
+  waitFor(pred: (evs: E[]) => boolean, what: string, ms?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Reads `obj`'s `events` ring into an array: `visitor(push)` gives the decoder's visitor, which
+ * pushes the events the test wants (it may filter).
+ */
+export function liveEvents<E>(obj: BpfObject, visitor: (push: (e: E) => void) => ConstructorParameters<typeof EventDecoder>[0], defaultWaitMs = 3000): LiveEvents<E> {
+  const events: E[] = [];
+  const dec = new EventDecoder(visitor((e) => { events.push(e); }));
+  const reader: RingReader = obj.openRingBuffer('events', (buf, len, count) => { dec.decodeBatch(buf, len, count); });
+  return {
+    obj,
+    events,
+    async waitFor(pred, what, ms = defaultWaitMs) {
+      const deadline = Date.now() + ms;
+      while (!pred(events)) {
+        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; got ${JSON.stringify(events.slice(-20), big, 1).slice(0, 3000)}`);
+        await sleep(20);
+      }
+    },
+    async stop() { await reader.stop(); obj.close(); },
+  };
+}
+
+export interface LiveTcp extends LiveEvents<TcpEvent> {
   emitted(type: number): Promise<bigint>;
   lost(): Promise<bigint>;
-  stop(): Promise<void>;
 }
 
 /** The tcp probe with `globals` set and `autoload` programs switched, every program attached. */
@@ -30,23 +57,19 @@ export async function startTcpProbe(globals: Record<string, number | bigint | bo
   for (const [p, on] of Object.entries(autoload)) obj.setAutoload(p, on);
   obj.load();
   for (const a of obj.attachAll()) assert.ok(a.ok, `attach ${a.program}: ${a.error}`);
-  const events: TcpEvent[] = [];
-  const dec = new EventDecoder({ tcp: (v) => { events.push(v.toObject()); } });
-  const reader: RingReader = obj.openRingBuffer('events', (buf, len, count) => { dec.decodeBatch(buf, len, count); });
   return {
-    obj,
-    events,
-    async waitFor(pred, what, ms = 3000) {
-      const deadline = Date.now() + ms;
-      while (!pred(events)) {
-        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; got ${JSON.stringify(events.slice(-20), big, 1).slice(0, 3000)}`);
-        await sleep(20);
-      }
-    },
+    ...liveEvents<TcpEvent>(obj, (push) => ({ tcp: (v) => push(v.toObject()) })),
     async emitted(type) { return sumPerCpuU64(obj.mapLookup('emitted_events', type) ?? Buffer.alloc(0)); },
     async lost() { return sumPerCpuU64(obj.mapLookup('lost_events', 0) ?? Buffer.alloc(0)); },
-    async stop() { await reader.stop(); obj.close(); },
   };
+}
+
+/** How a child process ended (at once if it already has). */
+export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((r) => {
+    if (child.exitCode !== null || child.signalCode !== null) { r({ code: child.exitCode, signal: child.signalCode }); return; }
+    child.once('exit', (code, signal) => r({ code, signal }));
+  });
 }
 
 /** The selftest object counting `pid`'s getppid() calls, loaded (`extra` runs before load). */

@@ -15,19 +15,18 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hasBpf, requires } from '../lib/env.ts';
 import { nativeAvailable } from '../../agent/src/bpf/native.ts';
-import type { BpfObject, RingReader } from '../../agent/src/bpf/object.ts';
-import { EventDecoder, EventType, verifyProbeLayouts, type ProcEvent, type ExecEvent } from '../../agent/src/decode/index.ts';
+import type { BpfObject } from '../../agent/src/bpf/object.ts';
+import { EventType, verifyProbeLayouts, type ProcEvent, type ExecEvent } from '../../agent/src/decode/index.ts';
 import { olderKernelBtf } from './btf-shapes.ts';
+import { exited, liveEvents, sleep, type LiveEvents } from './bpf-live.ts';
 
 const objPath = process.env.KSCOPE_BPF_PROC_OBJ ?? fileURLToPath(new URL('../../bpf/proc/proc.bpf.o', import.meta.url));
 const srcPath = fileURLToPath(new URL('../../bpf/proc/proc.bpf.c', import.meta.url));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
 
 let btfDir: string | undefined;
 function oldBtfPath(): string {
@@ -81,44 +80,17 @@ test('CO-RE relocations pick each kernel\'s shapes (bpftool gen min_core_btf)', 
   assert.doesNotMatch(old, /'percpu_counter'/);
 });
 
-interface Live {
-  obj: BpfObject;
-  events: (ProcEvent | ExecEvent)[];
-  waitFor(pred: () => boolean, what: string, ms?: number): Promise<void>;
-  stop(): Promise<void>;
-}
 
-async function startProc(btfCustomPath?: string): Promise<Live> {
+async function startProc(btfCustomPath?: string): Promise<LiveEvents<ProcEvent | ExecEvent>> {
   const { BpfObject } = await import('../../agent/src/bpf/object.ts');
   const obj = BpfObject.open(objPath, btfCustomPath ? { btfCustomPath } : {});
   verifyProbeLayouts('proc', obj);
   obj.load();
   for (const a of obj.attachAll()) assert.ok(a.ok, `attach ${a.program}: ${a.error}`);
-  const events: (ProcEvent | ExecEvent)[] = [];
-  const dec = new EventDecoder({ proc: (v) => { events.push(v.toObject()); }, exec: (v) => { events.push(v.toObject()); } });
-  const reader: RingReader = obj.openRingBuffer('events', (buf, len, count) => { dec.decodeBatch(buf, len, count); });
-  return {
-    obj,
-    events,
-    async waitFor(pred, what, ms = 5000) {
-      const deadline = Date.now() + ms;
-      while (!pred()) {
-        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; got ${JSON.stringify(events.slice(-20), big, 1).slice(0, 3000)}`);
-        await sleep(20);
-      }
-    },
-    async stop() { await reader.stop(); obj.close(); },
-  };
+  return liveEvents<ProcEvent | ExecEvent>(obj, (push) => ({ proc: (v) => push(v.toObject()), exec: (v) => push(v.toObject()) }), 5000);
 }
 
-function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((r) => {
-    if (child.exitCode !== null || child.signalCode !== null) { r({ code: child.exitCode, signal: child.signalCode }); return; }
-    child.once('exit', (code, signal) => r({ code, signal }));
-  });
-}
-
-const exitsOf = (live: Live, pid: number) => live.events.filter((e) => e.typeCode === EventType.ProcExit && e.tgid === pid) as ProcEvent[];
+const exitsOf = (live: LiveEvents<ProcEvent | ExecEvent>, pid: number) => live.events.filter((e) => e.typeCode === EventType.ProcExit && e.tgid === pid) as ProcEvent[];
 
 /** exit_seen keys (struct exit_key: u32 tgid, u32 pad, u64 start_time) → tgids */
 function exitSeen(obj: BpfObject): number[] {
@@ -130,7 +102,7 @@ function exitSeen(obj: BpfObject): number[] {
  * on; the process exits with `code` when told to. Checks: no exit event after the thread's exit,
  * exactly one after the process's.
  */
-async function threadThenProcess(live: Live, code: number): Promise<number> {
+async function threadThenProcess(live: LiveEvents<ProcEvent | ExecEvent>, code: number): Promise<number> {
   const child = spawn(process.execPath, ['-e', `
     const { Worker } = require('worker_threads');
     new Worker('1', { eval: true }).on('exit', () => {

@@ -1,4 +1,4 @@
-// Live test of bpf/proc/proc.bpf.o: exec, exit, fork and OOM-victim events for processes this
+// LiveEvents<ProcOrExec> test of bpf/proc/proc.bpf.o: exec, exit, fork and OOM-victim events for processes this
 // test starts, including cgroup attribution (a cgroup v2 directory made for the test).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { hasBpf, requires } from '../lib/env.ts';
-import type { BpfObject, RingReader } from '../../agent/src/bpf/object.ts';
 import {
-  EventDecoder, verifyProbeLayouts, EventType, EventFlag, type ProcEvent, type ExecEvent,
+  verifyProbeLayouts, EventType, EventFlag, type ProcEvent, type ExecEvent,
 } from '../../agent/src/decode/index.ts';
+import { exited, liveEvents, sleep, type LiveEvents } from './bpf-live.ts';
 
 // KSCOPE_BPF_PROC_OBJ runs the same checks against another build (e.g. a deliberately broken one).
 const objPath = process.env.KSCOPE_BPF_PROC_OBJ ?? fileURLToPath(new URL('../../bpf/proc/proc.bpf.o', import.meta.url));
@@ -19,49 +19,24 @@ const memcgRoot = '/sys/fs/cgroup/memory';
 
 type ProcOrExec = ProcEvent | ExecEvent;
 
-interface Live {
-  obj: BpfObject;
-  events: ProcOrExec[];
-  waitFor(pred: (evs: ProcOrExec[]) => boolean, what: string, ms?: number): Promise<void>;
-  stop(): Promise<void>;
-}
 
-const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function startProcProbe(globals: Record<string, number | bigint | boolean>, keep: (e: ProcOrExec) => boolean): Promise<Live> {
+async function startProcProbe(globals: Record<string, number | bigint | boolean>, keep: (e: ProcOrExec) => boolean): Promise<LiveEvents<ProcOrExec>> {
   const { BpfObject } = await import('../../agent/src/bpf/object.ts');
   const obj = BpfObject.open(objPath);
   verifyProbeLayouts('proc', obj);
   for (const [k, v] of Object.entries(globals)) obj.setGlobal(k, v);
   obj.load();
   for (const a of obj.attachAll()) assert.ok(a.ok, `attach ${a.program}: ${a.error}`);
-  const events: ProcOrExec[] = [];
   // Other processes on the machine fork and exit too: keep only what the test is about.
-  const dec = new EventDecoder({
-    proc: (v) => { const e = v.toObject(); if (keep(e)) events.push(e); },
-    exec: (v) => { const e = v.toObject(); if (keep(e)) events.push(e); },
-  });
-  const reader: RingReader = obj.openRingBuffer('events', (buf, len, count) => { dec.decodeBatch(buf, len, count); });
-  return {
+  return liveEvents<ProcOrExec>(
     obj,
-    events,
-    async waitFor(pred, what, ms = 5000) {
-      const deadline = Date.now() + ms;
-      while (!pred(events)) {
-        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; got ${JSON.stringify(events, big, 1).slice(0, 3000)}`);
-        await sleep(20);
-      }
-    },
-    async stop() { await reader.stop(); obj.close(); },
-  };
-}
-
-function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((r) => {
-    if (child.exitCode !== null || child.signalCode !== null) { r({ code: child.exitCode, signal: child.signalCode }); return; }
-    child.once('exit', (code, signal) => r({ code, signal }));
-  });
+    (push) => ({
+      proc: (v) => { const e = v.toObject(); if (keep(e)) push(e); },
+      exec: (v) => { const e = v.toObject(); if (keep(e)) push(e); },
+    }),
+    5000,
+  );
 }
 
 const byType = (evs: ProcOrExec[], type: number) => evs.filter((e) => e.typeCode === type);
@@ -144,7 +119,7 @@ test('processes in a test cgroup carry its id, and target_cgroup_id filters on i
   const dir = `${cgroup2Root}/kscope-test-${randomBytes(4).toString('hex')}`;
   mkdirSync(dir);
   let child: ChildProcess | undefined;
-  let live: Live | undefined;
+  let live: LiveEvents<ProcOrExec> | undefined;
   try {
     const cgid = BigInt(statSync(dir).ino);
     live = await startProcProbe({ target_cgroup_id: cgid }, () => true);
@@ -181,7 +156,7 @@ test('an OOM kill in a memory-limited cgroup gives an OOM-victim event for the v
   if (!requires(t, hasBpf() && existsSync(`${memcgRoot}/memory.limit_in_bytes`), 'root, BPF and the v1 memory controller')) return;
   const dir = `${memcgRoot}/kscope-oom-${randomBytes(4).toString('hex')}`;
   mkdirSync(dir);
-  let live: Live | undefined;
+  let live: LiveEvents<ProcOrExec> | undefined;
   let child: ChildProcess | undefined;
   try {
     writeFileSync(`${dir}/memory.limit_in_bytes`, String(96 << 20));
