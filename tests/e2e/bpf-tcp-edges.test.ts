@@ -139,7 +139,11 @@ test('socket table: max_sockets sizes it; inserts and deletes are counted, and o
     await sleep(300);
     const [s2] = src.socketTables();
     const removed = s2!.deleted - s1!.deleted;
-    assert.ok(removed > 0n && removed <= BigInt(CAP), `only entries still in the table are deleted (${removed})`);
+    // The probe records every host's passive children (their owner is unknown until accept), so
+    // another test's loopback traffic meanwhile adds entries it then deletes: what can be deleted
+    // is what the table held (at most CAP) plus what was inserted since.
+    const insertedSince = s2!.inserted - s1!.inserted;
+    assert.ok(removed > 0n && removed <= BigInt(CAP) + insertedSince, `only entries in the table are deleted (${removed}, ${insertedSince} inserted since)`);
     assert.ok(s2!.inserted - s2!.deleted >= BigInt(2 * N - CAP), 'what is left is at least the evicted owners');
   } finally {
     await src.stop();
